@@ -1,0 +1,99 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class FeatureOutput(_message.Message):
+    __slots__ = ("name", "shape")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class Backbone(_message.Message):
+    __slots__ = ("name", "version", "plugin", "input_height", "input_width", "color_order", "mean", "std", "outputs", "lora_targets", "loaded", "export_id", "onnx_sha256", "providers", "description")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PLUGIN_FIELD_NUMBER: _ClassVar[int]
+    INPUT_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    INPUT_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    COLOR_ORDER_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    STD_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    LORA_TARGETS_FIELD_NUMBER: _ClassVar[int]
+    LOADED_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_ID_FIELD_NUMBER: _ClassVar[int]
+    ONNX_SHA256_FIELD_NUMBER: _ClassVar[int]
+    PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    plugin: str
+    input_height: int
+    input_width: int
+    color_order: str
+    mean: _containers.RepeatedScalarFieldContainer[float]
+    std: _containers.RepeatedScalarFieldContainer[float]
+    outputs: _containers.RepeatedCompositeFieldContainer[FeatureOutput]
+    lora_targets: _containers.RepeatedScalarFieldContainer[str]
+    loaded: bool
+    export_id: str
+    onnx_sha256: str
+    providers: _containers.RepeatedScalarFieldContainer[str]
+    description: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., plugin: _Optional[str] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ..., color_order: _Optional[str] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., outputs: _Optional[_Iterable[_Union[FeatureOutput, _Mapping]]] = ..., lora_targets: _Optional[_Iterable[str]] = ..., loaded: _Optional[bool] = ..., export_id: _Optional[str] = ..., onnx_sha256: _Optional[str] = ..., providers: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ...) -> None: ...
+
+class ListBackbonesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListBackbonesResponse(_message.Message):
+    __slots__ = ("backbones",)
+    BACKBONES_FIELD_NUMBER: _ClassVar[int]
+    backbones: _containers.RepeatedCompositeFieldContainer[Backbone]
+    def __init__(self, backbones: _Optional[_Iterable[_Union[Backbone, _Mapping]]] = ...) -> None: ...
+
+class Task(_message.Message):
+    __slots__ = ("name", "backbone", "class_names", "active_adapter_version", "builtin")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BACKBONE_FIELD_NUMBER: _ClassVar[int]
+    CLASS_NAMES_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_ADAPTER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BUILTIN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    backbone: str
+    class_names: _containers.RepeatedScalarFieldContainer[str]
+    active_adapter_version: str
+    builtin: bool
+    def __init__(self, name: _Optional[str] = ..., backbone: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., active_adapter_version: _Optional[str] = ..., builtin: _Optional[bool] = ...) -> None: ...
+
+class ListTasksRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTasksResponse(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[Task]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ...) -> None: ...
+
+class GetTaskRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class CreateTaskRequest(_message.Message):
+    __slots__ = ("name", "class_names", "backbone")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CLASS_NAMES_FIELD_NUMBER: _ClassVar[int]
+    BACKBONE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    class_names: _containers.RepeatedScalarFieldContainer[str]
+    backbone: str
+    def __init__(self, name: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., backbone: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,151 @@
+"""Server settings: defaults that suit a camera line, a TOML file, CLI flags.
+
+Precedence: CLI flags > the settings file (`--config`, or `edgetl.toml` in the
+data directory) > the defaults below. Plugins read their own table under
+`[plugins.<name>]`.
+
+Example `edgetl.toml`::
+
+    [server]
+    host = "127.0.0.1"
+    port = 50051
+
+    [runtime]
+    providers = ["tensorrt", "cuda", "cpu"]
+    intra_op_threads = 0          # 0: ONNX Runtime picks (one per core)
+
+    [limits]
+    max_pixels = 40_000_000
+
+    [plugins.timm]
+    backbones = [{ name = "resnet18-local", model = "resnet18", weights = "/models/resnet18.safetensors" }]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgetl.errors import ConfigError
+
+DEFAULT_DATA_DIR = Path("edgetl-data")
+DEFAULT_PORT = 50051
+SETTINGS_FILE_NAME = "edgetl.toml"
+
+
+@dataclass
+class Settings:
+    """Everything a server needs to start; each field is documented in README.md."""
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    # -- [server]
+    host: str = "127.0.0.1"  # loopback unless asked otherwise
+    port: int = DEFAULT_PORT
+    grace_s: float = 5.0  # how long in-flight calls may finish on SIGTERM
+    max_message_bytes: int = 32 * 1024 * 1024  # a 12 MP camera PNG is ~20 MB
+    # -- [runtime]
+    default_backbone: str = "efficientnet_lite0"
+    providers: tuple[str, ...] = ("tensorrt", "cuda", "cpu")
+    intra_op_threads: int = 0  # 0: ONNX Runtime's default
+    inter_op_threads: int = 1
+    decode_threads: int = 2  # image decode + preprocess workers
+    max_batch: int = 8  # images the backbone takes at once when requests queue up
+    # -- [limits]
+    max_pixels: int = 40_000_000  # checked from the header, before decoding
+    # -- [plugins]
+    plugins: dict[str, Any] = field(default_factory=dict)
+    disabled_plugins: tuple[str, ...] = ()
+
+    _SECTIONS = {
+        "server": ("host", "port", "grace_s", "max_message_bytes"),
+        "runtime": (
+            "default_backbone",
+            "providers",
+            "intra_op_threads",
+            "inter_op_threads",
+            "decode_threads",
+            "max_batch",
+        ),
+        "limits": ("max_pixels",),
+    }
+
+    @classmethod
+    def load(cls, config: Path | None = None, data_dir: Path | None = None, **overrides: Any) -> "Settings":
+        """Read settings: defaults, then the file, then non-None `overrides`."""
+        settings = cls()
+        if data_dir is not None:
+            settings.data_dir = Path(data_dir)
+        elif os.environ.get("EDGETL_DATA_DIR"):
+            settings.data_dir = Path(os.environ["EDGETL_DATA_DIR"])
+        path = config if config is not None else settings.data_dir / SETTINGS_FILE_NAME
+        if config is not None and not path.is_file():
+            raise ConfigError(f"settings file {path} does not exist")
+        if path.is_file():
+            settings._apply_file(path)
+        for key, value in overrides.items():
+            if value is not None:
+                settings._set(key, value, source="command line")
+        disabled = os.environ.get("EDGETL_DISABLED_PLUGINS", "")
+        if disabled:
+            settings.disabled_plugins = tuple(
+                {*settings.disabled_plugins, *(p.strip() for p in disabled.split(",") if p.strip())}
+            )
+        return settings
+
+    def _apply_file(self, path: Path) -> None:
+        try:
+            doc = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read settings file {path}: {exc}") from exc
+        for section, value in doc.items():
+            if section == "plugins":
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{path}: [plugins] must be a table")
+                self.plugins = value
+            elif section == "disabled_plugins":
+                self.disabled_plugins = tuple(value)
+            elif section in self._SECTIONS and isinstance(value, dict):
+                for key, item in value.items():
+                    if key not in self._SECTIONS[section]:
+                        known = ", ".join(self._SECTIONS[section])
+                        raise ConfigError(f"{path}: unknown setting [{section}] {key}; known: {known}")
+                    self._set(key, item, source=str(path))
+            else:
+                known = ", ".join([*self._SECTIONS, "plugins", "disabled_plugins"])
+                raise ConfigError(f"{path}: unknown section {section!r}; known: {known}")
+
+    def _set(self, key: str, value: Any, source: str) -> None:
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown setting {key!r}")
+        current = getattr(self, key)
+        try:
+            if isinstance(current, tuple):
+                value = tuple(value)
+            elif isinstance(current, Path):
+                value = Path(value)
+            elif isinstance(current, bool) or not isinstance(current, (int, float, str)):
+                pass
+            else:
+                value = type(current)(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: setting {key!r} = {value!r}: {exc}") from exc
+        setattr(self, key, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe copy, handed to the export subprocess."""
+        out = dataclasses.asdict(self)
+        out["data_dir"] = str(self.data_dir)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Settings":
+        data = dict(data)
+        data["data_dir"] = Path(data["data_dir"])
+        for key in ("providers", "disabled_plugins"):
+            data[key] = tuple(data[key])
+        return cls(**data)
