@@ -56,6 +56,7 @@ class Settings:
     max_batch: int = 8  # images the backbone takes at once when requests queue up
     # -- [limits]
     max_pixels: int = 40_000_000  # checked from the header, before decoding
+    max_queue: int = 256  # images waiting for a backbone; past it callers get UNAVAILABLE
     # -- [plugins]
     plugins: dict[str, Any] = field(default_factory=dict)
     disabled_plugins: tuple[str, ...] = ()
@@ -70,7 +71,7 @@ class Settings:
             "decode_threads",
             "max_batch",
         ),
-        "limits": ("max_pixels",),
+        "limits": ("max_pixels", "max_queue"),
     }
 
     @classmethod

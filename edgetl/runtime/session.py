@@ -1,0 +1,71 @@
+"""A backbone loaded for serving: its ONNX Runtime session and its preprocessing."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+from edgetl.errors import ExportError
+from edgetl.runtime.preprocess import Preprocessor
+from edgetl.runtime.providers import CPU, choose_providers
+from edgetl.runtime.store import ExportRecord
+from edgetl.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class BackboneSession:
+    """Runs one exported backbone. Thread-safe: ORT sessions allow concurrent run()."""
+
+    def __init__(self, record: ExportRecord, settings: Settings, trt_cache_root):
+        self.record = record
+        manifest = record.manifest
+        spec = manifest["spec"]
+        self.name: str = manifest["backbone"]
+        self.input_name: str = manifest["input"]["name"]
+        self.input_size = tuple(spec["input_size"])
+        self.class_names: tuple[str, ...] = ()
+        self.preprocess = Preprocessor(self.input_size, spec["color_order"], spec["mean"], spec["std"])
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = settings.intra_op_threads
+        options.inter_op_num_threads = settings.inter_op_threads
+        providers, line = choose_providers(settings.providers, ort.get_available_providers(), trt_cache_root, record.onnx_sha256)
+        self.session = self._create(options, providers)
+        self.providers: list[str] = self.session.get_providers()
+        log.info("%s (backbone %s; active: %s)", line, self.name, ", ".join(self.providers))
+        self.output_names = tuple(o.name for o in self.session.get_outputs())
+        missing = set(record.output_shapes) - set(self.output_names)
+        if missing:
+            raise ExportError(f"export {record.export_id} lacks outputs {sorted(missing)} named in its manifest")
+
+    def _create(self, options: ort.SessionOptions, providers) -> ort.InferenceSession:
+        # onnxruntime-gpu lists TensorRT and CUDA as available even when their
+        # libraries are missing; a failed start falls down the list, ending on CPU.
+        while True:
+            try:
+                return ort.InferenceSession(str(self.record.onnx_path), options, providers=providers)
+            except Exception as exc:  # noqa: BLE001 - retried with fewer providers
+                first = providers[0] if isinstance(providers[0], str) else providers[0][0]
+                if first == CPU:
+                    raise ExportError(f"cannot load {self.record.onnx_path}: {exc}") from exc
+                log.warning("provider %s failed to start (%s); falling back", first, str(exc).splitlines()[0][:200])
+                providers = providers[1:]
+
+    def run(self, batch: np.ndarray, outputs: list[str]) -> dict[str, np.ndarray]:
+        """Run a normalised batch [N, 3, H, W]; returns the requested outputs."""
+        values = self.session.run(outputs, {self.input_name: batch})
+        return dict(zip(outputs, values))
+
+    def warm_up(self, max_batch: int) -> float:
+        """Run once at batch 1 and at max_batch so the first caller does not pay
+        for lazy allocation (or a TensorRT engine build). Returns seconds taken."""
+        started = time.perf_counter()
+        h, w = self.input_size
+        for n in sorted({1, max_batch}):
+            self.run(np.zeros((n, 3, h, w), np.float32), list(self.output_names))
+        return time.perf_counter() - started

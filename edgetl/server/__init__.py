@@ -1,0 +1,1 @@
+"""The gRPC server: app, servicers (one module per service), interceptor, conversion."""

@@ -1,0 +1,157 @@
+"""The edgetl server: load backbones, start gRPC with health and reflection, stop gracefully.
+
+Start-up order: plugins -> backbone exports (exported once, in a spawned
+process, then reused) -> ONNX Runtime sessions, warmed up -> gRPC services ->
+health SERVING -> the `ready` line. On SIGTERM: health NOT_SERVING, then
+stop with a grace period so calls in flight finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Iterable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from edgetl.api.v1 import inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
+from edgetl.backbones.registry import BackboneRegistry
+from edgetl.errors import ConfigError, EdgetlError
+from edgetl.runtime.batcher import MicroBatcher
+from edgetl.runtime.engine import ActiveAdapter, InferenceEngine
+from edgetl.runtime.heads import LogitsHead
+from edgetl.runtime.session import BackboneSession
+from edgetl.runtime.store import ModelStore
+from edgetl.server.inference_servicer import InferenceServicer
+from edgetl.server.interceptors import ErrorMappingInterceptor
+from edgetl.server.model_servicer import ModelServicer
+from edgetl.settings import Settings
+from edgetl.tasks.store import Task, TaskStore
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name,
+    model_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+)
+DB_FILE = "edgetl.db"
+
+
+class EdgetlServer:
+    """One server process's worth of state. `await start()`, then `await stop()`."""
+
+    def __init__(self, settings: Settings, extra_plugins: Iterable[tuple[str, object]] = ()):
+        self.settings = settings
+        self.extra_plugins = list(extra_plugins)
+        self.port: int | None = None
+        self.engine: InferenceEngine | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health: health.aio.HealthServicer | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.host}:{self.port}"
+
+    async def start(self) -> str:
+        settings = self.settings
+        started = time.perf_counter()
+        data_dir = Path(settings.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.registry = BackboneRegistry.from_settings(settings, self.extra_plugins)
+        self.store = ModelStore(data_dir / "store")
+        tasks = TaskStore(data_dir / DB_FILE)
+
+        wanted = [settings.default_backbone] + sorted({t.backbone for t in tasks.list()} - {settings.default_backbone})
+        batchers: dict[str, MicroBatcher] = {}
+        for name in wanted:
+            try:
+                batchers[name] = await asyncio.to_thread(self._load_backbone, name)
+            except EdgetlError as exc:
+                if name == settings.default_backbone:
+                    raise
+                log.error("backbone %s not loaded (%s); its tasks answer FAILED_PRECONDITION", name, exc)
+
+        self.engine = InferenceEngine(tasks, batchers, settings.max_pixels, settings.decode_threads)
+        for name in batchers:
+            spec = self.registry.get(name).spec
+            if spec.builtin_task:
+                task = Task(spec.builtin_task, name, spec.class_names, builtin=True)
+                self.engine.add_builtin_task(task, ActiveAdapter("builtin", LogitsHead()))
+
+        self._server = grpc.aio.server(
+            interceptors=[ErrorMappingInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_send_message_length", settings.max_message_bytes),
+                ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
+            ],
+        )
+        inference_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(self.engine), self._server)
+        model_pb2_grpc.add_ModelServiceServicer_to_server(
+            ModelServicer(self.registry, self.engine, settings.default_backbone), self._server
+        )
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self._server,
+        )
+        try:
+            self.port = self._server.add_insecure_port(f"{settings.host}:{settings.port}")
+        except RuntimeError as exc:
+            raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {exc}") from exc
+        if not self.port:
+            raise ConfigError(f"cannot listen on {settings.host}:{settings.port} (in use, or not an address of this machine)")
+        await self._server.start()
+        for service in ("", *SERVICE_NAMES):
+            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        log.info("started in %.2f s", time.perf_counter() - started)
+        return self.address
+
+    def _load_backbone(self, name: str) -> MicroBatcher:
+        backbone = self.registry.get(name)
+        record = self.store.ensure(backbone, self.settings.to_dict())
+        session = BackboneSession(record, self.settings, self.store.trt_cache)
+        seconds = session.warm_up(self.settings.max_batch)
+        log.info("backbone %s ready (export %s, warm-up %.2f s)", name, record.export_id, seconds)
+        return MicroBatcher(session, self.settings.max_batch, self.settings.max_queue)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Health NOT_SERVING first (balancers stop sending), then finish in-flight calls."""
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(self.settings.grace_s if grace is None else grace)
+        if self.engine is not None:
+            self.engine.close()
+            self.engine.tasks.close()
+
+    async def wait(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+
+async def serve_forever(settings: Settings, announce=print) -> None:
+    """Run until SIGTERM or SIGINT; `announce` gets the line containing `ready`."""
+    server = EdgetlServer(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        address = await server.start()
+    except BaseException:
+        await server.stop(0)
+        raise
+    engine = server.engine
+    loaded = ", ".join(f"{name} on {b.session.providers[0]}" for name, b in engine.batchers.items())
+    tasks = ", ".join(t.name for t in engine.list_tasks()) or "none"
+    announce(f"edgetl ready on {address} (backbones: {loaded}; tasks: {tasks})")
+    await stop.wait()
+    log.info("shutting down: health NOT_SERVING, %.1f s grace for calls in flight", settings.grace_s)
+    await server.stop()

@@ -1,0 +1,73 @@
+"""One interceptor turns exceptions into gRPC status codes (DESIGN.md decision 7).
+
+EdgetlError subclasses carry their status; anything else is a bug, logged
+with its traceback and answered INTERNAL with an id to find it in the log,
+never with the traceback itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import grpc
+
+from edgetl.errors import EdgetlError
+
+log = logging.getLogger(__name__)
+
+
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status code and message a caller sees for `exc`."""
+    if isinstance(exc, EdgetlError):
+        return getattr(grpc.StatusCode, exc.code), str(exc)
+    incident = uuid.uuid4().hex[:8]
+    log.error("internal error %s", incident, exc_info=exc)
+    return grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); see the server log"
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_stream:
+            return grpc.stream_stream_rpc_method_handler(
+                _wrap_stream(handler.stream_stream), handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream), handler.request_deserializer, handler.response_serializer
+            )
+        return handler  # stream_unary: none of ours
+
+
+def _wrap_unary(behavior):
+    async def wrapped(request, context: grpc.aio.ServicerContext):
+        try:
+            return await behavior(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped, never leaked
+            code, message = status_for(exc)
+            await context.abort(code, message)
+
+    return wrapped
+
+
+def _wrap_stream(behavior):
+    async def wrapped(request_or_iterator, context: grpc.aio.ServicerContext):
+        try:
+            async for response in behavior(request_or_iterator, context):
+                yield response
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            code, message = status_for(exc)
+            await context.abort(code, message)
+
+    return wrapped

@@ -1,0 +1,101 @@
+"""The task store: tasks in SQLite (WAL, synchronous=FULL) under the data directory.
+
+A task created here exists across restarts. Built-in tasks (a backbone's own
+classifier, e.g. `imagenet`) are not stored: they come with their backbone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgetl.errors import AlreadyExists, InvalidInput, NotFound
+
+TASK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_CLASSES = 1000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    name        TEXT PRIMARY KEY,
+    backbone    TEXT NOT NULL,
+    class_names TEXT NOT NULL,      -- JSON list, order is the score order
+    created_at  REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Task:
+    """An inspection task: its name, the backbone it runs on, its classes."""
+
+    name: str
+    backbone: str
+    class_names: tuple[str, ...]
+    builtin: bool = False
+
+
+def validate_task(name: str, class_names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    if not TASK_NAME_RE.match(name or ""):
+        raise InvalidInput(f"task name {name!r} must be 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit")
+    classes = tuple(c.strip() for c in class_names)
+    if len(classes) < 2:
+        raise InvalidInput(f"task {name!r} needs at least two class names (e.g. 'ok' and 'defect'), got {list(classes)}")
+    if len(classes) > MAX_CLASSES:
+        raise InvalidInput(f"task {name!r} has {len(classes)} classes; the limit is {MAX_CLASSES}")
+    if any(not c or len(c) > 128 for c in classes):
+        raise InvalidInput(f"task {name!r}: class names must be 1-128 characters")
+    duplicates = sorted({c for c in classes if classes.count(c) > 1})
+    if duplicates:
+        raise InvalidInput(f"task {name!r}: class names repeat: {duplicates}")
+    return classes
+
+
+class TaskStore:
+    """Create and read tasks. Safe to share between threads."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged write survives power loss
+            self._db.executescript(SCHEMA)
+
+    def create(self, name: str, class_names, backbone: str) -> Task:
+        classes = validate_task(name, class_names)
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO tasks (name, backbone, class_names, created_at) VALUES (?, ?, ?, ?)",
+                    (name, backbone, json.dumps(classes), time.time()),
+                )
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(f"task {name!r} already exists") from None
+        return Task(name, backbone, classes)
+
+    def get(self, name: str) -> Task | None:
+        with self._lock:
+            row = self._db.execute("SELECT name, backbone, class_names FROM tasks WHERE name = ?", (name,)).fetchone()
+        return _task(row) if row else None
+
+    def list(self) -> list[Task]:
+        with self._lock:
+            rows = self._db.execute("SELECT name, backbone, class_names FROM tasks ORDER BY name").fetchall()
+        return [_task(row) for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _task(row) -> Task:
+    return Task(row[0], row[1], tuple(json.loads(row[2])))
+
+
+__all__ = ["Task", "TaskStore", "NotFound", "validate_task"]
