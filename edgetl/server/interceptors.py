@@ -12,9 +12,39 @@ import uuid
 
 import grpc
 
-from edgetl.errors import EdgetlError
+from edgetl.errors import EdgetlError, InvalidInput
 
 log = logging.getLogger(__name__)
+
+
+class _Malformed:
+    """Stands in for a request whose bytes did not parse, so the call gets
+    INVALID_ARGUMENT instead of grpc's UNKNOWN with a Python class name."""
+
+    def __init__(self, error: Exception):
+        self.error = InvalidInput(
+            f"malformed request: {error}; is the client built from the edgetl.v1 protos?"
+        )
+
+
+def _safe(deserializer):
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes):
+        try:
+            return deserializer(data)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's
+            return _Malformed(exc)
+
+    return parse
+
+
+async def _checked(request_iterator):
+    async for request in request_iterator:
+        if isinstance(request, _Malformed):
+            raise request.error
+        yield request
 
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -33,15 +63,17 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             return None
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer
+                _wrap_unary(handler.unary_unary), _safe(handler.request_deserializer), handler.response_serializer
             )
         if handler.stream_stream:
             return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream(handler.stream_stream), handler.request_deserializer, handler.response_serializer
+                _wrap_stream(handler.stream_stream, streaming_request=True),
+                _safe(handler.request_deserializer),
+                handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream), handler.request_deserializer, handler.response_serializer
+                _wrap_stream(handler.unary_stream), _safe(handler.request_deserializer), handler.response_serializer
             )
         return handler  # stream_unary: none of ours
 
@@ -49,6 +81,8 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 def _wrap_unary(behavior):
     async def wrapped(request, context: grpc.aio.ServicerContext):
         try:
+            if isinstance(request, _Malformed):
+                raise request.error
             return await behavior(request, context)
         except grpc.aio.AbortError:
             raise
@@ -59,9 +93,13 @@ def _wrap_unary(behavior):
     return wrapped
 
 
-def _wrap_stream(behavior):
+def _wrap_stream(behavior, streaming_request: bool = False):
     async def wrapped(request_or_iterator, context: grpc.aio.ServicerContext):
         try:
+            if streaming_request:
+                request_or_iterator = _checked(request_or_iterator)
+            elif isinstance(request_or_iterator, _Malformed):
+                raise request_or_iterator.error
             async for response in behavior(request_or_iterator, context):
                 yield response
         except grpc.aio.AbortError:

@@ -1,0 +1,92 @@
+"""Classify through a real server on loopback: every input form, unary and streaming."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgetl.api.v1 import image_pb2, inference_pb2, inference_pb2_grpc
+from tests.conftest import encode
+
+EGYPTIAN_CAT = 285
+
+
+def classify(server, image: image_pb2.Image, task: str = "imagenet", top_k: int = 0):
+    stub = inference_pb2_grpc.InferenceServiceStub(server.channel)
+    return stub.Classify(inference_pb2.ClassifyRequest(task=task, image=image, top_k=top_k), timeout=30)
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp"])
+def test_chelsea_is_an_egyptian_cat_in_every_format(server, chelsea_rgb, ext):
+    r = classify(server, image_pb2.Image(encoded=encode(chelsea_rgb, ext)))
+    assert r.label == "Egyptian cat"
+    assert int(np.argmax(r.scores)) == EGYPTIAN_CAT
+    assert r.score == pytest.approx(0.78, abs=0.05)
+    assert len(r.scores) == 1000 and sum(r.scores) == pytest.approx(1.0, abs=1e-4)
+    assert r.task == "imagenet" and r.adapter_version == "builtin"
+    assert [c.label for c in r.top_classes][0] == "Egyptian cat" and len(r.top_classes) == 5
+    t = r.timing
+    assert 0 < t.decode_ms < t.total_ms and 0 < t.inference_ms < t.total_ms
+
+
+def test_raw_tensors_match_the_encoded_file(server, chelsea_rgb):
+    png = classify(server, image_pb2.Image(encoded=encode(chelsea_rgb, ".png")))
+    h, w, _ = chelsea_rgb.shape
+    rgb = image_pb2.RawImage(data=chelsea_rgb.tobytes(), shape=[h, w, 3], dtype="uint8")
+    bgr = image_pb2.RawImage(data=np.ascontiguousarray(chelsea_rgb[:, :, ::-1]).tobytes(), shape=[h, w, 3], color_order=image_pb2.COLOR_ORDER_BGR)
+    for raw in (rgb, bgr):
+        r = classify(server, image_pb2.Image(raw=raw))
+        assert r.label == png.label
+        np.testing.assert_allclose(r.scores, png.scores, atol=1e-5)
+
+
+def test_grey_raw_image_is_accepted(server, chelsea_rgb):
+    grey = chelsea_rgb.mean(axis=2).astype(np.uint8)
+    r = classify(server, image_pb2.Image(raw=image_pb2.RawImage(data=grey.tobytes(), shape=list(grey.shape))))
+    assert len(r.scores) == 1000 and r.label
+
+
+def test_top_k_lists_the_best_classes_in_order(server, chelsea_rgb):
+    r = classify(server, image_pb2.Image(encoded=encode(chelsea_rgb)), top_k=3)
+    scores = [c.score for c in r.top_classes]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+    assert scores[0] == pytest.approx(max(r.scores))
+
+
+def test_stream_answers_in_order_and_survives_a_bad_frame(server, chelsea_rgb):
+    stub = inference_pb2_grpc.InferenceServiceStub(server.channel)
+    good = image_pb2.Image(encoded=encode(chelsea_rgb, ".jpg"))
+    frames = [good, good, image_pb2.Image(encoded=b"not an image"), good, image_pb2.Image(), good, good, good]
+    requests = [inference_pb2.ClassifyRequest(task="imagenet", image=img, request_id=f"f{i}") for i, img in enumerate(frames)]
+    responses = list(stub.ClassifyStream(iter(requests), timeout=60))
+    assert [r.request_id for r in responses] == [f"f{i}" for i in range(len(frames))]
+    for i, r in enumerate(responses):
+        if i in (2, 4):
+            assert r.error.code == 3 and r.error.message  # INVALID_ARGUMENT, with a reason
+        else:
+            assert not r.HasField("error") and r.label == "Egyptian cat"
+
+
+def test_stream_with_an_unknown_task_reports_not_found_per_frame(server, chelsea_rgb):
+    stub = inference_pb2_grpc.InferenceServiceStub(server.channel)
+    req = inference_pb2.ClassifyRequest(task="nope", image=image_pb2.Image(encoded=encode(chelsea_rgb)))
+    (r,) = list(stub.ClassifyStream(iter([req]), timeout=30))
+    assert r.error.code == 5 and "unknown task 'nope'" in r.error.message
+
+
+def test_concurrent_callers_get_their_own_answers(server, chelsea_rgb):
+    """Requests batched together must not get each other's results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cat = encode(chelsea_rgb, ".png")
+    flipped = encode(np.ascontiguousarray(chelsea_rgb[::-1]), ".png")  # upside down: other scores
+    expected = {name: classify(server, image_pb2.Image(encoded=b)).scores for name, b in (("cat", cat), ("flipped", flipped))}
+
+    def call(i):
+        name = "cat" if i % 2 else "flipped"
+        r = classify(server, image_pb2.Image(encoded=cat if name == "cat" else flipped))
+        return name, r.scores
+
+    with ThreadPoolExecutor(8) as pool:
+        for name, scores in pool.map(call, range(48)):
+            np.testing.assert_allclose(scores, expected[name], atol=1e-5)

@@ -1,0 +1,128 @@
+"""The `edgetl` command as users and scripts run it: a real `edgetl serve` process."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import encode
+
+EDGETL = [sys.executable, "-m", "edgetl"]
+
+
+class ServeProcess:
+    def __init__(self, data_dir: Path, *args: str):
+        self.proc = subprocess.Popen(
+            [*EDGETL, "serve", "--data-dir", str(data_dir), "--port", "0", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + 120
+        self.ready_line = ""
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"edgetl serve exited: {self.proc.wait()} {self.proc.stderr.read()[-2000:]}")
+            if "ready" in line:
+                self.ready_line = line.strip()
+                break
+        self.address = re.search(r"ready on (\S+)", self.ready_line).group(1)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def serve(data_dir):
+    started = []
+
+    def start(*args):
+        p = ServeProcess(data_dir, *args)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+def run(*args, env=None):
+    return subprocess.run([*EDGETL, *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_serve_predict_prints_a_cat(serve, tmp_path, chelsea_rgb):
+    server = serve()
+    assert server.ready_line.startswith("edgetl ready on 127.0.0.1:") and "imagenet" in server.ready_line
+    image = tmp_path / "chelsea.png"
+    image.write_bytes(encode(chelsea_rgb))
+    result = run("predict", "--server", server.address, "--task", "imagenet", "--json", str(image))
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["file"] == str(image) and out["label"] == "Egyptian cat" and out["adapter_version"] == "builtin"
+    assert out["score"] == pytest.approx(0.78, abs=0.05) and out["scores"]["Egyptian cat"] == out["score"]
+    human = run("predict", "--server", server.address, "--task", "imagenet", str(image))
+    assert "Egyptian cat" in human.stdout
+
+
+def test_server_address_from_the_environment(serve):
+    server = serve()
+    result = run("backbones", env={**os.environ, "EDGETL_SERVER": server.address})
+    assert result.returncode == 0 and "efficientnet_lite0" in result.stdout and "loaded on CPUExecutionProvider" in result.stdout
+
+
+def test_tasks_create_and_list(serve):
+    server = serve()
+    created = run("tasks", "create", "weld", "--classes", "ok,crack", "--server", server.address, "--json")
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["class_names"] == ["ok", "crack"]
+    listed = [json.loads(line)["name"] for line in run("tasks", "--server", server.address, "--json").stdout.splitlines()]
+    assert listed == ["imagenet", "weld"]
+
+
+def test_errors_are_one_line_with_a_nonzero_exit(serve, tmp_path, chelsea_rgb):
+    server = serve()
+    image = tmp_path / "x.png"
+    image.write_bytes(encode(chelsea_rgb))
+    cases = {
+        "unknown task": (["predict", "--server", server.address, "--task", "nope", str(image)], 1, "NOT_FOUND"),
+        "missing file": (["predict", "--server", server.address, "--task", "imagenet", str(tmp_path / "gone.png")], 1, "cannot read"),
+        "not an image": (["predict", "--server", server.address, "--task", "imagenet", __file__], 1, "INVALID_ARGUMENT"),
+        "no server": (["predict", "--server", "127.0.0.1:1", "--task", "imagenet", str(image)], 3, "cannot reach the edgetl server"),
+        "bad usage": (["predict", "--task"], 2, "expected one argument"),
+    }
+    for case, (args, code, phrase) in cases.items():
+        result = run(*args)
+        assert result.returncode == code, (case, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert lines and all(line.startswith("edgetl: error:") for line in lines), (case, result.stderr)
+        assert phrase in result.stderr and "Traceback" not in result.stderr, case
+
+
+def test_serve_with_a_bad_settings_file_fails_in_one_line(tmp_path):
+    config = tmp_path / "edgetl.toml"
+    config.write_text("[server]\nprot = 1\n")
+    result = run("serve", "--config", str(config), "--data-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert "unknown setting [server] prot" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sigterm_stops_gracefully(serve):
+    server = serve()
+    assert server.stop() == 0
+    assert "shutting down: health NOT_SERVING" in server.proc.stderr.read()
+
+
+def test_port_in_use_is_a_clear_error(serve, data_dir):
+    server = serve()
+    port = server.address.rsplit(":", 1)[1]
+    result = run("serve", "--data-dir", str(data_dir), "--port", port)
+    assert result.returncode == 1 and "cannot listen on 127.0.0.1:" + port in result.stderr
