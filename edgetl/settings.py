@@ -52,7 +52,10 @@ class Settings:
     providers: tuple[str, ...] = ("tensorrt", "cuda", "cpu")
     intra_op_threads: int = 0  # 0: ONNX Runtime's default
     inter_op_threads: int = 1
-    decode_threads: int = 2  # image decode + preprocess workers
+    worker_threads: int = 4  # decode + preprocess + backbone workers (leader/follower batching)
+    # ORT's worker threads spin between runs by default; on a small CPU that
+    # burns the core that decoding and gRPC need. Off for serving.
+    ort_spinning: bool = True
     max_batch: int = 8  # images the backbone takes at once when requests queue up
     # -- [limits]
     max_pixels: int = 40_000_000  # checked from the header, before decoding
@@ -68,7 +71,8 @@ class Settings:
             "providers",
             "intra_op_threads",
             "inter_op_threads",
-            "decode_threads",
+            "worker_threads",
+            "ort_spinning",
             "max_batch",
         ),
         "limits": ("max_pixels", "max_queue"),
@@ -129,7 +133,10 @@ class Settings:
                 value = tuple(value)
             elif isinstance(current, Path):
                 value = Path(value)
-            elif isinstance(current, bool) or not isinstance(current, (int, float, str)):
+            elif isinstance(current, bool):
+                if not isinstance(value, bool):
+                    raise TypeError(f"expected true or false, got {value!r}")
+            elif not isinstance(current, (int, float, str)):
                 pass
             else:
                 value = type(current)(value)

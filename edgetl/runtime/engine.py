@@ -9,14 +9,15 @@ request in flight keeps the adapter it started with.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from edgetl.errors import NotFound, NotReady
-from edgetl.runtime.batcher import MicroBatcher
+from edgetl.errors import NotFound, NotReady, Unavailable
+from edgetl.runtime.batcher import BackboneResult, MicroBatcher
 from edgetl.runtime.heads import Head
 from edgetl.runtime.preprocess import ImageInput, decode
 from edgetl.tasks.store import Task, TaskStore
@@ -49,13 +50,25 @@ class Prediction:
 class InferenceEngine:
     """Classifies images for tasks. Create once per server; call from the event loop."""
 
-    def __init__(self, tasks: TaskStore, batchers: dict[str, MicroBatcher], max_pixels: int, decode_threads: int = 2):
+    def __init__(
+        self,
+        tasks: TaskStore,
+        batchers: dict[str, MicroBatcher],
+        max_pixels: int,
+        worker_threads: int = 4,
+        max_queue: int = 256,
+    ):
         self.tasks = tasks
         self.batchers = batchers  # backbone name -> its batcher
         self.max_pixels = max_pixels
+        self.max_queue = max_queue
         self.builtin_tasks: dict[str, Task] = {}
         self.adapters: dict[str, ActiveAdapter] = {}
-        self._decode_pool = ThreadPoolExecutor(max(1, decode_threads), thread_name_prefix="decode")
+        # Workers decode, preprocess and (leader/follower) run the backbone:
+        # one thread hop per request, and the event loop only awaits.
+        self._workers = ThreadPoolExecutor(max(1, worker_threads), thread_name_prefix="infer")
+        self._in_flight = 0
+        self._lock = threading.Lock()
 
     def add_builtin_task(self, task: Task, adapter: ActiveAdapter) -> None:
         self.builtin_tasks[task.name] = task
@@ -83,10 +96,16 @@ class InferenceEngine:
         batcher = self.batchers.get(task.backbone)
         if batcher is None:
             raise NotReady(f"backbone {task.backbone!r} of task {task.name!r} is not loaded in this server")
-        loop = asyncio.get_running_loop()
-        tensor = await loop.run_in_executor(self._decode_pool, self._prepare, image, batcher)
-        decoded = time.perf_counter()
-        result = await batcher.infer(tensor, adapter.head.inputs)
+        with self._lock:
+            if self._in_flight >= self.max_queue:
+                raise Unavailable(f"{self._in_flight} images are waiting (limit {self.max_queue}); retry shortly")
+            self._in_flight += 1
+        try:
+            loop = asyncio.get_running_loop()
+            decode_ms, result = await loop.run_in_executor(self._workers, self._run, image, batcher, adapter.head.inputs)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
         head_started = time.perf_counter()
         probs = adapter.head({k: v[None] for k, v in result.features.items()})[0]
         head_ms = (time.perf_counter() - head_started) * 1000
@@ -101,16 +120,18 @@ class InferenceEngine:
             scores=probs,
             top=top,
             adapter_version=adapter.version,
-            decode_ms=(decoded - received) * 1000,
+            decode_ms=decode_ms,
             queue_ms=result.queue_ms,
             inference_ms=result.inference_ms + head_ms,
             total_ms=(time.perf_counter() - received) * 1000,
         )
 
-    def _prepare(self, image: ImageInput, batcher: MicroBatcher) -> np.ndarray:
-        return batcher.session.preprocess(decode(image, self.max_pixels))
+    def _run(self, image: ImageInput, batcher: MicroBatcher, outputs: tuple[str, ...]) -> tuple[float, BackboneResult]:
+        """In a worker thread: decode, preprocess, backbone."""
+        started = time.perf_counter()
+        tensor = batcher.session.preprocess(decode(image, self.max_pixels))
+        decode_ms = (time.perf_counter() - started) * 1000
+        return decode_ms, batcher.run(tensor, outputs)
 
     def close(self) -> None:
-        self._decode_pool.shutdown(wait=False, cancel_futures=True)
-        for batcher in self.batchers.values():
-            batcher.close()
+        self._workers.shutdown(wait=False, cancel_futures=True)

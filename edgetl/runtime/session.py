@@ -34,6 +34,9 @@ class BackboneSession:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = settings.intra_op_threads
         options.inter_op_num_threads = settings.inter_op_threads
+        spin = "1" if settings.ort_spinning else "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spin)
         providers, line = choose_providers(settings.providers, ort.get_available_providers(), trt_cache_root, record.onnx_sha256)
         self.session = self._create(options, providers)
         self.providers: list[str] = self.session.get_providers()

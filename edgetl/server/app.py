@@ -76,7 +76,7 @@ class EdgetlServer:
                     raise
                 log.error("backbone %s not loaded (%s); its tasks answer FAILED_PRECONDITION", name, exc)
 
-        self.engine = InferenceEngine(tasks, batchers, settings.max_pixels, settings.decode_threads)
+        self.engine = InferenceEngine(tasks, batchers, settings.max_pixels, settings.worker_threads, settings.max_queue)
         for name in batchers:
             spec = self.registry.get(name).spec
             if spec.builtin_task:
@@ -119,7 +119,7 @@ class EdgetlServer:
         session = BackboneSession(record, self.settings, self.store.trt_cache)
         seconds = session.warm_up(self.settings.max_batch)
         log.info("backbone %s ready (export %s, warm-up %.2f s)", name, record.export_id, seconds)
-        return MicroBatcher(session, self.settings.max_batch, self.settings.max_queue)
+        return MicroBatcher(session, self.settings.max_batch)
 
     async def stop(self, grace: float | None = None) -> None:
         """Health NOT_SERVING first (balancers stop sending), then finish in-flight calls."""
