@@ -60,6 +60,10 @@ class Settings:
     # -- [limits]
     max_pixels: int = 40_000_000  # checked from the header, before decoding
     max_queue: int = 256  # images waiting for a backbone; past it callers get UNAVAILABLE
+    # -- [training]
+    train_threads: int = 1  # CPU threads a training job may use; the rest stay with serving
+    train_nice: int = 10  # training runs at lower CPU priority than serving
+    gate_tolerance: float = 0.0  # activate a new adapter if accuracy >= active's - this
     # -- [plugins]
     plugins: dict[str, Any] = field(default_factory=dict)
     disabled_plugins: tuple[str, ...] = ()
@@ -76,6 +80,7 @@ class Settings:
             "max_batch",
         ),
         "limits": ("max_pixels", "max_queue"),
+        "training": ("train_threads", "train_nice", "gate_tolerance"),
     }
 
     @classmethod

@@ -54,41 +54,46 @@ def export_backbone(backbone: Backbone, onnx_path: Path) -> dict[str, Any]:
         ExportError: the module breaks the contract, export fails, or ONNX
             Runtime disagrees with torch beyond the tolerance.
     """
+    return export_module(backbone.build().eval(), backbone.spec, backbone.spec.output_names, onnx_path)
+
+
+def export_module(module, spec, output_names, onnx_path: Path) -> dict[str, Any]:
+    """Export any module that maps images to a dict of named outputs, and prove
+    ONNX Runtime computes what torch computes (backbones and LoRA adapters alike)."""
     import onnxruntime as ort
     import torch
 
-    spec = backbone.spec
-    module = backbone.build().eval()
-    wrapper = _tuple_outputs(module, spec.output_names).eval()
+    output_names = tuple(output_names)
+    wrapper = _tuple_outputs(module.eval(), output_names).eval()
     x = torch.from_numpy(parity_inputs(spec))
     with torch.no_grad():
         try:
             reference = [t.numpy() for t in wrapper(x)]
         except KeyError as exc:
-            raise ExportError(f"backbone {spec.name!r}: build() output lacks {exc}; spec declares {spec.output_names}") from exc
-    exporter = _export(wrapper, x, onnx_path, spec.output_names)
+            raise ExportError(f"{spec.name!r}: module output lacks {exc}; declared {output_names}") from exc
+    exporter = _export(wrapper, x, onnx_path, output_names)
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run(list(spec.output_names), {INPUT_NAME: x.numpy()})
+    got = session.run(list(output_names), {INPUT_NAME: x.numpy()})
     diffs = {}
-    for name, ref, out in zip(spec.output_names, reference, got):
+    for name, ref, out in zip(output_names, reference, got):
         if ref.shape != out.shape:
-            raise ExportError(f"backbone {spec.name!r}: output {name} has shape {out.shape} in ONNX, {ref.shape} in torch")
+            raise ExportError(f"{spec.name!r}: output {name} has shape {out.shape} in ONNX, {ref.shape} in torch")
         diff = float(np.abs(ref - out).max())
         limit = PARITY_TOL * max(1.0, float(np.abs(ref).max()))
         if not diff <= limit:  # also catches NaN
             raise ExportError(
-                f"backbone {spec.name!r}: ONNX output {name!r} differs from torch by {diff:.3g} "
+                f"{spec.name!r}: ONNX output {name!r} differs from torch by {diff:.3g} "
                 f"(limit {limit:.3g}); the export is not faithful, check for unsupported ops"
             )
         diffs[name] = diff
     # The batch axis must really be dynamic: run one image alone.
-    single = session.run([spec.output_names[0]], {INPUT_NAME: x.numpy()[:1]})[0]
+    single = session.run([output_names[0]], {INPUT_NAME: x.numpy()[:1]})[0]
     if single.shape[0] != 1:
-        raise ExportError(f"backbone {spec.name!r}: batch axis is not dynamic in the export")
+        raise ExportError(f"{spec.name!r}: batch axis is not dynamic in the export")
     return {
         "exporter": exporter,
-        "outputs": {name: list(ref.shape[1:]) for name, ref in zip(spec.output_names, reference)},
+        "outputs": {name: list(ref.shape[1:]) for name, ref in zip(output_names, reference)},
         "parity_max_abs_diff": diffs,
         "tools": tool_versions(),
     }

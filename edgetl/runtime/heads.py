@@ -34,3 +34,39 @@ class LogitsHead:
 
     def __call__(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
         return softmax(features[LOGITS].astype(np.float32, copy=True))
+
+
+def pool_features(features: Mapping[str, np.ndarray], names: tuple[str, ...]) -> np.ndarray:
+    """Multi-scale features [N, D]: vectors as they are, maps [N, C, h, w] as
+    mean and max over space. Max pooling keeps a small local defect (a pit,
+    a scratch) from being averaged away; several scales see several sizes."""
+    parts = []
+    for name in names:
+        x = features[name]
+        if x.ndim == 2:
+            parts.append(x)
+        else:
+            flat = x.reshape(x.shape[0], x.shape[1], -1)
+            parts.append(flat.mean(axis=2))
+            parts.append(flat.max(axis=2))
+    return np.concatenate(parts, axis=1).astype(np.float32, copy=False)
+
+
+class LinearHead:
+    """A trained head on frozen features: pool -> standardise -> linear -> softmax."""
+
+    def __init__(self, inputs: tuple[str, ...], mean: np.ndarray, std: np.ndarray, weight: np.ndarray, bias: np.ndarray):
+        self.inputs = tuple(inputs)
+        self.mean = mean.astype(np.float32)
+        self.inv_std = (1.0 / std).astype(np.float32)
+        self.weight_t = np.ascontiguousarray(weight.T.astype(np.float32))  # [D, K]
+        self.bias = bias.astype(np.float32)
+
+    @classmethod
+    def load(cls, path) -> "LinearHead":
+        with np.load(path) as z:
+            return cls(tuple(str(n) for n in z["inputs"]), z["mean"], z["std"], z["weight"], z["bias"])
+
+    def __call__(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        z = (pool_features(features, self.inputs) - self.mean) * self.inv_std
+        return softmax(z @ self.weight_t + self.bias)

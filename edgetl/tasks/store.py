@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgetl.db import connect
 from edgetl.errors import AlreadyExists, InvalidInput, NotFound
 
 TASK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -59,12 +60,9 @@ class TaskStore:
     """Create and read tasks. Safe to share between threads."""
 
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = connect(path)
         self._lock = threading.Lock()
         with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged write survives power loss
             self._db.executescript(SCHEMA)
 
     def create(self, name: str, class_names, backbone: str) -> Task:

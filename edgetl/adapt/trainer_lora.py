@@ -1,0 +1,193 @@
+"""Fine-tune a backbone with LoRA (peft) for a task, and export it merged to ONNX.
+
+Runs in the training process only (torch, peft). The network trained is
+``TaskNet``: the backbone (LoRA on the layers its plugin declares), the same
+multi-scale mean+max pooling as the heads, a LayerNorm and a linear
+classifier. Choices, and why:
+
+- batch-norm statistics stay frozen (the backbone runs in eval mode): with a
+  few dozen images per class, re-estimated statistics are noise;
+- discriminative learning rates: the new classifier learns faster than the
+  LoRA weights (``head_learning_rate``);
+- augmentation suited to inspection: flips, 90-degree turns (square inputs),
+  small shifts, brightness/contrast jitter; never colour or shape changes
+  that could turn a defect into a non-defect;
+- early stopping on validation accuracy (ties: lower validation loss), and
+  the best epoch's weights are kept.
+
+``scratch=True`` trains the same network from random weights, every
+parameter trainable and batch-norm learning: the baseline that shows what
+transfer buys.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgetl.backbones.spec import POOLED, Backbone
+
+DEFAULTS = {"epochs": 8, "rank": 8, "learning_rate": 1e-3, "head_learning_rate": 5e-3, "batch_size": 16, "patience": 3, "augment": True, "seed": 0}
+SCRATCH_DEFAULTS = {**DEFAULTS, "learning_rate": 2e-3, "head_learning_rate": 2e-3}
+
+
+def torch_pool(features: dict[str, torch.Tensor], names) -> torch.Tensor:
+    """The torch twin of edgetl.runtime.heads.pool_features."""
+    parts = []
+    for name in names:
+        x = features[name]
+        if x.ndim == 2:
+            parts.append(x)
+        else:
+            flat = x.flatten(2)
+            parts.append(flat.mean(dim=2))
+            parts.append(flat.amax(dim=2))
+    return torch.cat(parts, dim=1)
+
+
+class TaskNet(nn.Module):
+    """Backbone -> multi-scale pooling -> LayerNorm -> linear: images to the task's logits."""
+
+    def __init__(self, backbone: nn.Module, feature_names, feature_dim: int, num_classes: int):
+        super().__init__()
+        self.backbone = backbone
+        self.feature_names = list(feature_names)
+        self.norm = nn.LayerNorm(feature_dim)
+        self.classifier = nn.Linear(feature_dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        pooled = torch_pool(self.backbone(x), self.feature_names)
+        return {"logits": self.classifier(self.norm(pooled))}
+
+
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    n, _, h, w = x.shape
+    r = torch.rand(n, 6, generator=generator)
+    out = []
+    for i in range(n):
+        xi = x[i]
+        if r[i, 0] < 0.5:
+            xi = xi.flip(-1)
+        if r[i, 1] < 0.5:
+            xi = xi.flip(-2)
+        if h == w and r[i, 2] < 0.5:
+            xi = torch.rot90(xi, 1, (1, 2))
+        shift = (int((r[i, 3] - 0.5) * 0.16 * h), int((r[i, 4] - 0.5) * 0.16 * w))
+        xi = torch.roll(xi, shifts=shift, dims=(1, 2))
+        gain = 1 + (r[i, 5] - 0.5) * 0.2
+        xi = xi * gain + (r[i, 5] - 0.5) * 0.2
+        out.append(xi)
+    return torch.stack(out)
+
+
+def build_tasknet(backbone: Backbone, num_classes: int, options: dict, scratch: bool = False) -> tuple[TaskNet, nn.Module | None]:
+    """The network to train, and the peft model inside it (None when scratch)."""
+    import peft
+
+    spec = backbone.spec
+    base = backbone.build()
+    names = (POOLED, *spec.feature_maps)
+    peft_model = None
+    if scratch:
+        for module in base.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        for p in base.parameters():
+            p.requires_grad_(True)
+        inner = base
+    else:
+        if not spec.lora_targets:
+            from edgetl.errors import InvalidInput
+
+            raise InvalidInput(f"backbone {spec.name!r} declares no LoRA targets; use --method head")
+        target = r"(?:.*\.)?(?:" + "|".join(spec.lora_targets) + r")"
+        rank = int(options["rank"])
+        config = peft.LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=target, lora_dropout=0.0, bias="none")
+        peft_model = peft.get_peft_model(base, config)
+        inner = peft_model
+    h, w = spec.input_size
+    with torch.no_grad():
+        dim = torch_pool(inner.eval()(torch.zeros(1, 3, h, w)), names).shape[1]
+    return TaskNet(inner, names, dim, num_classes), peft_model
+
+
+def train_tasknet(
+    net: TaskNet,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    num_classes: int,
+    options: dict,
+    scratch: bool,
+    progress: Callable[[dict], None],
+    should_stop: Callable[[], bool] = lambda: False,
+) -> dict:
+    """Train in place; returns {"best_epoch", "val_accuracy", "epochs_run"}."""
+    torch.manual_seed(int(options["seed"]))
+    generator = torch.Generator().manual_seed(int(options["seed"]))
+    backbone_params = [p for p in net.backbone.parameters() if p.requires_grad]
+    head_params = list(net.norm.parameters()) + list(net.classifier.parameters())
+    optimizer = torch.optim.AdamW(
+        [{"params": backbone_params, "lr": float(options["learning_rate"])}, {"params": head_params, "lr": float(options["head_learning_rate"])}],
+        weight_decay=1e-4,
+    )
+    counts = np.bincount(train_y, minlength=num_classes)
+    class_weight = torch.tensor(len(train_y) / (num_classes * np.maximum(counts, 1)), dtype=torch.float32)
+    loss_fn = nn.CrossEntropyLoss(weight=class_weight)
+    tx, ty = torch.from_numpy(train_x), torch.from_numpy(train_y).long()
+    vx, vy = torch.from_numpy(val_x), torch.from_numpy(val_y).long()
+    epochs, batch, patience = int(options["epochs"]), int(options["batch_size"]), int(options["patience"])
+    best = {"acc": -1.0, "loss": float("inf"), "epoch": 0, "state": None}
+    started = time.monotonic()
+    epoch = 0
+    for epoch in range(1, epochs + 1):
+        # Batch-norm statistics stay frozen for LoRA (eval mode); scratch must learn them.
+        net.train(scratch)
+        if not scratch:
+            net.norm.train()
+        order = torch.randperm(len(tx), generator=generator)
+        total, seen = 0.0, 0
+        for start in range(0, len(order), batch):
+            if should_stop():
+                raise KeyboardInterrupt
+            idx = order[start : start + batch]
+            xb = augment(tx[idx], generator) if options["augment"] else tx[idx]
+            loss = loss_fn(net(xb)["logits"], ty[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss) * len(idx)
+            seen += len(idx)
+        val_acc, val_loss = _evaluate(net, vx, vy, loss_fn)
+        elapsed = time.monotonic() - started
+        progress({"phase": "train", "epoch": epoch, "epochs": epochs, "loss": total / max(seen, 1), "val_accuracy": val_acc, "elapsed_s": elapsed, "eta_s": elapsed / epoch * (epochs - epoch)})
+        if val_acc > best["acc"] or (val_acc == best["acc"] and val_loss < best["loss"]):
+            best = {"acc": val_acc, "loss": val_loss, "epoch": epoch, "state": copy.deepcopy(net.state_dict())}
+        elif epoch - best["epoch"] >= patience:
+            progress({"phase": "train", "epoch": epoch, "epochs": epochs, "message": f"early stop: no validation gain since epoch {best['epoch']}"})
+            break
+    net.load_state_dict(best["state"])
+    net.eval()
+    return {"best_epoch": best["epoch"], "val_accuracy": best["acc"], "epochs_run": epoch}
+
+
+def _evaluate(net: TaskNet, vx, vy, loss_fn) -> tuple[float, float]:
+    if len(vx) == 0:
+        return 0.0, float("inf")
+    net.eval()
+    with torch.no_grad():
+        logits = torch.cat([net(vx[i : i + 32])["logits"] for i in range(0, len(vx), 32)])
+    return float((logits.argmax(1) == vy).float().mean()), float(loss_fn(logits, vy))
+
+
+def merged_for_export(net: TaskNet, peft_model) -> TaskNet:
+    """The TaskNet with LoRA weights merged into the backbone (plain convs again)."""
+    if peft_model is not None:
+        net.backbone = peft_model.merge_and_unload()
+    return net.eval()

@@ -1,0 +1,239 @@
+"""The training process: `python -m edgetl.adapt.worker` < request JSON.
+
+Spawned by the server's JobManager, never forked from it. Reads the task's
+current labels (read-only), trains, writes the adapter into the job's temp
+directory, evaluates it and the active adapter on the same validation split
+through the serving code, and reports progress as JSON lines on stdout. The
+last line is {"phase": "done", ...} or {"phase": "failed", "message": ...}.
+The server, not this process, turns the temp directory into a version, so a
+job that crashes or is killed leaves nothing behind but a temp directory.
+
+Threads are bounded (settings.train_threads) and the process runs niced, so
+serving keeps its latency while a job runs. If the server dies, the job stops.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("edgetl.worker")
+
+
+class Emitter:
+    def __init__(self, stream):
+        self.stream = stream
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+
+    def __call__(self, event: dict) -> None:
+        event = {**event, "elapsed_s": time.monotonic() - self.started}
+        with self._lock:
+            self.stream.write(json.dumps(event) + "\n")
+            self.stream.flush()
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit when the server that started us is gone (kill -9 included)."""
+    while True:
+        if os.getppid() != parent:
+            os._exit(3)
+        time.sleep(1)
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="edgetl train: %(message)s", stream=sys.stderr)
+    request = json.loads(sys.stdin.read())
+    threading.Thread(target=_watch_parent, args=(request["parent_pid"],), daemon=True).start()
+    emit = Emitter(sys.stdout)
+    from edgetl.errors import EdgetlError
+
+    try:
+        result = run(request, emit)
+    except EdgetlError as exc:
+        emit({"phase": "failed", "message": str(exc)})
+        return 1
+    except Exception as exc:  # noqa: BLE001 - one line for the job, the traceback for the log
+        log.exception("training failed")
+        emit({"phase": "failed", "message": f"{type(exc).__name__}: {exc}"})
+        return 1
+    emit({"phase": "done", **result})
+    return 0
+
+
+def run(request: dict, emit) -> dict:
+    from edgetl.adapt.labels import LabelStore, snapshot
+    from edgetl.adapt.metrics import metrics
+    from edgetl.backbones.registry import BackboneRegistry
+    from edgetl.db import DB_FILE
+    from edgetl.errors import InvalidInput, NotReady
+    from edgetl.runtime.adapters import open_adapter, predict, validate
+    from edgetl.runtime.batcher import MicroBatcher
+    from edgetl.runtime.preprocess import EncodedImage, decode
+    from edgetl.runtime.session import BackboneSession
+    from edgetl.runtime.store import ModelStore
+    from edgetl.settings import Settings
+
+    settings = Settings.from_dict(request["settings"])
+    settings.intra_op_threads = settings.train_threads
+    settings.providers = ("cpu",) if request.get("cpu_only") else settings.providers
+    try:
+        os.nice(settings.train_nice)
+    except OSError:
+        pass
+    data_dir = Path(settings.data_dir)
+    task, method = request["task"], request["method"]
+    class_names = list(request["class_names"])
+    tmp = Path(request["tmp_dir"])
+    tmp.mkdir(parents=True, exist_ok=True)
+    emit({"phase": "start", "message": f"{method} adapter for task {task!r}"})
+
+    labels = LabelStore(data_dir, data_dir / DB_FILE, readonly=True).current(task)
+    _check_labels(labels, class_names, InvalidInput)
+    index = {name: i for i, name in enumerate(class_names)}
+    registry = BackboneRegistry.from_settings(settings)
+    backbone = registry.get(request["backbone"])
+    store = ModelStore(data_dir / "store")
+    record = store.find(backbone)
+    if record is None:
+        raise NotReady(f"backbone {backbone.name!r} has no export yet; start the server once to export it")
+    session = BackboneSession(record, settings, store.trt_cache)
+    base = {backbone.name: MicroBatcher(session, settings.max_batch)}
+
+    emit({"phase": "features", "message": f"preprocessing {len(labels)} labelled images"})
+    tensors = np.stack([session.preprocess(decode(EncodedImage(l.path.read_bytes()), settings.max_pixels)) for l in labels])
+    y = np.array([index[l.class_name] for l in labels])
+    is_val = np.array([l.split == "val" for l in labels])
+    train_x, train_y, val_x, val_y = tensors[~is_val], y[~is_val], tensors[is_val], y[is_val]
+    options = dict(request.get("options") or {})
+
+    if method == "head":
+        options = _train_head(tmp, session, base[backbone.name], labels, tensors, is_val, train_y, class_names, options, data_dir, emit)
+    elif method == "lora":
+        options = _train_lora(tmp, backbone, train_x, train_y, val_x, val_y, class_names, options, emit, scratch=False)
+    else:
+        raise InvalidInput(f"unknown method {method!r}; use 'head' or 'lora'")
+
+    emit({"phase": "evaluate", "message": f"validation split: {len(val_y)} images"})
+    probe_x = (val_x if len(val_x) else train_x)[:4]
+    manifest = {
+        "task": task, "method": method, "backbone": backbone.name, "export_id": record.export_id,
+        "class_names": class_names, "options": options, "labels": snapshot(labels), "files": {},
+        **_onnx_section(tmp, method, record, task),
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    candidate = open_adapter(tmp, base, settings, store.trt_cache, verify=False)
+    np.savez(tmp / "probe.npz", inputs=probe_x, probs=predict(candidate, probe_x))
+    from edgetl.fsutil import sha256_file
+
+    manifest["files"] = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    validate(open_adapter(tmp, base, settings, store.trt_cache), tmp)
+
+    result = {"metrics": metrics(val_y, predict(candidate, val_x).argmax(1), class_names), "options": options, "labels": manifest["labels"]}
+    active_path = request.get("active_path")
+    if active_path:
+        try:
+            active = open_adapter(Path(active_path), base, settings, store.trt_cache)
+            result["active_metrics"] = metrics(val_y, predict(active, val_x).argmax(1), class_names)
+        except Exception as exc:  # noqa: BLE001 - an unloadable active adapter must not block a new one
+            emit({"phase": "evaluate", "message": f"the active adapter could not be evaluated: {exc}"})
+    if request.get("compare_scratch"):
+        emit({"phase": "scratch", "message": "training the same network from random weights"})
+        result["scratch_metrics"] = _scratch(backbone, method, session, train_x, train_y, val_x, val_y, class_names, options, emit)
+    return result
+
+
+def _check_labels(labels, class_names, InvalidInput) -> None:
+    per_class = {name: 0 for name in class_names}
+    for label in labels:
+        per_class[label.class_name] = per_class.get(label.class_name, 0) + 1
+    short = {name: n for name, n in per_class.items() if n < 2}
+    if short:
+        raise InvalidInput(f"every class needs at least 2 labels to train; short: {short} (edgetl label add / import)")
+    if not any(l.split == "val" for l in labels):
+        raise InvalidInput(f"none of the {len(labels)} labelled images falls in the validation split (~20% by image hash); label more images")
+
+
+def _train_head(tmp, session, batcher, labels, tensors, is_val, train_y, class_names, options, data_dir, emit) -> dict:
+    from edgetl.adapt.features import cached_features
+    from edgetl.adapt.trainer_head import DEFAULTS, train_head
+    from edgetl.backbones.spec import POOLED
+
+    names = (POOLED, *session.record.manifest["spec"]["feature_maps"])
+    cache = data_dir / "features" / session.record.export_id
+    x = cached_features(batcher, labels, tensors, names, cache, emit)[~is_val]
+    resolved = {**DEFAULTS, **{k: v for k, v in options.items() if k in DEFAULTS and v is not None}}
+    head = train_head(x, train_y, len(class_names), resolved, emit)
+    np.savez(tmp / "head.npz", inputs=np.array(names), **head)
+    return resolved
+
+
+def _train_lora(tmp, backbone, train_x, train_y, val_x, val_y, class_names, options, emit, scratch: bool) -> dict:
+    import torch
+
+    from edgetl.adapt.trainer_lora import DEFAULTS, build_tasknet, merged_for_export, train_tasknet
+    from edgetl.backbones.export import export_module
+
+    torch.set_num_threads(max(1, int(os.environ.get("EDGETL_TRAIN_THREADS", "1"))))
+    resolved = {**DEFAULTS, **{k: v for k, v in options.items() if k in DEFAULTS and v is not None}}
+    net, peft_model = build_tasknet(backbone, len(class_names), resolved, scratch=scratch)
+    summary = train_tasknet(net, train_x, train_y, val_x, val_y, len(class_names), resolved, scratch, emit)
+    emit({"phase": "export", "message": f"best epoch {summary['best_epoch']} (validation accuracy {summary['val_accuracy']:.3f}); merging and exporting"})
+    if peft_model is not None:
+        peft_model.save_pretrained(str(tmp / "peft"))  # adapter_config.json + adapter_model.safetensors
+    facts = export_module(merged_for_export(net, peft_model), backbone.spec, ("logits",), tmp / "model.onnx")
+    (tmp / "export.json").write_text(json.dumps(facts, indent=2))
+    return {**resolved, "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"]}
+
+
+def _onnx_section(tmp: Path, method: str, record, task: str) -> dict:
+    """For LoRA adapters: the fields BackboneSession reads, as in a backbone export's manifest."""
+    if method == "head":
+        return {}
+    facts = json.loads((tmp / "export.json").read_text())
+    base = record.manifest
+    return {"onnx": {"backbone": f"{task}-lora", "spec": base["spec"], "input": base["input"], "outputs": facts["outputs"], "onnx_sha256": _sha(tmp / "model.onnx"), **facts}}
+
+
+def _sha(path: Path) -> str:
+    from edgetl.fsutil import sha256_file
+
+    return sha256_file(path)
+
+
+def _scratch(backbone, method, session, train_x, train_y, val_x, val_y, class_names, options, emit) -> dict:
+    """The same method from random weights: the baseline that shows what transfer buys."""
+    import torch
+
+    from edgetl.adapt.metrics import metrics
+    from edgetl.adapt.trainer_head import DEFAULTS as HEAD_DEFAULTS, train_head
+    from edgetl.adapt.trainer_lora import SCRATCH_DEFAULTS, build_tasknet, torch_pool, train_tasknet
+    from edgetl.backbones.spec import POOLED
+
+    if method == "head":
+        net, _ = build_tasknet(backbone, len(class_names), SCRATCH_DEFAULTS, scratch=True)  # random, frozen
+        names = (POOLED, *backbone.spec.feature_maps)
+        with torch.no_grad():
+            feats = lambda x: torch.cat([torch_pool(net.backbone.eval()(torch.from_numpy(x[i : i + 16])), names) for i in range(0, len(x), 16)]).numpy()  # noqa: E731
+            ftrain, fval = feats(train_x), feats(val_x)
+        head = train_head(ftrain, train_y, len(class_names), HEAD_DEFAULTS)
+        logits = ((fval - head["mean"]) / head["std"]) @ head["weight"].T + head["bias"]
+        return metrics(val_y, logits.argmax(1), class_names)
+    resolved = {**SCRATCH_DEFAULTS, **{k: v for k, v in options.items() if k in ("epochs", "batch_size", "seed", "augment")}}
+    net, _ = build_tasknet(backbone, len(class_names), resolved, scratch=True)
+    train_tasknet(net, train_x, train_y, val_x, val_y, len(class_names), resolved, True, lambda e: emit({**e, "phase": "scratch"}))
+    with torch.no_grad():
+        logits = torch.cat([net(torch.from_numpy(val_x[i : i + 32]))["logits"] for i in range(0, len(val_x), 32)])
+    return metrics(val_y, logits.argmax(1).numpy(), class_names)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Load a trained adapter for serving: verify, load, validate, warm up.
+
+An adapter directory holds ``manifest.json`` and its artifacts:
+
+- method ``head``: ``head.npz``, a LinearHead on the task's shared backbone;
+- method ``lora``: ``model.onnx``, the backbone with the LoRA weights merged
+  and the task's classifier on top (output ``logits``), run as the task's
+  own backbone session, plus ``peft/`` (adapter_config.json +
+  adapter_model.safetensors) for retraining and audit;
+- both: ``probe.npz``, a few preprocessed inputs and the probabilities the
+  training process computed for them with ONNX Runtime.
+
+Loading checks every file against the manifest's sha256, then runs the
+probe inputs through the loaded adapter and compares: a damaged, truncated
+or mismatched adapter fails here, before it can serve.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.errors import ExportError, NotReady
+from edgetl.fsutil import sha256_file
+from edgetl.runtime.batcher import MicroBatcher
+from edgetl.runtime.heads import Head, LinearHead, LogitsHead
+from edgetl.runtime.session import BackboneSession
+from edgetl.runtime.store import ExportRecord
+from edgetl.settings import Settings
+
+MANIFEST = "manifest.json"
+PROBE = "probe.npz"
+PROBE_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class LoadedAdapter:
+    version: str
+    head: Head
+    batcher: MicroBatcher  # the backbone it runs on: shared (head) or its own (lora)
+    manifest: dict
+
+
+def read_manifest(path: Path) -> dict:
+    try:
+        return json.loads((Path(path) / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ExportError(f"adapter at {path}: unreadable manifest ({exc})") from exc
+
+
+def verify_files(path: Path, manifest: dict) -> None:
+    for name, expected in manifest["files"].items():
+        file = Path(path) / name
+        actual = sha256_file(file) if file.is_file() else "missing"
+        if actual != expected:
+            raise ExportError(f"adapter {manifest.get('version')} of task {manifest.get('task')!r}: {name} is {'missing' if actual == 'missing' else 'damaged (sha256 mismatch)'}")
+
+
+def load_adapter(path: Path, base: dict[str, MicroBatcher], settings: Settings, trt_cache_root: Path) -> LoadedAdapter:
+    """Load and validate the adapter at `path`. Raises, leaving nothing half-loaded."""
+    adapter = open_adapter(path, base, settings, trt_cache_root)
+    validate(adapter, Path(path))
+    return adapter
+
+
+def open_adapter(path: Path, base: dict[str, MicroBatcher], settings: Settings, trt_cache_root: Path, verify: bool = True) -> LoadedAdapter:
+    """Load without the probe check (the training process uses this to make the probe)."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    if verify:
+        verify_files(path, manifest)
+    method = manifest["method"]
+    if method == "head":
+        batcher = base.get(manifest["backbone"])
+        if batcher is None:
+            raise NotReady(f"backbone {manifest['backbone']!r} of adapter {manifest['version']} is not loaded")
+        if batcher.session.record.export_id != manifest["export_id"]:
+            raise ExportError(
+                f"adapter {manifest['version']} was trained on backbone export {manifest['export_id']}, "
+                f"but {batcher.session.record.export_id} is loaded; retrain it"
+            )
+        head: Head = LinearHead.load(path / "head.npz")
+    elif method in ("lora", "scratch"):
+        record = ExportRecord(f"{manifest['task']}-v{manifest.get('version', 'candidate')}", path, manifest["onnx"])
+        batcher = MicroBatcher(BackboneSession(record, settings, trt_cache_root), settings.max_batch)
+        head = LogitsHead()
+    else:
+        raise ExportError(f"adapter {manifest['version']}: unknown method {method!r}")
+    return LoadedAdapter(str(manifest.get("version", "candidate")), head, batcher, manifest)
+
+
+def predict(adapter: LoadedAdapter, tensors: np.ndarray) -> np.ndarray:
+    """Probabilities [N, K] for preprocessed inputs [N, 3, H, W], as serving computes them."""
+    out = []
+    for x in tensors:
+        result = adapter.batcher.run(x, adapter.head.inputs)
+        out.append(adapter.head({k: v[None] for k, v in result.features.items()})[0])
+    return np.stack(out) if out else np.zeros((0, len(adapter.manifest["class_names"])), np.float32)
+
+
+def validate(adapter: LoadedAdapter, path: Path) -> None:
+    """Run the probe inputs; the answers must match what training computed (also warms up)."""
+    with np.load(path / PROBE) as probe:
+        inputs, expected = probe["inputs"], probe["probs"]
+    got = predict(adapter, inputs)
+    if got.shape != expected.shape or not np.all(np.isfinite(got)):
+        raise ExportError(f"adapter {adapter.version}: probe output shape {got.shape}, expected {expected.shape}")
+    diff = float(np.abs(got - expected).max()) if got.size else 0.0
+    if diff > PROBE_TOLERANCE:
+        raise ExportError(f"adapter {adapter.version}: answers differ from training by {diff:.3g} on its probe images")
