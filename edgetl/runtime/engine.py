@@ -27,10 +27,12 @@ DEFAULT_TOP_K = 5
 
 @dataclass(frozen=True)
 class ActiveAdapter:
-    """What a task serves with right now."""
+    """What a task serves with right now: a head, and the backbone it runs on
+    when that is its own (a LoRA adapter) rather than the task's shared one."""
 
     version: str
     head: Head
+    batcher: MicroBatcher | None = None
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ class InferenceEngine:
                 f"task {task.name!r} has no active adapter yet; label images and train one "
                 f"(edgetl label import --task {task.name} DIR; edgetl train --task {task.name} --method head)"
             )
-        batcher = self.batchers.get(task.backbone)
+        batcher = adapter.batcher or self.batchers.get(task.backbone)
         if batcher is None:
             raise NotReady(f"backbone {task.backbone!r} of task {task.name!r} is not loaded in this server")
         with self._lock:

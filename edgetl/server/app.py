@@ -19,7 +19,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from edgetl.api.v1 import inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
+from edgetl.adapt.activation import Activator
+from edgetl.adapt.jobs import JobManager
+from edgetl.adapt.labels import LabelStore
+from edgetl.adapt.versions import AdapterVersions
+from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc, inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
+from edgetl.db import DB_FILE
 from edgetl.backbones.registry import BackboneRegistry
 from edgetl.errors import ConfigError, EdgetlError
 from edgetl.runtime.batcher import MicroBatcher
@@ -27,9 +32,12 @@ from edgetl.runtime.engine import ActiveAdapter, InferenceEngine
 from edgetl.runtime.heads import LogitsHead
 from edgetl.runtime.session import BackboneSession
 from edgetl.runtime.store import ModelStore
+from edgetl.server.adapter_servicer import AdapterServicer
 from edgetl.server.inference_servicer import InferenceServicer
 from edgetl.server.interceptors import ErrorMappingInterceptor
+from edgetl.server.label_servicer import LabelServicer
 from edgetl.server.model_servicer import ModelServicer
+from edgetl.server.training_servicer import TrainingServicer
 from edgetl.settings import Settings
 from edgetl.tasks.store import Task, TaskStore
 
@@ -38,8 +46,8 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name,
     model_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+    *(adapt_pb2.DESCRIPTOR.services_by_name[name].full_name for name in ("LabelService", "TrainingService", "AdapterService")),
 )
-DB_FILE = "edgetl.db"
 
 
 class EdgetlServer:
@@ -50,6 +58,7 @@ class EdgetlServer:
         self.extra_plugins = list(extra_plugins)
         self.port: int | None = None
         self.engine: InferenceEngine | None = None
+        self.jobs: JobManager | None = None
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
 
@@ -65,6 +74,8 @@ class EdgetlServer:
         self.registry = BackboneRegistry.from_settings(settings, self.extra_plugins)
         self.store = ModelStore(data_dir / "store")
         tasks = TaskStore(data_dir / DB_FILE)
+        self.labels = LabelStore(data_dir, data_dir / DB_FILE)
+        self.versions = AdapterVersions(data_dir, data_dir / DB_FILE)
 
         wanted = [settings.default_backbone] + sorted({t.backbone for t in tasks.list()} - {settings.default_backbone})
         batchers: dict[str, MicroBatcher] = {}
@@ -83,6 +94,11 @@ class EdgetlServer:
                 task = Task(spec.builtin_task, name, spec.class_names, builtin=True)
                 self.engine.add_builtin_task(task, ActiveAdapter("builtin", LogitsHead()))
 
+        self.activator = Activator(self.engine, self.versions, settings, self.store.trt_cache)
+        await self.activator.restore()
+        self.jobs = JobManager(settings, data_dir / DB_FILE, self.versions, self.activator)
+        self.jobs.recover()
+
         self._server = grpc.aio.server(
             interceptors=[ErrorMappingInterceptor()],
             options=[
@@ -93,8 +109,11 @@ class EdgetlServer:
         )
         inference_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(self.engine), self._server)
         model_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelServicer(self.registry, self.engine, settings.default_backbone), self._server
+            ModelServicer(self.registry, self.engine, settings.default_backbone, self.load_backbone), self._server
         )
+        adapt_pb2_grpc.add_LabelServiceServicer_to_server(LabelServicer(self.engine, self.labels, settings.max_pixels), self._server)
+        adapt_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(self.engine, self.jobs), self._server)
+        adapt_pb2_grpc.add_AdapterServiceServicer_to_server(AdapterServicer(self.engine, self.versions, self.activator), self._server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
@@ -121,15 +140,27 @@ class EdgetlServer:
         log.info("backbone %s ready (export %s, warm-up %.2f s)", name, record.export_id, seconds)
         return MicroBatcher(session, self.settings.max_batch)
 
+    async def load_backbone(self, name: str) -> None:
+        """Load a backbone while serving (a new task on a backbone not yet in use)."""
+        if name not in self.engine.batchers:
+            self.engine.batchers[name] = await asyncio.to_thread(self._load_backbone, name)
+            spec = self.registry.get(name).spec
+            if spec.builtin_task and spec.builtin_task not in self.engine.builtin_tasks:
+                self.engine.add_builtin_task(Task(spec.builtin_task, name, spec.class_names, builtin=True), ActiveAdapter("builtin", LogitsHead()))
+
     async def stop(self, grace: float | None = None) -> None:
         """Health NOT_SERVING first (balancers stop sending), then finish in-flight calls."""
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(self.settings.grace_s if grace is None else grace)
+        if self.jobs is not None:
+            await self.jobs.close()
         if self.engine is not None:
             self.engine.close()
             self.engine.tasks.close()
+            self.labels.close()
+            self.versions.close()
 
     async def wait(self) -> None:
         if self._server is not None:

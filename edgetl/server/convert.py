@@ -51,3 +51,62 @@ def task_to_proto(task: Task, active_version: str = "") -> model_pb2.Task:
         active_adapter_version=active_version,
         builtin=task.builtin,
     )
+
+
+def metrics_to_proto(m: dict | None):
+    from edgetl.api.v1 import adapt_pb2
+
+    if not m:
+        return None
+    return adapt_pb2.Metrics(
+        accuracy=m["accuracy"],
+        n=m["n"],
+        per_class=[adapt_pb2.ClassMetrics(label=k, precision=v["precision"], recall=v["recall"], support=v["support"]) for k, v in m["per_class"].items()],
+        confusion=[c for row in m["confusion"] for c in row],
+    )
+
+
+def job_to_proto(job):
+    import json
+
+    from edgetl.api.v1 import adapt_pb2
+
+    r = job.result
+    return adapt_pb2.Job(
+        id=job.id, task=job.task, method=job.method, state=job.state, error=r.get("error", ""), version=r.get("version", ""),
+        activated=bool(r.get("activated")), gate=r.get("gate", ""), metrics=metrics_to_proto(r.get("metrics")),
+        active_metrics=metrics_to_proto(r.get("active_metrics")), scratch_metrics=metrics_to_proto(r.get("scratch_metrics")),
+        created_at=job.created_at, finished_at=job.finished_at, options_json=json.dumps(job.options),
+    )
+
+
+def job_event_to_proto(event: dict, job=None):
+    from edgetl.api.v1 import adapt_pb2
+
+    message = adapt_pb2.JobEvent(
+        job_id=event.get("job_id", ""), phase=event.get("phase", ""), epoch=int(event.get("epoch") or 0), epochs=int(event.get("epochs") or 0),
+        loss=float(event.get("loss") or 0.0), val_accuracy=float(event.get("val_accuracy") or 0.0), elapsed_s=float(event.get("elapsed_s") or 0.0),
+        eta_s=float(event.get("eta_s") or 0.0), message=str(event.get("message") or ""),
+    )
+    if job is not None:
+        message.job.CopyFrom(job_to_proto(job))
+    return message
+
+
+def adapter_to_proto(adapter, active_version: int | None, activated: set[int]):
+    import json
+
+    from edgetl.api.v1 import adapt_pb2
+
+    state = "active" if adapter.version == active_version else ("retired" if adapter.version in activated else "candidate")
+    return adapt_pb2.Adapter(
+        task=adapter.task, version=str(adapter.version), method=adapter.method, state=state, metrics=metrics_to_proto(adapter.metrics),
+        options_json=json.dumps(adapter.options), backbone=adapter.backbone, export_id=adapter.export_id, created_at=adapter.created_at,
+        label_count=int(adapter.labels.get("count", 0)), label_snapshot=str(adapter.labels.get("hash", "")),
+        scratch_metrics=metrics_to_proto(adapter.extra.get("scratch_metrics")),
+    )
+
+
+def options_from_proto(options) -> dict:
+    """Only the fields the caller set; the trainer fills in its defaults."""
+    return {field.name: value for field, value in options.ListFields()}

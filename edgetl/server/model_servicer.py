@@ -7,14 +7,16 @@ import asyncio
 from edgetl.api.v1 import model_pb2, model_pb2_grpc
 from edgetl.backbones.registry import BackboneRegistry
 from edgetl.runtime.engine import InferenceEngine
+from edgetl.errors import AlreadyExists
 from edgetl.server.convert import task_to_proto
 
 
 class ModelServicer(model_pb2_grpc.ModelServiceServicer):
-    def __init__(self, registry: BackboneRegistry, engine: InferenceEngine, default_backbone: str):
+    def __init__(self, registry: BackboneRegistry, engine: InferenceEngine, default_backbone: str, load_backbone):
         self.registry = registry
         self.engine = engine
         self.default_backbone = default_backbone
+        self.load_backbone = load_backbone  # async (name) -> None
 
     async def ListBackbones(self, request, context):
         response = model_pb2.ListBackbonesResponse()
@@ -56,10 +58,9 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         backbone = request.backbone or self.default_backbone
         self.registry.get(backbone)  # NOT_FOUND with the list of backbones
         if request.name in self.engine.builtin_tasks:
-            from edgetl.errors import AlreadyExists
-
             raise AlreadyExists(f"task {request.name!r} is built in")
         task = await asyncio.to_thread(self.engine.tasks.create, request.name, list(request.class_names), backbone)
+        await self.load_backbone(backbone)  # exported on first use, then kept loaded
         return task_to_proto(task)
 
     def _version(self, task_name: str) -> str:
