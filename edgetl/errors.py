@@ -56,6 +56,12 @@ class ConfigError(EdgetlError):
     code = "FAILED_PRECONDITION"
 
 
+class Damaged(EdgetlError):
+    """A stored artifact does not match its recorded hash: damaged or tampered with."""
+
+    code = "DATA_LOSS"
+
+
 class ExportError(EdgetlError):
     """Exporting a backbone to ONNX failed or did not match torch."""
 

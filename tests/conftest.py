@@ -27,7 +27,14 @@ TINY_WEIGHTS = _SESSION_ROOT / "tiny.safetensors"
 
 def tiny_plugin_config(weights: Path = TINY_WEIGHTS) -> dict:
     """The generic timm plugin's table for a tiny timm model with weights from a local file."""
-    return {"backbones": [{"name": TINY, "model": "test_efficientnet", "weights": str(weights), "input_size": [64, 64], "feature_maps": {"s2": 2, "s3": 3}}]}
+    return {
+        "backbones": [
+            {
+                "name": TINY, "model": "test_efficientnet", "weights": str(weights), "input_size": [64, 64],
+                "feature_maps": {"s2": 2, "s3": 3}, "lora_targets": [r"blocks\.\d+\.\d+\.conv_pwl?", "conv_head"],
+            }
+        ]
+    }
 
 
 def make_settings(data_dir: Path, **overrides) -> Settings:

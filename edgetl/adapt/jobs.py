@@ -73,6 +73,11 @@ class Job:
         self.changed = asyncio.Event()
 
 
+def _kill_if_alive(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.kill()
+
+
 class JobManager:
     def __init__(self, settings: Settings, db_path, versions: AdapterVersions, activator: Activator, max_jobs: int = 1):
         self.settings = settings
@@ -152,9 +157,13 @@ class JobManager:
         if job.state in FINISHED:
             return job
         job.cancelled = True
-        if job.process is not None and job.process.returncode is None:
-            job.process.terminate()
-        job.changed.set()
+        # Through add_event, which also swaps in a fresh Event: setting the
+        # current one and leaving it set would make watchers spin.
+        job.add_event({"phase": "cancelling", "message": "stopping the training process"})
+        process = job.process
+        if process is not None and process.returncode is None:
+            process.terminate()
+            asyncio.get_running_loop().call_later(5, _kill_if_alive, process)
         return job
 
     async def close(self) -> None:

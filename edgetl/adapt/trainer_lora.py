@@ -169,7 +169,7 @@ def train_tasknet(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             seen += len(idx)
         val_acc, val_loss = _evaluate(net, vx, vy, loss_fn)
         elapsed = time.monotonic() - started

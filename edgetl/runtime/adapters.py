@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.errors import ExportError, NotReady
+from edgetl.errors import Damaged, ExportError, NotReady
 from edgetl.fsutil import sha256_file
 from edgetl.runtime.batcher import MicroBatcher
 from edgetl.runtime.heads import Head, LinearHead, LogitsHead
@@ -56,7 +56,7 @@ def verify_files(path: Path, manifest: dict) -> None:
         file = Path(path) / name
         actual = sha256_file(file) if file.is_file() else "missing"
         if actual != expected:
-            raise ExportError(f"adapter {manifest.get('version')} of task {manifest.get('task')!r}: {name} is {'missing' if actual == 'missing' else 'damaged (sha256 mismatch)'}")
+            raise Damaged(f"adapter {manifest.get('version')} of task {manifest.get('task')!r}: {name} is {'missing' if actual == 'missing' else 'damaged (sha256 mismatch)'}")
 
 
 def load_adapter(path: Path, base: dict[str, MicroBatcher], settings: Settings, trt_cache_root: Path) -> LoadedAdapter:
@@ -110,4 +110,4 @@ def validate(adapter: LoadedAdapter, path: Path) -> None:
         raise ExportError(f"adapter {adapter.version}: probe output shape {got.shape}, expected {expected.shape}")
     diff = float(np.abs(got - expected).max()) if got.size else 0.0
     if diff > PROBE_TOLERANCE:
-        raise ExportError(f"adapter {adapter.version}: answers differ from training by {diff:.3g} on its probe images")
+        raise Damaged(f"adapter {adapter.version}: answers differ from training by {diff:.3g} on its probe images")

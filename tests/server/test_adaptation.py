@@ -1,0 +1,224 @@
+"""The adaptation loop through a real server on loopback: label -> train -> gate -> hot swap.
+
+Real training processes, real ONNX exports, real SQLite; small images so it
+takes seconds. Heads train on the built-in EfficientNet-Lite0; LoRA trains
+on the tiny timm backbone (random weights) to keep CI in minutes; the LoRA
+benchmark on Lite0 is in benchmarks/adapt.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc
+from tests.adapt_helpers import adapters, classify, create_and_label, train
+from tests.conftest import TINY
+
+
+def test_full_loop_with_a_head(server):
+    images = create_and_label(server)
+    counts = adapt_pb2_grpc.LabelServiceStub(server.channel).GetLabelCounts(adapt_pb2.GetLabelCountsRequest(task="parts"), timeout=10)
+    assert dict(counts.per_class) == {"ok": 10, "pit": 10, "burn": 10} and counts.train + counts.val == 30 and counts.val > 0
+
+    events, job = train(server)
+    phases = [e.phase for e in events]
+    assert phases[0] == "queued" and "running" in phases and "features" in phases and "train" in phases and phases[-1] == "done"
+    assert any(e.epochs and e.loss > 0 for e in events if e.phase == "train")
+    assert job.state == "succeeded" and job.version == "1" and job.activated and "first adapter" in job.gate
+    assert job.metrics.n == counts.val and job.metrics.accuracy >= 0.5
+    assert len(job.metrics.confusion) == 9
+
+    answers = [classify(server, img) for _, img in images]
+    assert {a.adapter_version for a in answers} == {"1"}
+    accuracy = np.mean([a.label == kind for a, (kind, _) in zip(answers, images)])
+    assert accuracy >= 0.8  # on its own labels: the head learned the defects
+    listed = adapters(server).ListAdapters(adapt_pb2.ListAdaptersRequest(task="parts"), timeout=10)
+    assert listed.active_version == "1" and listed.adapters[0].state == "active" and listed.adapters[0].label_count == 30
+
+
+def test_lora_adapter_runs_its_own_backbone(server, data_dir):
+    create_and_label(server, task="tinytask", backbone=TINY, size=64, per_class=8)
+    events, job = train(server, task="tinytask", method="lora", epochs=2, batch_size=8)
+    assert job.state == "succeeded", job.error
+    assert [e for e in events if e.phase == "export"]
+    version_dir = data_dir / "adapters" / "tinytask" / job.version
+    assert {"model.onnx", "manifest.json", "probe.npz", "peft/adapter_config.json", "peft/adapter_model.safetensors"} <= {
+        p.relative_to(version_dir).as_posix() for p in version_dir.rglob("*") if p.is_file()
+    }
+    engine = server.server.engine
+    assert engine.adapters["tinytask"].batcher is not engine.batchers[TINY]  # its own session
+    r = classify(server, np.zeros((64, 64, 3), np.uint8), task="tinytask")
+    assert r.adapter_version == job.version and len(r.scores) == 3
+
+
+def test_gate_keeps_a_worse_adapter_as_candidate_and_force_activates(server):
+    create_and_label(server)
+    _, first = train(server)
+    # Far too few steps: worse on the same split, so it stays a candidate.
+    _, weak = train(server, epochs=1, learning_rate=1e-6)
+    assert weak.state == "succeeded" and not weak.activated and "kept as candidate" in weak.gate
+    assert weak.active_metrics.accuracy == pytest.approx(first.metrics.accuracy)
+    assert classify(server, np.zeros((96, 96, 3), np.uint8)).adapter_version == first.version
+    _, forced = train(server, epochs=1, learning_rate=1e-6, force=True)
+    assert forced.activated and "--force" in forced.gate
+
+
+def test_hot_swap_under_load_drops_nothing(server):
+    images = create_and_label(server)
+    _, v1 = train(server)
+    _, v2 = train(server, force=True, seed=1)
+    stub = adapters(server)
+    timeline: list[tuple[float, float, str]] = []  # (started, done, version) of each activation
+    timeline_lock = threading.Lock()
+    results, failures = [], []
+    stop = threading.Event()
+
+    def client(i):
+        while not stop.is_set():
+            t0 = time.monotonic()
+            try:
+                r = classify(server, images[i % len(images)][1])
+                results.append((t0, time.monotonic(), r.adapter_version))
+            except grpc.RpcError as exc:
+                failures.append(exc)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for n in range(8):
+        version = v1.version if n % 2 == 0 else v2.version
+        t0 = time.monotonic()
+        stub.ActivateAdapter(adapt_pb2.ActivateAdapterRequest(task="parts", version=version), timeout=60)
+        with timeline_lock:
+            timeline.append((t0, time.monotonic(), version))
+        time.sleep(0.2)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not failures, failures[:3]
+    assert len(results) > 40
+    for start, end, version in results:
+        # Active during the request: the last activation done before it started (v2 at first),
+        # or any activation that overlapped it.
+        before = [v for s, d, v in timeline if d <= start]
+        allowed = {before[-1] if before else v2.version} | {v for s, d, v in timeline if s <= end and d >= start}
+        assert version in allowed, (start, end, version, timeline)
+
+
+def test_a_damaged_adapter_does_not_replace_the_active_one(server, data_dir):
+    images = create_and_label(server)
+    _, v1 = train(server)
+    _, v2 = train(server, force=True, seed=1)
+    stub = adapters(server)
+    stub.ActivateAdapter(adapt_pb2.ActivateAdapterRequest(task="parts", version=v1.version), timeout=60)
+    head = data_dir / "adapters" / "parts" / v2.version / "head.npz"
+    head.write_bytes(head.read_bytes()[:-100])  # truncated on disk
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ActivateAdapter(adapt_pb2.ActivateAdapterRequest(task="parts", version=v2.version), timeout=60)
+    assert info.value.code() == grpc.StatusCode.DATA_LOSS and "head.npz is damaged" in info.value.details()
+    assert classify(server, images[0][1]).adapter_version == v1.version
+    assert stub.ListAdapters(adapt_pb2.ListAdaptersRequest(task="parts"), timeout=10).active_version == v1.version
+
+
+def test_restart_restores_adapters_with_identical_predictions(server_factory):
+    first = server_factory()
+    images = create_and_label(first)
+    _, job = train(first)
+    before = [classify(first, img) for _, img in images[:6]]
+    first.stop()
+    second = server_factory()
+    after = [classify(second, img) for _, img in images[:6]]
+    for a, b in zip(before, after):
+        assert b.adapter_version == a.adapter_version == job.version
+        np.testing.assert_allclose(b.scores, a.scores, atol=1e-6)
+
+
+def test_rollback_is_one_call(server):
+    create_and_label(server)
+    _, v1 = train(server)
+    _, v2 = train(server, force=True, seed=1)
+    back = adapters(server).Rollback(adapt_pb2.RollbackRequest(task="parts"), timeout=60)
+    assert back.version == v1.version and back.state == "active"
+    with pytest.raises(grpc.RpcError) as info:
+        adapters(server).Rollback(adapt_pb2.RollbackRequest(task="parts"), timeout=60)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_cancel_leaves_no_version(server, data_dir):
+    create_and_label(server, task="tinytask", backbone=TINY, size=64, per_class=8)
+    stub = adapt_pb2_grpc.TrainingServiceStub(server.channel)
+    job = stub.StartTraining(adapt_pb2.StartTrainingRequest(task="tinytask", method="lora", options=adapt_pb2.TrainingOptions(epochs=500)), timeout=30)
+    for event in stub.WatchJob(adapt_pb2.WatchJobRequest(job_id=job.id), timeout=300):
+        if event.phase == "train":
+            stub.CancelJob(adapt_pb2.CancelJobRequest(job_id=job.id), timeout=30)
+        if event.HasField("job"):
+            final = event.job
+    assert final.state == "cancelled" and not final.version
+    assert not [p for p in (data_dir / "adapters" / "tinytask").glob("*")]
+
+
+@pytest.mark.parametrize(
+    "request_kwargs, code, phrase",
+    [
+        ({"task": "parts", "method": "svm"}, grpc.StatusCode.INVALID_ARGUMENT, "unknown method 'svm'"),
+        ({"task": "imagenet", "method": "head"}, grpc.StatusCode.INVALID_ARGUMENT, "built in"),
+        ({"task": "nope", "method": "head"}, grpc.StatusCode.NOT_FOUND, "unknown task"),
+    ],
+)
+def test_bad_training_requests(server, request_kwargs, code, phrase):
+    create_and_label(server, per_class=2)
+    with pytest.raises(grpc.RpcError) as info:
+        adapt_pb2_grpc.TrainingServiceStub(server.channel).StartTraining(adapt_pb2.StartTrainingRequest(**request_kwargs), timeout=30)
+    assert info.value.code() == code and phrase in info.value.details()
+
+
+def test_too_few_labels_fail_the_job_with_a_reason(server):
+    create_and_label(server, per_class=1)
+    _, job = train(server)
+    assert job.state == "failed" and "at least 2 labels" in job.error and not job.version
+
+
+def test_one_job_per_task(server):
+    create_and_label(server, task="tinytask", backbone=TINY, size=64, per_class=8)
+    stub = adapt_pb2_grpc.TrainingServiceStub(server.channel)
+    job = stub.StartTraining(adapt_pb2.StartTrainingRequest(task="tinytask", method="lora", options=adapt_pb2.TrainingOptions(epochs=500)), timeout=30)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.StartTraining(adapt_pb2.StartTrainingRequest(task="tinytask", method="head"), timeout=30)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION and job.id in info.value.details()
+    stub.CancelJob(adapt_pb2.CancelJobRequest(job_id=job.id), timeout=30)
+
+
+@pytest.mark.parametrize(
+    "image, class_name, code, phrase",
+    [
+        (b"", "ok", grpc.StatusCode.INVALID_ARGUMENT, "empty"),
+        (b"\x89PNG\r\n\x1a\nbroken", "ok", grpc.StatusCode.INVALID_ARGUMENT, "corrupt PNG"),
+        (None, "scratch", grpc.StatusCode.INVALID_ARGUMENT, "has no class 'scratch'"),
+    ],
+)
+def test_bad_labels_are_refused_and_nothing_is_written(server, data_dir, image, class_name, code, phrase):
+    from edgetl.api.v1 import image_pb2
+    from tests.adapt_helpers import png
+
+    create_and_label(server, per_class=2)
+    labels = adapt_pb2_grpc.LabelServiceStub(server.channel)
+    before = labels.GetLabelCounts(adapt_pb2.GetLabelCountsRequest(task="parts"), timeout=10)
+    files = sorted((data_dir / "images").rglob("*"))
+    data = image if image is not None else png(np.full((32, 32, 3), 7, np.uint8))
+    with pytest.raises(grpc.RpcError) as info:
+        labels.AddLabel(adapt_pb2.AddLabelRequest(task="parts", image=image_pb2.Image(encoded=data), class_name=class_name), timeout=10)
+    assert info.value.code() == code and phrase in info.value.details()
+    assert labels.GetLabelCounts(adapt_pb2.GetLabelCountsRequest(task="parts"), timeout=10) == before
+    assert sorted((data_dir / "images").rglob("*")) == files
+
+
+def test_compare_scratch_records_the_transfer_gain(server):
+    create_and_label(server)
+    _, job = train(server, compare_scratch=True)
+    assert job.state == "succeeded" and job.scratch_metrics.n == job.metrics.n
+    assert job.metrics.accuracy >= job.scratch_metrics.accuracy
