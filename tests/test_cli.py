@@ -126,3 +126,73 @@ def test_port_in_use_is_a_clear_error(serve, data_dir):
     port = server.address.rsplit(":", 1)[1]
     result = run("serve", "--data-dir", str(data_dir), "--port", port)
     assert result.returncode == 1 and "cannot listen on 127.0.0.1:" + port in result.stderr
+
+
+def test_cli_adaptation_loop(serve, tmp_path):
+    """label import -> train --wait --json -> eval --json -> adapters list/rollback, as an operator runs them."""
+    from edgetl.synthetic import write_dataset
+
+    server = serve()
+    train_dir = write_dataset(tmp_path / "train", "brick", classes=("ok", "pit", "burn"), per_class=10, size=96, seed=0)
+    test_dir = write_dataset(tmp_path / "test", "brick", classes=("ok", "pit", "burn"), per_class=4, size=96, seed=1)
+    s = ["--server", server.address]
+
+    imported = run("label", "import", "--task", "line4", str(train_dir), *s)
+    assert imported.returncode == 0, imported.stderr
+    assert "created task line4" in imported.stderr and "labelling [" in imported.stderr and "30 labels" in imported.stdout
+
+    trained = run("train", "--task", "line4", "--method", "head", "--wait", "--json", *s)
+    assert trained.returncode == 0, trained.stderr
+    summary = json.loads(trained.stdout)
+    assert summary["version"] == "1" and summary["activated"] is True and summary["val_accuracy"] >= 0.5
+    assert "train" in trained.stderr and "done" in trained.stderr  # live progress went to stderr
+
+    evaluated = json.loads(run("eval", "--task", "line4", str(test_dir), "--json", *s).stdout)
+    assert evaluated["n"] == 12 and evaluated["accuracy"] >= 0.6 and set(evaluated["per_class"]) == {"ok", "pit", "burn"}
+    assert evaluated["adapter_versions"] == ["1"]
+
+    again = run("train", "--task", "line4", "--method", "head", "--seed", "3", "--force", "--wait", "--json", *s)
+    assert json.loads(again.stdout)["version"] == "2"
+    listed = [json.loads(l) for l in run("adapters", "list", "--task", "line4", "--json", *s).stdout.splitlines()]
+    assert [(a["version"], a["state"]) for a in listed] == [("1", "retired"), ("2", "active")]
+    back = run("adapters", "rollback", "--task", "line4", *s)
+    assert back.returncode == 0 and "v1" in back.stdout and "active" in back.stdout
+    counts = run("label", "counts", "--task", "line4", "--json", *s)
+    assert json.loads(counts.stdout)["total"] == 30
+
+
+def test_kill_9_during_a_job_loses_no_label(serve, data_dir, tmp_path):
+    """The server dies mid-training: labels stay, the job is failed, no half adapter, the worker exits."""
+    from edgetl.synthetic import write_dataset
+
+    server = serve()
+    s = ["--server", server.address]
+    dataset = write_dataset(tmp_path / "ds", "gravel", classes=("ok", "crack"), per_class=8, size=64, seed=0)
+    assert run("label", "import", "--task", "t", str(dataset), *s).returncode == 0
+    started = json.loads(run("train", "--task", "t", "--method", "lora", "--epochs", "500", "--json", *s).stdout)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # until the worker is in its training loop
+        listed = json.loads(run("jobs", "list", "--json", *s).stdout.splitlines()[0])
+        if listed["state"] == "running" and list((data_dir / "adapters" / "t").glob(".tmp-*")):
+            break
+        time.sleep(0.5)
+    time.sleep(3)
+    server.proc.kill()  # SIGKILL: no goodbye
+    server.proc.wait(10)
+    # The orphaned worker notices its parent is gone and exits.
+    for _ in range(20):
+        alive = subprocess.run(["pgrep", "-f", "edgetl.adapt.worker"], capture_output=True, text=True).stdout.split()
+        if not alive:
+            break
+        time.sleep(0.5)
+    assert not alive, "the training process outlived the server"
+
+    restarted = serve()
+    s = ["--server", restarted.address]
+    assert json.loads(run("label", "counts", "--task", "t", "--json", *s).stdout)["total"] == 16
+    job = json.loads(run("jobs", "list", "--json", *s).stdout.splitlines()[0])
+    assert job["job_id"] == started["job_id"] and job["state"] == "failed" and "server stopped" in job["error"]
+    assert not list((data_dir / "adapters").rglob(".tmp-*"))
+    assert run("adapters", "list", "--task", "t", *s).stdout == ""
+    # And the store still trains.
+    assert run("train", "--task", "t", "--method", "head", "--wait", *s).returncode == 0
