@@ -8,7 +8,6 @@ tested here.
 
 from __future__ import annotations
 
-import logging
 
 import onnxruntime as ort
 

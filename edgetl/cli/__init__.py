@@ -1,0 +1,141 @@
+"""`edgetl`: run the server and talk to it.
+
+Client commands reach a running server at --server (default localhost:50051,
+or $EDGETL_SERVER). Errors print one line to stderr and exit non-zero:
+1 the request failed, 2 bad usage, 3 the server could not be reached.
+Command modules import grpc and the stubs only when a command runs, and
+none imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import edgetl
+from edgetl.cli.adapt import cmd_adapters, cmd_eval, cmd_jobs, cmd_label, cmd_train
+from edgetl.cli.common import DEFAULT_SERVER, CliError, Parser
+from edgetl.cli.inference import cmd_backbones, cmd_predict, cmd_tasks
+from edgetl.cli.serve import cmd_serve
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="edgetl", description="On-device transfer learning for visual inspection.")
+    parser.add_argument("--version", action="version", version=f"edgetl {edgetl.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    serve = sub.add_parser("serve", help="run the gRPC server")
+    serve.add_argument("--data-dir", type=Path, help="where exports, tasks and labels live (default ./edgetl-data, or $EDGETL_DATA_DIR)")
+    serve.add_argument("--config", type=Path, help="settings file (default DATA_DIR/edgetl.toml if present)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 50051; 0 picks a free one)")
+    serve.add_argument("--providers", help="ONNX Runtime providers in order, e.g. tensorrt,cuda,cpu")
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.set_defaults(func=cmd_serve)
+
+    def client_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--server", default=os.environ.get("EDGETL_SERVER", DEFAULT_SERVER), help="HOST:PORT (default $EDGETL_SERVER or localhost:50051)")
+        p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+        return p
+
+    def client(name: str, help: str) -> argparse.ArgumentParser:
+        return client_options(sub.add_parser(name, help=help))
+
+    def group(name: str, help: str, actions: dict[str, str], default: str | None = None):
+        """A command with actions (`edgetl label import ...`), each a parser of its own."""
+        p = sub.add_parser(name, help=help)
+        actions_sub = p.add_subparsers(dest="action", required=default is None, parser_class=Parser)
+        parsers = {action: client_options(actions_sub.add_parser(action, help=text)) for action, text in actions.items()}
+        if default:
+            client_options(p)
+            p.set_defaults(action=default)
+        return p, parsers
+
+    backbones = client("backbones", "list the server's backbones")
+    backbones.add_argument("--json", action="store_true", help="one JSON object per backbone")
+    backbones.set_defaults(func=cmd_backbones)
+
+    tasks, task_actions = group("tasks", "list or create tasks", {"list": "list tasks", "create": "create a task"}, default="list")
+    for p in (tasks, *task_actions.values()):
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_tasks, name=None, classes=None, backbone="")
+    task_actions["create"].add_argument("name", help="task name")
+    task_actions["create"].add_argument("--classes", required=True, help="comma-separated class names, e.g. ok,scratch,dent")
+    task_actions["create"].add_argument("--backbone", default="", help="default: the server's")
+
+    predict = client("predict", "classify image files")
+    predict.add_argument("--task", required=True, help="task name, e.g. imagenet")
+    predict.add_argument("--json", action="store_true", help="one JSON object per file")
+    predict.add_argument("--top-k", type=int, default=5, help="classes listed in `scores` (default 5)")
+    predict.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    predict.set_defaults(func=cmd_predict)
+
+    _, label = group("label", "add operator labels", {"import": "import an ImageFolder tree DIR/<class>/*.png", "add": "label image files as one class", "counts": "labels per class"})
+    label["import"].add_argument("paths", nargs=1, type=Path, metavar="DIR")
+    label["add"].add_argument("paths", nargs="+", type=Path, metavar="FILE")
+    label["add"].add_argument("--class", dest="class_name", required=True, help="the class of the files")
+    for p in label.values():
+        p.add_argument("--task", required=True)
+        p.add_argument("--operator", default=os.environ.get("USER", ""), help="who labelled them (default $USER)")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_label, paths=getattr(p, "paths", None), class_name=None)
+
+    train = client("train", "train an adapter for a task")
+    train.add_argument("--task", required=True)
+    train.add_argument("--method", choices=["head", "lora"], default="head")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--rank", type=int, help="LoRA rank (default 8)")
+    train.add_argument("--lr", type=float, dest="learning_rate")
+    train.add_argument("--head-lr", type=float, dest="head_learning_rate", help="LoRA: the classifier's learning rate")
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--patience", type=int)
+    train.add_argument("--no-augment", action="store_true")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--force", action="store_true", help="activate even if worse than the active adapter")
+    train.add_argument("--compare-scratch", action="store_true", help="also train from random weights and report the transfer gain")
+    train.add_argument("--wait", action="store_true", help="show progress until the job ends")
+    train.add_argument("--json", action="store_true", help="end with a JSON summary on stdout")
+    train.set_defaults(func=cmd_train)
+
+    jobs, job_actions = group("jobs", "list, watch or cancel training jobs", {"list": "list jobs", "watch": "follow a job's progress", "cancel": "cancel a job"}, default="list")
+    for p in (jobs, *job_actions.values()):
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_jobs, job_id=None, task="")
+    job_actions["list"].add_argument("--task", default="")
+    job_actions["watch"].add_argument("job_id")
+    job_actions["cancel"].add_argument("job_id")
+
+    evaluate = client("eval", "classify a labelled ImageFolder tree through the server and score it")
+    evaluate.add_argument("--task", required=True)
+    evaluate.add_argument("dir", type=Path, metavar="DIR")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(func=cmd_eval)
+
+    _, adapters = group("adapters", "list, activate or roll back adapter versions", {"list": "a task's versions", "activate": "activate a version", "rollback": "go back to the previously active version"})
+    adapters["activate"].add_argument("version")
+    for p in adapters.values():
+        p.add_argument("--task", required=True)
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_adapters, version=None)
+    return parser
+
+
+# -- serve ---------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except CliError as exc:
+        print(f"edgetl: error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

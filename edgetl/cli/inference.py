@@ -1,0 +1,88 @@
+"""Client commands for serving: backbones, tasks, predict."""
+
+from __future__ import annotations
+
+
+from edgetl.cli.common import EXIT_UNREACHABLE, EXIT_USAGE, CliError, call, open_channel, print_json, report_failure
+
+
+def cmd_backbones(args) -> int:
+    from edgetl.api.v1 import model_pb2, model_pb2_grpc
+
+    with open_channel(args) as channel:
+        response = call(args, model_pb2_grpc.ModelServiceStub(channel).ListBackbones, model_pb2.ListBackbonesRequest())
+    for b in response.backbones:
+        if args.json:
+            print_json(
+                {
+                    "name": b.name, "version": b.version, "plugin": b.plugin, "loaded": b.loaded,
+                    "input_size": [b.input_height, b.input_width], "providers": list(b.providers),
+                    "export_id": b.export_id, "outputs": {o.name: list(o.shape) for o in b.outputs},
+                    "description": b.description,
+                }
+            )
+        else:
+            state = f"loaded on {b.providers[0]}" if b.loaded else "not loaded"
+            print(f"{b.name:24} {b.input_height}x{b.input_width}  {state:28} {b.description}")
+    return 0
+
+
+def cmd_tasks(args) -> int:
+    from edgetl.api.v1 import model_pb2, model_pb2_grpc
+
+    with open_channel(args) as channel:
+        stub = model_pb2_grpc.ModelServiceStub(channel)
+        if args.action == "create":
+            if not args.name or not args.classes:
+                raise CliError("tasks create needs a NAME and --classes a,b,...", EXIT_USAGE)
+            classes = [c for c in args.classes.split(",") if c.strip()]
+            tasks = [call(args, stub.CreateTask, model_pb2.CreateTaskRequest(name=args.name, class_names=classes, backbone=args.backbone))]
+        else:
+            tasks = call(args, stub.ListTasks, model_pb2.ListTasksRequest()).tasks
+    for t in tasks:
+        if args.json:
+            print_json({"name": t.name, "backbone": t.backbone, "classes": len(t.class_names), "class_names": list(t.class_names) if len(t.class_names) <= 50 else None, "active_adapter_version": t.active_adapter_version, "builtin": t.builtin})
+        else:
+            version = t.active_adapter_version or "no adapter yet"
+            print(f"{t.name:24} {t.backbone:20} {len(t.class_names):5} classes  {version}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from edgetl.api.v1 import image_pb2, inference_pb2, inference_pb2_grpc
+
+    failures = 0
+    with open_channel(args) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        for path in args.files:
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                report_failure(args, path, f"cannot read {path}: {exc.strerror}")
+                failures += 1
+                continue
+            request = inference_pb2.ClassifyRequest(task=args.task, image=image_pb2.Image(encoded=data), top_k=args.top_k)
+            try:
+                r = call(args, stub.Classify, request)
+            except CliError as exc:
+                if exc.code == EXIT_UNREACHABLE:
+                    raise
+                report_failure(args, path, f"{path}: {exc}")
+                failures += 1
+                continue
+            result = {
+                "file": str(path),
+                "task": r.task,
+                "label": r.label,
+                "score": round(r.score, 6),
+                "scores": {c.label: round(c.score, 6) for c in r.top_classes},
+                "adapter_version": r.adapter_version,
+                "timing_ms": {"decode": round(r.timing.decode_ms, 3), "queue": round(r.timing.queue_ms, 3), "inference": round(r.timing.inference_ms, 3), "total": round(r.timing.total_ms, 3)},
+            }
+            if args.json:
+                print_json(result)
+            else:
+                print(f"{path}: {r.label} ({r.score:.3f})  [task {r.task}, adapter {r.adapter_version}, {r.timing.total_ms:.1f} ms]")
+    if failures:
+        raise CliError(f"{failures} of {len(args.files)} files failed")
+    return 0

@@ -1,0 +1,31 @@
+"""`edgetl serve`: run the server in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from edgetl.cli.common import CliError
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from edgetl.errors import EdgetlError
+    from edgetl.server.app import serve_forever
+    from edgetl.settings import Settings
+
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    providers = tuple(p.strip() for p in args.providers.split(",")) if args.providers else None
+    try:
+        settings = Settings.load(args.config, args.data_dir, host=args.host, port=args.port, providers=providers)
+        asyncio.run(serve_forever(settings, announce=lambda line: print(line, flush=True)))
+    except EdgetlError as exc:
+        raise CliError(str(exc)) from exc
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+# -- client commands -------------------------------------------------------------
