@@ -28,7 +28,7 @@ from typing import Any
 
 from edgetl.backbones.spec import Backbone
 from edgetl.errors import ConfigError, ExportError
-from edgetl.fsutil import sha256_file
+from edgetl.fsutil import fsync_dir, fsync_tree, sha256_file, write_json_atomic
 
 # Duplicated from edgetl.backbones.export (which imports numpy/torch paths we
 # avoid here); a test keeps them equal.
@@ -177,8 +177,6 @@ class ModelStore:
                 },
                 **facts,
             }
-            from edgetl.fsutil import fsync_tree, write_json_atomic, fsync_dir
-
             write_json_atomic(tmp / MANIFEST, manifest)
             fsync_tree(tmp)
             try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgetl.db import connect
-from edgetl.errors import AlreadyExists, InvalidInput, NotFound
+from edgetl.errors import AlreadyExists, InvalidInput
 
 TASK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_CLASSES = 1000
@@ -95,5 +95,3 @@ class TaskStore:
 def _task(row) -> Task:
     return Task(row[0], row[1], tuple(json.loads(row[2])))
 
-
-__all__ = ["Task", "TaskStore", "NotFound", "validate_task"]

@@ -222,3 +222,27 @@ def test_compare_scratch_records_the_transfer_gain(server):
     _, job = train(server, compare_scratch=True)
     assert job.state == "succeeded" and job.scratch_metrics.n == job.metrics.n
     assert job.metrics.accuracy >= job.scratch_metrics.accuracy
+
+
+def test_a_killed_training_process_fails_the_job_cleanly(server, data_dir):
+    """The worker dies mid-training (OOM killer, a crash): failed job with the reason, no version, server fine."""
+    import os
+    import signal
+    import subprocess
+
+    create_and_label(server, task="tinytask", backbone=TINY, size=64, per_class=8)
+    stub = adapt_pb2_grpc.TrainingServiceStub(server.channel)
+    job = stub.StartTraining(adapt_pb2.StartTrainingRequest(task="tinytask", method="lora", options=adapt_pb2.TrainingOptions(epochs=500)), timeout=30)
+    final = None
+    for event in stub.WatchJob(adapt_pb2.WatchJobRequest(job_id=job.id), timeout=300):
+        if event.phase == "train" and event.epoch == 1:
+            pids = subprocess.run(["pgrep", "-f", "edgetl.adapt.worker"], capture_output=True, text=True).stdout.split()
+            assert pids
+            for pid in pids:
+                os.kill(int(pid), signal.SIGKILL)
+        if event.HasField("job"):
+            final = event.job
+    assert final.state == "failed" and "killed (signal 9)" in final.error and not final.version
+    assert not list((data_dir / "adapters").rglob(".tmp-*")) and not list((data_dir / "adapters" / "tinytask").glob("[0-9]*"))
+    r = classify(server, np.zeros((96, 96, 3), np.uint8), task="imagenet")
+    assert r.label  # still serving
