@@ -50,6 +50,18 @@ class Unavailable(EdgetlError):
     code = "UNAVAILABLE"
 
 
+class Unauthenticated(EdgetlError):
+    """No credentials, or credentials that do not check out."""
+
+    code = "UNAUTHENTICATED"
+
+
+class PermissionDenied(EdgetlError):
+    """A known caller whose role does not allow this call."""
+
+    code = "PERMISSION_DENIED"
+
+
 class ConfigError(EdgetlError):
     """A settings file, plugin or backbone is misconfigured (raised at start-up)."""
 

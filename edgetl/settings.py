@@ -64,6 +64,14 @@ class Settings:
     train_threads: int = 1  # CPU threads a training job may use; the rest stay with serving
     train_nice: int = 10  # training runs at lower CPU priority than serving
     gate_tolerance: float = 0.0  # activate a new adapter if accuracy >= active's - this
+    # -- [security]
+    tls_cert: str = ""  # server certificate (PEM); with tls_key, the server speaks TLS
+    tls_key: str = ""
+    client_ca: str = ""  # CA for client certificates; when set, clients must present one (mutual TLS)
+    insecure: bool = False  # allow a non-loopback address without TLS or tokens
+    identities: dict[str, str] = field(default_factory=dict)  # certificate CN or SAN -> role
+    tokens: dict[str, Any] = field(default_factory=dict)  # sha256(token) hex -> {name, role}
+    audit_log: str = ""  # default: <data_dir>/audit.jsonl
     # -- [plugins]
     plugins: dict[str, Any] = field(default_factory=dict)
     disabled_plugins: tuple[str, ...] = ()
@@ -81,6 +89,7 @@ class Settings:
         ),
         "limits": ("max_pixels", "max_queue"),
         "training": ("train_threads", "train_nice", "gate_tolerance"),
+        "security": ("tls_cert", "tls_key", "client_ca", "insecure", "identities", "tokens", "audit_log"),
     }
 
     @classmethod

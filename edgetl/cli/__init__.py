@@ -34,11 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 50051; 0 picks a free one)")
     serve.add_argument("--providers", help="ONNX Runtime providers in order, e.g. tensorrt,cuda,cpu")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument("--insecure", action="store_true", default=None, help="allow a non-loopback address without TLS or tokens")
     serve.set_defaults(func=cmd_serve)
 
     def client_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--server", default=os.environ.get("EDGETL_SERVER", DEFAULT_SERVER), help="HOST:PORT (default $EDGETL_SERVER or localhost:50051)")
         p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+        p.add_argument("--tls-ca", help="CA that signed the server's certificate: use TLS (or $EDGETL_TLS_CA)")
+        p.add_argument("--tls-cert", help="client certificate for mutual TLS (or $EDGETL_TLS_CERT)")
+        p.add_argument("--tls-key", help="client key for mutual TLS (or $EDGETL_TLS_KEY)")
+        p.add_argument("--token", help="bearer token (or $EDGETL_TOKEN)")
         return p
 
     def client(name: str, help: str) -> argparse.ArgumentParser:
@@ -114,6 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=cmd_eval)
 
+    token = sub.add_parser("token", help="make a bearer token for [security.tokens]")
+    token.add_argument("action", choices=["new"])
+    token.add_argument("--name", required=True, help="who will use it, e.g. terminal-3")
+    token.add_argument("--role", required=True, choices=["inference", "operator", "admin"])
+    token.set_defaults(func=cmd_token)
+
+    audit = sub.add_parser("audit", help="read the audit log (on the server's machine)")
+    audit.add_argument("--data-dir", type=Path, default=Path(os.environ.get("EDGETL_DATA_DIR", "edgetl-data")))
+    audit.add_argument("--task", default="")
+    audit.add_argument("--who", default="")
+    audit.add_argument("--since", type=float, default=0.0, help="unix time")
+    audit.set_defaults(func=cmd_audit)
+
     _, adapters = group("adapters", "list, activate or roll back adapter versions", {"list": "a task's versions", "activate": "activate a version", "rollback": "go back to the previously active version"})
     adapters["activate"].add_argument("version")
     for p in adapters.values():
@@ -124,6 +142,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- serve ---------------------------------------------------------------------
+
+
+def cmd_token(args) -> int:
+    from edgetl.server.security import hash_token, new_token
+
+    token = new_token()
+    print(f"token for {args.name} ({args.role}), shown once; give it to them and keep only the hash:", file=sys.stderr)
+    print(token)
+    print(f'add to edgetl.toml under [security.tokens]:\n"{hash_token(token)}" = {{ name = "{args.name}", role = "{args.role}" }}', file=sys.stderr)
+    return 0
+
+
+def cmd_audit(args) -> int:
+    import json
+
+    from edgetl import audit
+
+    for entry in audit.read(args.data_dir / "audit.jsonl", args.task, args.who, args.since):
+        print(json.dumps(entry, sort_keys=True))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from edgetl.cli.common import EXIT_UNREACHABLE, EXIT_USAGE, CliError, Progress, call, image_folder, open_channel, print_json
+from edgetl.cli.common import EXIT_UNREACHABLE, EXIT_USAGE, CliError, Progress, call, image_folder, metadata, open_channel, print_json
 
 
 def cmd_label(args) -> int:
@@ -22,7 +22,7 @@ def cmd_label(args) -> int:
             pairs = image_folder(args.paths[0])
             models = model_pb2_grpc.ModelServiceStub(channel)
             try:
-                models.GetTask(model_pb2.GetTaskRequest(name=args.task), timeout=args.timeout)
+                models.GetTask(model_pb2.GetTaskRequest(name=args.task), timeout=args.timeout, metadata=metadata(args))
             except Exception:  # the task does not exist yet: its classes are the folder names
                 classes = sorted({c for c, _ in pairs})
                 call(args, models.CreateTask, model_pb2.CreateTaskRequest(name=args.task, class_names=classes))
@@ -87,7 +87,7 @@ def watch_job(args, stub, job_id: str):
     from edgetl.api.v1 import adapt_pb2
 
     final = None
-    for event in stub.WatchJob(adapt_pb2.WatchJobRequest(job_id=job_id)):
+    for event in stub.WatchJob(adapt_pb2.WatchJobRequest(job_id=job_id), metadata=metadata(args)):
         parts = [f"[{event.elapsed_s:6.1f}s] {event.phase}"]
         if event.epochs:
             parts.append(f"{event.epoch}/{event.epochs}")

@@ -25,10 +25,34 @@ class Parser(argparse.ArgumentParser):
 
 
 def open_channel(args):
+    """A channel to --server: TLS when --tls-ca (and, for mutual TLS, --tls-cert/--tls-key) is given."""
+    import os
+
     import grpc
 
     limit = 64 * 1024 * 1024
-    return grpc.insecure_channel(args.server, options=[("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)])
+    options = [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
+    ca = getattr(args, "tls_ca", None) or os.environ.get("EDGETL_TLS_CA")
+    cert = getattr(args, "tls_cert", None) or os.environ.get("EDGETL_TLS_CERT")
+    key = getattr(args, "tls_key", None) or os.environ.get("EDGETL_TLS_KEY")
+    if not (ca or cert or key):
+        return grpc.insecure_channel(args.server, options=options)
+    if bool(cert) != bool(key):
+        raise CliError("--tls-cert and --tls-key go together", EXIT_USAGE)
+    try:
+        read = lambda p: Path(p).read_bytes() if p else None  # noqa: E731
+        credentials = grpc.ssl_channel_credentials(root_certificates=read(ca), private_key=read(key), certificate_chain=read(cert))
+    except OSError as exc:
+        raise CliError(f"cannot read {exc.filename}: {exc.strerror}", EXIT_USAGE) from None
+    return grpc.secure_channel(args.server, credentials, options=options)
+
+
+def metadata(args) -> tuple[tuple[str, str], ...]:
+    """The bearer token (--token or $EDGETL_TOKEN), sent with every call."""
+    import os
+
+    token = getattr(args, "token", None) or os.environ.get("EDGETL_TOKEN")
+    return (("authorization", f"Bearer {token}"),) if token else ()
 
 
 def call(args, method, request):
@@ -36,7 +60,7 @@ def call(args, method, request):
     import grpc
 
     try:
-        return method(request, timeout=args.timeout)
+        return method(request, timeout=args.timeout, metadata=metadata(args))
     except grpc.RpcError as exc:
         code = exc.code()
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and "ready" not in (exc.details() or ""):

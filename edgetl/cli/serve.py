@@ -19,7 +19,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     providers = tuple(p.strip() for p in args.providers.split(",")) if args.providers else None
     try:
-        settings = Settings.load(args.config, args.data_dir, host=args.host, port=args.port, providers=providers)
+        settings = Settings.load(args.config, args.data_dir, host=args.host, port=args.port, providers=providers, insecure=args.insecure)
         asyncio.run(serve_forever(settings, announce=lambda line: print(line, flush=True)))
     except EdgetlError as exc:
         raise CliError(str(exc)) from exc

@@ -37,6 +37,8 @@ from edgetl.server.inference_servicer import InferenceServicer
 from edgetl.server.interceptors import ErrorMappingInterceptor
 from edgetl.server.label_servicer import LabelServicer
 from edgetl.server.model_servicer import ModelServicer
+from edgetl.server.security import Authenticator, check_bind, server_credentials
+from edgetl.audit import AuditLog
 from edgetl.server.training_servicer import TrainingServicer
 from edgetl.settings import Settings
 from edgetl.tasks.store import Task, TaskStore
@@ -99,8 +101,14 @@ class EdgetlServer:
         self.jobs = JobManager(settings, data_dir / DB_FILE, self.versions, self.activator)
         self.jobs.recover()
 
+        check_bind(settings)
+        credentials = server_credentials(settings)
+        authenticator = Authenticator(settings)
+        if credentials is not None and not authenticator.enforcing:
+            log.warning("TLS without client certificates or tokens: traffic is encrypted, but every caller is admin")
+        self.audit = AuditLog(Path(settings.audit_log) if settings.audit_log else data_dir / "audit.jsonl")
         self._server = grpc.aio.server(
-            interceptors=[ErrorMappingInterceptor()],
+            interceptors=[ErrorMappingInterceptor(authenticator, self.audit)],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -121,7 +129,11 @@ class EdgetlServer:
             self._server,
         )
         try:
-            self.port = self._server.add_insecure_port(f"{settings.host}:{settings.port}")
+            address = f"{settings.host}:{settings.port}"
+            if credentials is None:
+                self.port = self._server.add_insecure_port(address)
+            else:
+                self.port = self._server.add_secure_port(address, credentials)
         except RuntimeError as exc:
             raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {exc}") from exc
         if not self.port:

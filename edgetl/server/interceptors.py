@@ -57,55 +57,88 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    """Maps exceptions to statuses, and is the one place each call is authorised and audited.
+
+    Args:
+        authenticator: decides who may call what (edgetl.server.security);
+            None lets every call through.
+        audit: where operator and admin actions are recorded; None records nothing.
+    """
+
+    def __init__(self, authenticator=None, audit=None):
+        self.authenticator = authenticator
+        self.audit = audit
+
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
+        method = handler_call_details.method
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary), _safe(handler.request_deserializer), handler.response_serializer
+                self._wrap_unary(method, handler.unary_unary), _safe(handler.request_deserializer), handler.response_serializer
             )
         if handler.stream_stream:
             return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream(handler.stream_stream, streaming_request=True),
+                self._wrap_stream(method, handler.stream_stream, streaming_request=True),
                 _safe(handler.request_deserializer),
                 handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream), _safe(handler.request_deserializer), handler.response_serializer
+                self._wrap_stream(method, handler.unary_stream), _safe(handler.request_deserializer), handler.response_serializer
             )
         return handler  # stream_unary: none of ours
 
+    def _authorize(self, method: str, context):
+        if self.authenticator is None:
+            return None
+        return self.authenticator.authorize(method, context)
 
-def _wrap_unary(behavior):
-    async def wrapped(request, context: grpc.aio.ServicerContext):
-        try:
-            if isinstance(request, _Malformed):
-                raise request.error
-            return await behavior(request, context)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - mapped, never leaked
-            code, message = status_for(exc)
-            await context.abort(code, message)
+    def _record(self, method: str, caller, request, code: str, message: str = "") -> None:
+        from edgetl.server.security import required_role
 
-    return wrapped
+        if self.audit is None or required_role(method) in (None, "inference"):
+            return  # classify calls are not actions; health and reflection are probes
+        who, role = (caller.name, caller.role) if caller else ("unknown", "")
+        self.audit.record(who, role, method.rsplit("/", 1)[-1], None if isinstance(request, _Malformed) else request, code, message)
 
+    def _wrap_unary(self, method, behavior):
+        async def wrapped(request, context: grpc.aio.ServicerContext):
+            caller = None
+            try:
+                caller = self._authorize(method, context)
+                if isinstance(request, _Malformed):
+                    raise request.error
+                response = await behavior(request, context)
+                self._record(method, caller, request, "OK")
+                return response
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - mapped, never leaked
+                code, message = status_for(exc)
+                self._record(method, caller or getattr(exc, "caller", None), request, code.name, message)
+                await context.abort(code, message)
 
-def _wrap_stream(behavior, streaming_request: bool = False):
-    async def wrapped(request_or_iterator, context: grpc.aio.ServicerContext):
-        try:
-            if streaming_request:
-                request_or_iterator = _checked(request_or_iterator)
-            elif isinstance(request_or_iterator, _Malformed):
-                raise request_or_iterator.error
-            async for response in behavior(request_or_iterator, context):
-                yield response
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            code, message = status_for(exc)
-            await context.abort(code, message)
+        return wrapped
 
-    return wrapped
+    def _wrap_stream(self, method, behavior, streaming_request: bool = False):
+        async def wrapped(request_or_iterator, context: grpc.aio.ServicerContext):
+            caller = None
+            try:
+                caller = self._authorize(method, context)
+                if streaming_request:
+                    request_or_iterator = _checked(request_or_iterator)
+                elif isinstance(request_or_iterator, _Malformed):
+                    raise request_or_iterator.error
+                async for response in behavior(request_or_iterator, context):
+                    yield response
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                code, message = status_for(exc)
+                if not streaming_request:
+                    self._record(method, caller or getattr(exc, "caller", None), request_or_iterator, code.name, message)
+                await context.abort(code, message)
+
+        return wrapped

@@ -1,0 +1,54 @@
+"""The audit log: every operator and admin action as one JSON line, appended and fsynced.
+
+Fields: time (unix), who, role, action (the RPC), task, version or job when
+the request names one, outcome ("OK" or the status code), message. Read it
+with `edgetl audit`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+
+class AuditLog:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def record(self, who: str, role: str, action: str, request=None, outcome: str = "OK", message: str = "") -> None:
+        entry = {"time": round(time.time(), 3), "who": who, "role": role, "action": action, "outcome": outcome}
+        for field in ("task", "version", "job_id", "name", "method", "class_name"):
+            value = getattr(request, field, None)
+            if value:
+                entry[field] = value
+        if message:
+            entry["message"] = message[:500]
+        line = (json.dumps(entry, sort_keys=True) + "\n").encode()
+        with self._lock:
+            # O_APPEND: a crash leaves whole lines before it, at worst a torn last line (skipped on read).
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def read(path: Path, task: str = "", who: str = "", since: float = 0.0) -> Iterator[dict]:
+    if not Path(path).is_file():
+        return
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line after a crash
+            if (task and entry.get("task") != task) or (who and entry.get("who") != who) or entry.get("time", 0) < since:
+                continue
+            yield entry

@@ -1,0 +1,196 @@
+"""Transport security and roles through a real server: mutual TLS, tokens, the bind rule, the audit log.
+
+Certificates are made here (a CA, a server certificate for localhost, client
+certificates for a camera, an engineer and a stranger).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc, image_pb2, inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
+from edgetl.errors import ConfigError
+from edgetl.server.security import hash_token
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tests.conftest import ServerThread, encode, make_settings
+
+
+def _key():
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _cert(subject_cn, key, issuer_cn=None, issuer_key=None, ca=False, sans=()):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_cn or subject_cn)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+    return builder.sign(issuer_key or key, hashes.SHA256())
+
+
+def _pem(obj) -> bytes:
+    if isinstance(obj, x509.Certificate):
+        return obj.public_bytes(serialization.Encoding.PEM)
+    return obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pki")
+    ca_key = _key()
+    ca = _cert("edgetl test CA", ca_key, ca=True)
+    files = {"ca.pem": _pem(ca)}
+    server_key = _key()
+    files["server.pem"] = _pem(_cert("localhost", server_key, "edgetl test CA", ca_key, sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]))
+    files["server.key"] = _pem(server_key)
+    for who in ("camera-4", "engineer", "stranger"):
+        key = _key()
+        files[f"{who}.pem"] = _pem(_cert(who, key, "edgetl test CA", ca_key))
+        files[f"{who}.key"] = _pem(key)
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    return root
+
+
+@pytest.fixture
+def mtls_server(data_dir, pki):
+    settings = make_settings(
+        data_dir, tls_cert=str(pki / "server.pem"), tls_key=str(pki / "server.key"), client_ca=str(pki / "ca.pem"),
+        identities={"camera-4": "inference", "engineer": "admin"},
+    )
+    server = _Secure(settings, pki)
+    yield server
+    server.stop()
+
+
+class _Secure(ServerThread):
+    def __init__(self, settings, pki):
+        self.pki = pki
+        super().__init__(settings)
+        self.channel.close()
+        self.port = self.address.rsplit(":", 1)[1]
+
+    def channel_for(self, who: str | None):
+        ca = (self.pki / "ca.pem").read_bytes()
+        if who is None:
+            credentials = grpc.ssl_channel_credentials(root_certificates=ca)
+        else:
+            credentials = grpc.ssl_channel_credentials(ca, (self.pki / f"{who}.key").read_bytes(), (self.pki / f"{who}.pem").read_bytes())
+        return grpc.secure_channel(f"localhost:{self.port}", credentials)
+
+
+def _classify(channel, chelsea_rgb):
+    stub = inference_pb2_grpc.InferenceServiceStub(channel)
+    return stub.Classify(inference_pb2.ClassifyRequest(task="imagenet", image=image_pb2.Image(encoded=encode(chelsea_rgb))), timeout=30)
+
+
+def test_mutual_tls_rejects_a_client_without_a_certificate(mtls_server, chelsea_rgb):
+    with pytest.raises(grpc.RpcError) as info:
+        _classify(mtls_server.channel_for(None), chelsea_rgb)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE  # the TLS handshake itself fails
+
+
+def test_plaintext_client_cannot_talk_to_a_tls_server(mtls_server, chelsea_rgb):
+    with pytest.raises(grpc.RpcError):
+        _classify(grpc.insecure_channel(f"127.0.0.1:{mtls_server.port}"), chelsea_rgb)
+
+
+def test_a_camera_certificate_classifies_but_cannot_train(mtls_server, chelsea_rgb):
+    camera = mtls_server.channel_for("camera-4")
+    assert _classify(camera, chelsea_rgb).label == "Egyptian cat"
+    with pytest.raises(grpc.RpcError) as info:
+        adapt_pb2_grpc.TrainingServiceStub(camera).StartTraining(adapt_pb2.StartTrainingRequest(task="x", method="head"), timeout=10)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "camera-4 has role 'inference'; StartTraining needs 'admin'" in info.value.details()
+
+
+def test_an_engineer_certificate_is_admin(mtls_server):
+    engineer = mtls_server.channel_for("engineer")
+    task = model_pb2_grpc.ModelServiceStub(engineer).CreateTask(model_pb2.CreateTaskRequest(name="weld", class_names=["ok", "crack"]), timeout=30)
+    assert task.name == "weld"
+
+
+def test_a_valid_certificate_without_a_role_is_denied(mtls_server, chelsea_rgb):
+    with pytest.raises(grpc.RpcError) as info:
+        _classify(mtls_server.channel_for("stranger"), chelsea_rgb)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED and "[security.identities]" in info.value.details()
+
+
+def test_health_is_open_to_probes(mtls_server):
+    health = health_pb2_grpc.HealthStub(mtls_server.channel_for("stranger"))
+    assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.fixture
+def token_server(data_dir):
+    tokens = {hash_token("op-secret"): {"name": "terminal-2", "role": "operator"}, hash_token("cam-secret"): {"name": "plc-1", "role": "inference"}}
+    server = ServerThread(make_settings(data_dir, tokens=tokens))
+    yield server
+    server.stop()
+
+
+def _with_token(token):
+    return (("authorization", f"Bearer {token}"),)
+
+
+def test_tokens_authenticate_and_roles_apply(token_server, chelsea_rgb):
+    channel = token_server.channel
+    stub = inference_pb2_grpc.InferenceServiceStub(channel)
+    request = inference_pb2.ClassifyRequest(task="imagenet", image=image_pb2.Image(encoded=encode(chelsea_rgb)))
+    for metadata, code in (((), grpc.StatusCode.UNAUTHENTICATED), (_with_token("wrong"), grpc.StatusCode.UNAUTHENTICATED)):
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Classify(request, metadata=metadata, timeout=10)
+        assert info.value.code() == code
+    assert stub.Classify(request, metadata=_with_token("cam-secret"), timeout=30).label == "Egyptian cat"
+    models = model_pb2_grpc.ModelServiceStub(channel)
+    assert [t.name for t in models.ListTasks(model_pb2.ListTasksRequest(), metadata=_with_token("op-secret"), timeout=10).tasks] == ["imagenet"]
+    with pytest.raises(grpc.RpcError) as info:
+        models.CreateTask(model_pb2.CreateTaskRequest(name="x", class_names=["a", "b"]), metadata=_with_token("op-secret"), timeout=10)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED and "terminal-2 has role 'operator'" in info.value.details()
+
+
+def test_actions_are_audited(token_server, data_dir):
+    models = model_pb2_grpc.ModelServiceStub(token_server.channel)
+    with pytest.raises(grpc.RpcError):
+        models.CreateTask(model_pb2.CreateTaskRequest(name="x", class_names=["a", "b"]), metadata=_with_token("op-secret"), timeout=10)
+    models.ListTasks(model_pb2.ListTasksRequest(), metadata=_with_token("op-secret"), timeout=10)
+    entries = [json.loads(line) for line in (data_dir / "audit.jsonl").read_text().splitlines()]
+    assert {"who": "terminal-2", "role": "operator", "action": "CreateTask", "outcome": "PERMISSION_DENIED", "name": "x"}.items() <= entries[0].items()
+    assert entries[1]["action"] == "ListTasks" and entries[1]["outcome"] == "OK"
+
+
+def test_non_loopback_without_security_needs_insecure(data_dir):
+    with pytest.raises(ConfigError, match="refusing to listen on 0.0.0.0 without TLS or tokens"):
+        ServerThread(make_settings(data_dir, host="0.0.0.0"))
+    server = ServerThread(make_settings(data_dir, host="0.0.0.0", insecure=True))
+    server.stop()
+
+
+def test_cli_flags_reach_a_mutual_tls_server(mtls_server, pki, tmp_path, chelsea_rgb):
+    import subprocess
+    import sys
+
+    image = tmp_path / "cat.png"
+    image.write_bytes(encode(chelsea_rgb))
+    base = [sys.executable, "-m", "edgetl", "predict", "--server", f"localhost:{mtls_server.port}", "--task", "imagenet", "--tls-ca", str(pki / "ca.pem")]
+    ok = subprocess.run([*base, "--tls-cert", str(pki / "camera-4.pem"), "--tls-key", str(pki / "camera-4.key"), str(image)], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "Egyptian cat" in ok.stdout, ok.stderr
+    denied = subprocess.run([sys.executable, "-m", "edgetl", "tasks", "create", "t", "--classes", "a,b", "--server", f"localhost:{mtls_server.port}", "--tls-ca", str(pki / "ca.pem"), "--tls-cert", str(pki / "camera-4.pem"), "--tls-key", str(pki / "camera-4.key")], capture_output=True, text=True, timeout=60)
+    assert denied.returncode == 1 and "PERMISSION_DENIED" in denied.stderr
