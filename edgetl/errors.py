@@ -44,6 +44,12 @@ class NotReady(EdgetlError):
     code = "FAILED_PRECONDITION"
 
 
+class DeadlineExceeded(EdgetlError):
+    """The caller's deadline passed while the request waited; it was not computed."""
+
+    code = "DEADLINE_EXCEEDED"
+
+
 class Unavailable(EdgetlError):
     """Overloaded or shutting down; the caller may retry later."""
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgetl.errors import DeadlineExceeded
 from edgetl.runtime.session import BackboneSession
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class BackboneResult:
 class _Slot:
     tensor: np.ndarray
     outputs: tuple[str, ...]
+    deadline: float | None = None  # time.monotonic() after which nobody waits for the answer
     enqueued: float = field(default_factory=time.perf_counter)
     result: BackboneResult | None = None
     error: BaseException | None = None
@@ -50,9 +52,13 @@ class MicroBatcher:
         self._waiting: list[_Slot] = []
         self._busy = False
 
-    def run(self, tensor: np.ndarray, outputs: tuple[str, ...]) -> BackboneResult:
-        """Run one preprocessed image [3, H, W]; blocks the calling (worker) thread."""
-        slot = _Slot(tensor, outputs)
+    def run(self, tensor: np.ndarray, outputs: tuple[str, ...], deadline: float | None = None) -> BackboneResult:
+        """Run one preprocessed image [3, H, W]; blocks the calling (worker) thread.
+
+        An image whose `deadline` (time.monotonic()) has passed when its batch
+        starts is dropped with DeadlineExceeded instead of being computed.
+        """
+        slot = _Slot(tensor, outputs, deadline)
         with self._cond:
             self._waiting.append(slot)
             while slot.result is None and slot.error is None:
@@ -73,6 +79,13 @@ class MicroBatcher:
         return slot.result
 
     def _run(self, batch: list[_Slot]) -> None:
+        now = time.monotonic()
+        for slot in batch:
+            if slot.deadline is not None and now > slot.deadline:
+                slot.error = DeadlineExceeded("the request's deadline passed while it waited for the backbone; it was not computed")
+        batch = [slot for slot in batch if slot.error is None]
+        if not batch:
+            return
         started = time.perf_counter()
         try:
             outputs = sorted({name for slot in batch for name in slot.outputs})

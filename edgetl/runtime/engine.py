@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgetl.errors import NotFound, NotReady, Unavailable
+from edgetl.errors import DeadlineExceeded, NotFound, NotReady, Unavailable
 from edgetl.runtime.batcher import BackboneResult, MicroBatcher
 from edgetl.runtime.heads import Head
 from edgetl.runtime.preprocess import ImageInput, decode
@@ -86,7 +86,8 @@ class InferenceEngine:
     def list_tasks(self) -> list[Task]:
         return sorted([*self.builtin_tasks.values(), *self.tasks.list()], key=lambda t: t.name)
 
-    async def classify(self, task_name: str, image: ImageInput, top_k: int = DEFAULT_TOP_K) -> Prediction:
+    async def classify(self, task_name: str, image: ImageInput, top_k: int = DEFAULT_TOP_K, deadline: float | None = None) -> Prediction:
+        """Classify one image. `deadline` (time.monotonic()): past it, the work is skipped."""
         received = time.perf_counter()
         task = self.get_task(task_name)
         adapter = self.adapters.get(task.name)  # read once: a swap mid-request does not affect us
@@ -104,7 +105,7 @@ class InferenceEngine:
             self._in_flight += 1
         try:
             loop = asyncio.get_running_loop()
-            decode_ms, result = await loop.run_in_executor(self._workers, self._run, image, batcher, adapter.head.inputs)
+            decode_ms, result = await loop.run_in_executor(self._workers, self._run, image, batcher, adapter.head.inputs, deadline)
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -128,12 +129,14 @@ class InferenceEngine:
             total_ms=(time.perf_counter() - received) * 1000,
         )
 
-    def _run(self, image: ImageInput, batcher: MicroBatcher, outputs: tuple[str, ...]) -> tuple[float, BackboneResult]:
-        """In a worker thread: decode, preprocess, backbone."""
+    def _run(self, image: ImageInput, batcher: MicroBatcher, outputs: tuple[str, ...], deadline: float | None) -> tuple[float, BackboneResult]:
+        """In a worker thread: decode, preprocess, backbone (unless the caller has given up)."""
+        if deadline is not None and time.monotonic() > deadline:
+            raise DeadlineExceeded("the request's deadline passed while it was queued; it was not computed")
         started = time.perf_counter()
         tensor = batcher.session.preprocess(decode(image, self.max_pixels))
         decode_ms = (time.perf_counter() - started) * 1000
-        return decode_ms, batcher.run(tensor, outputs)
+        return decode_ms, batcher.run(tensor, outputs, deadline)
 
     def close(self) -> None:
         self._workers.shutdown(wait=False, cancel_futures=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 
 from edgetl.api.v1 import inference_pb2, inference_pb2_grpc
@@ -15,12 +16,18 @@ from edgetl.server.interceptors import status_for
 STREAM_DEPTH = 4
 
 
+def _deadline(context) -> float | None:
+    """The call's deadline on the monotonic clock, or None if the caller set none."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     def __init__(self, engine: InferenceEngine):
         self.engine = engine
 
     async def Classify(self, request, context):
-        prediction = await self.engine.classify(request.task, image_from_proto(request.image), request.top_k)
+        prediction = await self.engine.classify(request.task, image_from_proto(request.image), request.top_k, _deadline(context))
         return prediction_to_proto(prediction, request.request_id)
 
     async def ClassifyStream(self, request_iterator, context):

@@ -90,3 +90,40 @@ def test_concurrent_callers_get_their_own_answers(server, chelsea_rgb):
     with ThreadPoolExecutor(8) as pool:
         for name, scores in pool.map(call, range(48)):
             np.testing.assert_allclose(scores, expected[name], atol=1e-5)
+
+
+def test_a_request_past_its_deadline_is_not_computed(server, chelsea_rgb):
+    """Work for a caller who has given up is skipped: checked before decoding and before the backbone."""
+    import asyncio
+    import time
+
+    from edgetl.errors import DeadlineExceeded
+    from edgetl.runtime.preprocess import EncodedImage
+
+    engine = server.server.engine
+    session = engine.batchers["efficientnet_lite0"].session
+    runs = []
+    original = session.run
+    session.run = lambda x, outputs: runs.append(len(x)) or original(x, outputs)
+    try:
+        late = engine.classify("imagenet", EncodedImage(encode(chelsea_rgb)), deadline=time.monotonic() - 0.001)
+        with pytest.raises(DeadlineExceeded):
+            asyncio.run_coroutine_threadsafe(late, server.loop).result(30)
+        assert runs == []
+        fine = engine.classify("imagenet", EncodedImage(encode(chelsea_rgb)), deadline=time.monotonic() + 30)
+        assert asyncio.run_coroutine_threadsafe(fine, server.loop).result(30).label == "Egyptian cat"
+        assert runs == [1]
+    finally:
+        session.run = original
+
+
+def test_the_batcher_drops_expired_images_from_a_batch(server):
+    import time
+
+    from edgetl.errors import DeadlineExceeded
+
+    batcher = server.server.engine.batchers["efficientnet_lite0"]
+    x = np.zeros((3, 224, 224), np.float32)
+    with pytest.raises(DeadlineExceeded):
+        batcher.run(x, ("logits",), deadline=time.monotonic() - 1)
+    assert batcher.run(x, ("logits",), deadline=time.monotonic() + 10).features["logits"].shape == (1000,)
