@@ -196,3 +196,47 @@ def test_kill_9_during_a_job_loses_no_label(serve, data_dir, tmp_path):
     assert run("adapters", "list", "--task", "t", *s).stdout == ""
     # And the store still trains.
     assert run("train", "--task", "t", "--method", "head", "--wait", *s).returncode == 0
+
+
+def test_kill_9_during_a_label_import_keeps_every_acknowledged_label(serve, data_dir):
+    """Labels acknowledged before the kill are all there after the restart, and the store is consistent."""
+    import threading
+
+    import grpc
+
+    from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc, image_pb2, model_pb2, model_pb2_grpc
+    from edgetl.synthetic import make_images
+    from tests.adapt_helpers import png
+
+    server = serve()
+    channel = grpc.insecure_channel(server.address)
+    model_pb2_grpc.ModelServiceStub(channel).CreateTask(model_pb2.CreateTaskRequest(name="t", class_names=["ok", "pit"]), timeout=30)
+    labels = adapt_pb2_grpc.LabelServiceStub(channel)
+    acked: list[str] = []
+
+    def importer():
+        for kind, img in make_images("brick", ("ok", "pit"), per_class=200, size=64, seed=4):
+            try:
+                r = labels.AddLabel(adapt_pb2.AddLabelRequest(task="t", image=image_pb2.Image(encoded=png(img)), class_name=kind), timeout=10)
+            except grpc.RpcError:
+                return
+            acked.append(r.image_sha256)
+
+    thread = threading.Thread(target=importer)
+    thread.start()
+    while len(acked) < 40:
+        time.sleep(0.05)
+    server.proc.kill()
+    server.proc.wait(10)
+    thread.join(30)
+    channel.close()
+
+    restarted = serve()
+    from edgetl.adapt.labels import LabelStore
+
+    store = LabelStore(data_dir, data_dir / "edgetl.db", readonly=True)
+    stored = {l.image_sha256 for l in store.current("t")}
+    assert set(acked) <= stored, f"{len(set(acked) - stored)} acknowledged labels lost"
+    assert all(l.path.is_file() for l in store.current("t"))  # no row without its image
+    counts = json.loads(run("label", "counts", "--task", "t", "--json", "--server", restarted.address).stdout)
+    assert counts["total"] == len(stored) >= len(acked)
