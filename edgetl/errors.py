@@ -80,6 +80,12 @@ class Damaged(EdgetlError):
     code = "DATA_LOSS"
 
 
+class UntrustedFile(EdgetlError):
+    """A model file that would reach outside itself (external data paths, custom ops)."""
+
+    code = "FAILED_PRECONDITION"
+
+
 class ExportError(EdgetlError):
     """Exporting a backbone to ONNX failed or did not match torch."""
 

@@ -9,6 +9,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edgetl.errors import ExportError
+from edgetl.runtime.onnxcheck import check_model
 from edgetl.runtime.preprocess import Preprocessor
 from edgetl.runtime.providers import CPU, choose_providers
 from edgetl.runtime.store import ExportRecord
@@ -37,6 +38,7 @@ class BackboneSession:
         spin = "1" if settings.ort_spinning else "0"
         options.add_session_config_entry("session.intra_op.allow_spinning", spin)
         options.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        check_model(record.onnx_path)  # before ORT opens it: no outside data, no custom ops
         providers, line = choose_providers(settings.providers, ort.get_available_providers(), trt_cache_root, record.onnx_sha256)
         self.session = self._create(options, providers)
         self.providers: list[str] = self.session.get_providers()
