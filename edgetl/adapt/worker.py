@@ -74,7 +74,8 @@ def run(request: dict, emit) -> dict:
     from edgetl.backbones.registry import BackboneRegistry
     from edgetl.db import DB_FILE
     from edgetl.errors import InvalidInput, NotReady
-    from edgetl.runtime.adapters import open_adapter, predict, validate
+    from edgetl.fsutil import sha256_file
+    from edgetl.runtime.adapters import open_adapter, predict, validate, verify_files
     from edgetl.runtime.batcher import MicroBatcher
     from edgetl.runtime.preprocess import EncodedImage, decode
     from edgetl.runtime.session import BackboneSession
@@ -96,7 +97,7 @@ def run(request: dict, emit) -> dict:
     emit({"phase": "start", "message": f"{method} adapter for task {task!r}"})
 
     labels = LabelStore(data_dir, data_dir / DB_FILE, readonly=True).current(task)
-    _check_labels(labels, class_names, InvalidInput)
+    _check_labels(labels, class_names)
     index = {name: i for i, name in enumerate(class_names)}
     registry = BackboneRegistry.from_settings(settings)
     backbone = registry.get(request["backbone"])
@@ -131,11 +132,11 @@ def run(request: dict, emit) -> dict:
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
     candidate = open_adapter(tmp, base, settings, store.trt_cache, verify=False)
     np.savez(tmp / "probe.npz", inputs=probe_x, probs=predict(candidate, probe_x))
-    from edgetl.fsutil import sha256_file
-
     manifest["files"] = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file() and p.name != "manifest.json"}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    validate(open_adapter(tmp, base, settings, store.trt_cache), tmp)
+    # The server's checks on this very directory, without loading the adapter a second time.
+    verify_files(tmp, manifest)
+    validate(candidate, tmp)
 
     result = {"metrics": metrics(val_y, predict(candidate, val_x).argmax(1), class_names), "options": options, "labels": manifest["labels"]}
     active_path = request.get("active_path")
@@ -151,7 +152,9 @@ def run(request: dict, emit) -> dict:
     return result
 
 
-def _check_labels(labels, class_names, InvalidInput) -> None:
+def _check_labels(labels, class_names) -> None:
+    from edgetl.errors import InvalidInput
+
     per_class = {name: 0 for name in class_names}
     for label in labels:
         per_class[label.class_name] = per_class.get(label.class_name, 0) + 1
@@ -196,17 +199,13 @@ def _train_lora(tmp, backbone, train_x, train_y, val_x, val_y, class_names, opti
 
 def _onnx_section(tmp: Path, method: str, record, task: str) -> dict:
     """For LoRA adapters: the fields BackboneSession reads, as in a backbone export's manifest."""
+    from edgetl.fsutil import sha256_file
+
     if method == "head":
         return {}
     facts = json.loads((tmp / "export.json").read_text())
     base = record.manifest
-    return {"onnx": {"backbone": f"{task}-lora", "spec": base["spec"], "input": base["input"], "outputs": facts["outputs"], "onnx_sha256": _sha(tmp / "model.onnx"), **facts}}
-
-
-def _sha(path: Path) -> str:
-    from edgetl.fsutil import sha256_file
-
-    return sha256_file(path)
+    return {"onnx": {"backbone": f"{task}-lora", "spec": base["spec"], "input": base["input"], "outputs": facts["outputs"], "onnx_sha256": sha256_file(tmp / "model.onnx"), **facts}}
 
 
 def _scratch(backbone, method, session, train_x, train_y, val_x, val_y, class_names, options, emit) -> dict:

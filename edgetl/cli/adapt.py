@@ -8,6 +8,8 @@ from edgetl.cli.common import EXIT_UNREACHABLE, EXIT_USAGE, CliError, Progress, 
 
 
 def cmd_label(args) -> int:
+    import grpc
+
     from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc, image_pb2, model_pb2, model_pb2_grpc
 
     with open_channel(args) as channel:
@@ -23,7 +25,10 @@ def cmd_label(args) -> int:
             models = model_pb2_grpc.ModelServiceStub(channel)
             try:
                 models.GetTask(model_pb2.GetTaskRequest(name=args.task), timeout=args.timeout, metadata=metadata(args))
-            except Exception:  # the task does not exist yet: its classes are the folder names
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    call(args, models.GetTask, model_pb2.GetTaskRequest(name=args.task))  # reports it as every call does
+                # The task does not exist yet: its classes are the folder names.
                 classes = sorted({c for c, _ in pairs})
                 call(args, models.CreateTask, model_pb2.CreateTaskRequest(name=args.task, class_names=classes))
                 print(f"created task {args.task} with classes {', '.join(classes)}", file=sys.stderr)

@@ -13,6 +13,7 @@ import uuid
 import grpc
 
 from edgetl.errors import EdgetlError, InvalidInput
+from edgetl.server.security import required_role
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +75,22 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
+        # Classify calls are not actions and health/reflection are probes: only
+        # operator and admin calls are audited. Decided once per call, here.
+        audited = self.audit is not None and required_role(method) not in (None, "inference")
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.unary_unary), _safe(handler.request_deserializer), handler.response_serializer
+                self._wrap_unary(method, audited, handler.unary_unary), _safe(handler.request_deserializer), handler.response_serializer
             )
         if handler.stream_stream:
             return grpc.stream_stream_rpc_method_handler(
-                self._wrap_stream(method, handler.stream_stream, streaming_request=True),
+                self._wrap_stream(method, audited, handler.stream_stream, streaming_request=True),
                 _safe(handler.request_deserializer),
                 handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, handler.unary_stream), _safe(handler.request_deserializer), handler.response_serializer
+                self._wrap_stream(method, audited, handler.unary_stream), _safe(handler.request_deserializer), handler.response_serializer
             )
         return handler  # stream_unary: none of ours
 
@@ -96,14 +100,10 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         return self.authenticator.authorize(method, context)
 
     def _record(self, method: str, caller, request, code: str, message: str = "") -> None:
-        from edgetl.server.security import required_role
-
-        if self.audit is None or required_role(method) in (None, "inference"):
-            return  # classify calls are not actions; health and reflection are probes
         who, role = (caller.name, caller.role) if caller else ("unknown", "")
         self.audit.record(who, role, method.rsplit("/", 1)[-1], None if isinstance(request, _Malformed) else request, code, message)
 
-    def _wrap_unary(self, method, behavior):
+    def _wrap_unary(self, method, audited, behavior):
         async def wrapped(request, context: grpc.aio.ServicerContext):
             caller = None
             try:
@@ -111,18 +111,20 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 if isinstance(request, _Malformed):
                     raise request.error
                 response = await behavior(request, context)
-                self._record(method, caller, request, "OK")
+                if audited:
+                    self._record(method, caller, request, "OK")
                 return response
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:  # noqa: BLE001 - mapped, never leaked
                 code, message = status_for(exc)
-                self._record(method, caller or getattr(exc, "caller", None), request, code.name, message)
+                if audited:
+                    self._record(method, caller or getattr(exc, "caller", None), request, code.name, message)
                 await context.abort(code, message)
 
         return wrapped
 
-    def _wrap_stream(self, method, behavior, streaming_request: bool = False):
+    def _wrap_stream(self, method, audited, behavior, streaming_request: bool = False):
         async def wrapped(request_or_iterator, context: grpc.aio.ServicerContext):
             caller = None
             try:
@@ -137,7 +139,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 raise
             except Exception as exc:  # noqa: BLE001
                 code, message = status_for(exc)
-                if not streaming_request:
+                if audited and not streaming_request:
                     self._record(method, caller or getattr(exc, "caller", None), request_or_iterator, code.name, message)
                 await context.abort(code, message)
 

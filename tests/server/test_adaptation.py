@@ -246,3 +246,22 @@ def test_a_killed_training_process_fails_the_job_cleanly(server, data_dir):
     assert not list((data_dir / "adapters").rglob(".tmp-*")) and not list((data_dir / "adapters" / "tinytask").glob("[0-9]*"))
     r = classify(server, np.zeros((96, 96, 3), np.uint8), task="imagenet")
     assert r.label  # still serving
+
+
+def test_labels_need_encoded_images(server):
+    from edgetl.api.v1 import image_pb2
+
+    create_and_label(server, per_class=2)
+    raw = image_pb2.Image(raw=image_pb2.RawImage(data=b"\0" * 12, shape=[2, 2, 3]))
+    with pytest.raises(grpc.RpcError) as info:
+        adapt_pb2_grpc.LabelServiceStub(server.channel).AddLabel(adapt_pb2.AddLabelRequest(task="parts", image=raw, class_name="ok"), timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "encoded file bytes" in info.value.details()
+
+
+@pytest.mark.parametrize("version, phrase", [("7", "no adapter version 7"), ("abc", "is not a number")])
+def test_activating_an_unknown_version_is_not_found(server, version, phrase):
+    create_and_label(server, per_class=2)
+    with pytest.raises(grpc.RpcError) as info:
+        adapters(server).ActivateAdapter(adapt_pb2.ActivateAdapterRequest(task="parts", version=version), timeout=10)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND and phrase in info.value.details()
+    assert classify(server, np.zeros((96, 96, 3), np.uint8), task="imagenet").label  # still serving

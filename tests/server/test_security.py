@@ -194,3 +194,16 @@ def test_cli_flags_reach_a_mutual_tls_server(mtls_server, pki, tmp_path, chelsea
     assert ok.returncode == 0 and "Egyptian cat" in ok.stdout, ok.stderr
     denied = subprocess.run([sys.executable, "-m", "edgetl", "tasks", "create", "t", "--classes", "a,b", "--server", f"localhost:{mtls_server.port}", "--tls-ca", str(pki / "ca.pem"), "--tls-cert", str(pki / "camera-4.pem"), "--tls-key", str(pki / "camera-4.key")], capture_output=True, text=True, timeout=60)
     assert denied.returncode == 1 and "PERMISSION_DENIED" in denied.stderr
+
+
+def test_label_import_reports_an_auth_failure_instead_of_creating_the_task(token_server, tmp_path):
+    """Only NOT_FOUND means "create the task"; any other failure is the one-line error it is."""
+    import subprocess
+    import sys
+
+    from edgetl.synthetic import write_dataset
+
+    dataset = write_dataset(tmp_path / "ds", "brick", classes=("ok", "pit"), per_class=2, size=32)
+    result = subprocess.run([sys.executable, "-m", "edgetl", "label", "import", "--task", "t", str(dataset), "--server", token_server.address], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "UNAUTHENTICATED" in result.stderr and "created task" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
