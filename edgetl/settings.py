@@ -60,6 +60,9 @@ class Settings:
     # -- [limits]
     max_pixels: int = 40_000_000  # checked from the header, before decoding
     max_queue: int = 256  # images waiting for a backbone; past it callers get UNAVAILABLE
+    # Calls open at once (a stream counts as one while it is open); past it a new
+    # call gets RESOURCE_EXHAUSTED at once. 0: no limit.
+    max_concurrent_rpcs: int = 64
     # -- [training]
     train_threads: int = 1  # CPU threads a training job may use; the rest stay with serving
     train_nice: int = 10  # training runs at lower CPU priority than serving
@@ -72,6 +75,7 @@ class Settings:
     identities: dict[str, str] = field(default_factory=dict)  # certificate CN or SAN -> role
     tokens: dict[str, Any] = field(default_factory=dict)  # sha256(token) hex -> {name, role}
     audit_log: str = ""  # default: <data_dir>/audit.jsonl
+    allowed_plugins: tuple[str, ...] = ()  # when set, the only entry points that may load
     # -- [plugins]
     plugins: dict[str, Any] = field(default_factory=dict)
     disabled_plugins: tuple[str, ...] = ()
@@ -87,9 +91,9 @@ class Settings:
             "ort_spinning",
             "max_batch",
         ),
-        "limits": ("max_pixels", "max_queue"),
+        "limits": ("max_pixels", "max_queue", "max_concurrent_rpcs"),
         "training": ("train_threads", "train_nice", "gate_tolerance"),
-        "security": ("tls_cert", "tls_key", "client_ca", "insecure", "identities", "tokens", "audit_log"),
+        "security": ("tls_cert", "tls_key", "client_ca", "insecure", "identities", "tokens", "audit_log", "allowed_plugins"),
     }
 
     @classmethod
@@ -168,6 +172,6 @@ class Settings:
     def from_dict(cls, data: dict[str, Any]) -> "Settings":
         data = dict(data)
         data["data_dir"] = Path(data["data_dir"])
-        for key in ("providers", "disabled_plugins"):
+        for key in ("providers", "disabled_plugins", "allowed_plugins"):
             data[key] = tuple(data[key])
         return cls(**data)

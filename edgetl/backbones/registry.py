@@ -27,7 +27,7 @@ class BackboneRegistry:
     @classmethod
     def from_settings(cls, settings: Settings, extra_plugins: Iterable[tuple[str, object]] = ()) -> "BackboneRegistry":
         """Ask every plugin for its backbones, passing each its own settings table."""
-        pm = make_plugin_manager(settings.disabled_plugins, extra_plugins)
+        pm = make_plugin_manager(settings.disabled_plugins, extra_plugins, settings.allowed_plugins)
         found: list[Backbone] = []
         # One call per implementation, so each backbone is attributed to its plugin
         # and each plugin gets only its own [plugins.<name>] table.

@@ -19,7 +19,9 @@ ENTRY_POINT_GROUP = "edgetl"
 log = logging.getLogger(__name__)
 
 
-def make_plugin_manager(disabled: Iterable[str] = (), extra: Iterable[tuple[str, object]] = ()) -> pluggy.PluginManager:
+def make_plugin_manager(
+    disabled: Iterable[str] = (), extra: Iterable[tuple[str, object]] = (), allowed: Iterable[str] = ()
+) -> pluggy.PluginManager:
     """A manager with every installed plugin registered, then checked.
 
     Args:
@@ -29,15 +31,31 @@ def make_plugin_manager(disabled: Iterable[str] = (), extra: Iterable[tuple[str,
             points; tests use this to add a plugin without installing it.
 
     Raises:
-        ConfigError: a plugin failed to import, or implements a hook that does
-            not exist (``check_pending``: usually a misspelled hook name).
+        ConfigError: a plugin failed to import, implements a hook that does
+            not exist (``check_pending``: usually a misspelled hook name), or
+            is allowed but not installed.
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     blocked = set(disabled)
+    allow = set(allowed)
+    extra = list(extra)
+    installed = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+    if allow:
+        missing = allow - {ep.name for ep in installed} - {name for name, _ in extra}
+        if missing:
+            raise ConfigError(
+                f"[security] allowed_plugins names {', '.join(sorted(missing))}, which is not installed "
+                f"(installed: {', '.join(ep.name for ep in installed)})"
+            )
+        for ep in installed:
+            if ep.name not in allow and ep.name not in blocked:
+                log.warning("plugin %s (%s) is installed but not in [security] allowed_plugins; not loaded", ep.name, ep.value)
+        blocked |= {ep.name for ep in installed} - allow
+        blocked |= {name for name, _ in extra} - allow
     for name in sorted(blocked):
         pm.set_blocked(name)
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+    for ep in installed:
         if ep.name in blocked or pm.get_plugin(ep.name) is not None:
             continue
         try:

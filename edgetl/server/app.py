@@ -109,6 +109,7 @@ class EdgetlServer:
         self.audit = AuditLog(Path(settings.audit_log) if settings.audit_log else data_dir / "audit.jsonl")
         self._server = grpc.aio.server(
             interceptors=[ErrorMappingInterceptor(authenticator, self.audit)],
+            maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None,
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 
 from edgetl.api.v1 import inference_pb2, inference_pb2_grpc
 from edgetl.errors import EdgetlError
@@ -31,18 +30,35 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         return prediction_to_proto(prediction, request.request_id)
 
     async def ClassifyStream(self, request_iterator, context):
-        # Pipelined: up to STREAM_DEPTH frames in flight, answered in arrival order.
-        pending: deque[asyncio.Task] = deque()
+        # Pipelined: up to STREAM_DEPTH frames in flight, each answered as soon as
+        # it and every frame before it are done. A camera that sends one frame
+        # and waits for its answer gets it at once; one that sends ahead keeps
+        # the backbone busy. Reading runs beside answering so neither waits on
+        # the other.
+        in_order: asyncio.Queue = asyncio.Queue()  # frames' tasks in arrival order; None ends
+        window = asyncio.Semaphore(STREAM_DEPTH)
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    await window.acquire()
+                    in_order.put_nowait(asyncio.ensure_future(self._one(request)))
+            finally:
+                in_order.put_nowait(None)
+
+        reader = asyncio.ensure_future(read())
         try:
-            async for request in request_iterator:
-                pending.append(asyncio.ensure_future(self._one(request)))
-                if len(pending) >= STREAM_DEPTH:
-                    yield await pending.popleft()
-            while pending:
-                yield await pending.popleft()
+            while (frame := await in_order.get()) is not None:
+                response = await frame
+                window.release()
+                yield response
+            await reader  # a malformed frame ends the stream with its error, after the good ones
         finally:
-            for task in pending:
-                task.cancel()
+            reader.cancel()
+            while not in_order.empty():
+                frame = in_order.get_nowait()
+                if frame is not None:
+                    frame.cancel()
 
     async def _one(self, request) -> inference_pb2.ClassifyResponse:
         """A frame's response; a bad frame gets `error` set and the stream goes on."""

@@ -115,3 +115,38 @@ def test_spec_validation(changes, phrase):
     base = dict(name="ok", version="1", input_size=(32, 32), mean=(0, 0, 0), std=(1, 1, 1), feature_maps=("a", "b"))
     with pytest.raises(ConfigError, match=phrase):
         BackboneSpec(**{**base, **changes})
+
+
+def _with_rogue_entry_point(monkeypatch):
+    """The installed entry points plus one whose import would run foreign code (here: fail)."""
+    from importlib.metadata import EntryPoint
+
+    from edgetl.plugin import manager
+
+    real = manager.entry_points
+    rogue = EntryPoint(name="rogue", value="edgetl_no_such_module_rogue:plugin", group=manager.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(manager, "entry_points", lambda group: [*real(group=group), rogue])
+
+
+def test_without_an_allow_list_every_installed_entry_point_is_imported(monkeypatch):
+    _with_rogue_entry_point(monkeypatch)
+    with pytest.raises(ConfigError, match="plugin 'rogue'.*failed to import"):
+        make_plugin_manager()
+
+
+def test_an_allow_list_keeps_other_installed_plugins_out(monkeypatch, caplog):
+    _with_rogue_entry_point(monkeypatch)
+    settings = Settings(allowed_plugins=("efficientnet_lite0",))
+    registry = BackboneRegistry.from_settings(settings)  # the rogue entry point is never imported
+    assert registry.names() == ["efficientnet_lite0"]
+    assert "rogue" in caplog.text and "not in [security] allowed_plugins" in caplog.text
+
+
+def test_an_allowed_plugin_that_is_not_installed_is_a_config_error():
+    with pytest.raises(ConfigError, match="allowed_plugins names acme, which is not installed"):
+        make_plugin_manager(allowed=["efficientnet_lite0", "acme"])
+
+
+def test_the_allow_list_comes_from_the_security_table(tmp_path):
+    (tmp_path / "edgetl.toml").write_text('[security]\nallowed_plugins = ["efficientnet_lite0"]\n')
+    assert Settings.load(data_dir=tmp_path).allowed_plugins == ("efficientnet_lite0",)

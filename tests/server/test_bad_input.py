@@ -128,3 +128,44 @@ def test_malformed_frame_on_a_stream_ends_it_with_invalid_argument(server, chels
         list(call(iter([b"\xff\xff\xff\xff\x0f"]), timeout=30))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "malformed request" in info.value.details()
     _assert_still_serving(server, chelsea_files[0])
+
+
+def test_over_the_queue_bound_callers_get_unavailable_at_once(server_factory, chelsea_files):
+    """A burst larger than [limits] max_queue: the excess is refused, not queued without end."""
+    server = server_factory(max_queue=2, worker_threads=1)
+    stub = inference_pb2_grpc.InferenceServiceStub(server.channel)
+    big = encode(np.random.default_rng(0).integers(0, 255, (2000, 3000, 3), dtype=np.uint8), ".png")  # slow to decode
+    request = inference_pb2.ClassifyRequest(task="imagenet", image=image_pb2.Image(encoded=big))
+    futures = [stub.Classify.future(request, timeout=60) for _ in range(12)]
+    codes, refused = [], []
+    for f in futures:
+        try:
+            f.result()
+            codes.append(grpc.StatusCode.OK)
+        except grpc.RpcError as exc:
+            codes.append(exc.code())
+            refused.append(exc.details())
+    assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, codes
+    assert all("images are waiting (limit 2)" in m for m in refused)
+    _assert_still_serving(server, chelsea_files[0])
+
+
+def test_over_the_concurrent_call_limit_a_new_call_is_resource_exhausted(server_factory, chelsea_files):
+    """[limits] max_concurrent_rpcs: two open streams fill a limit of 2; a third call is refused at once."""
+    import queue
+
+    server = server_factory(max_concurrent_rpcs=2)
+    stub = inference_pb2_grpc.InferenceServiceStub(server.channel)
+    frame = inference_pb2.ClassifyRequest(task="imagenet", image=image_pb2.Image(encoded=chelsea_files[1]))
+    feeds = [queue.Queue() for _ in range(2)]
+    streams = [stub.ClassifyStream(iter(feed.get, None), timeout=60) for feed in feeds]
+    for feed, stream in zip(feeds, streams):  # each stream answers one frame, so both are open on the server
+        feed.put(frame)
+        assert next(stream).label == "Egyptian cat"
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Classify(frame, timeout=30)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    for feed, stream in zip(feeds, streams):
+        feed.put(None)
+        assert list(stream) == []
+    _assert_still_serving(server, chelsea_files[0])

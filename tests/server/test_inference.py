@@ -67,6 +67,21 @@ def test_stream_answers_in_order_and_survives_a_bad_frame(server, chelsea_rgb):
             assert not r.HasField("error") and r.label == "Egyptian cat"
 
 
+def test_a_camera_that_waits_for_each_answer_gets_it_before_sending_the_next(server, chelsea_rgb):
+    """Lockstep use of the stream (send a frame, wait, send the next) must not stall on the pipeline."""
+    import queue
+
+    stub = inference_pb2_grpc.InferenceServiceStub(server.channel)
+    feed: queue.Queue = queue.Queue()
+    stream = stub.ClassifyStream(iter(feed.get, None), timeout=60)
+    for i in range(3):
+        feed.put(inference_pb2.ClassifyRequest(task="imagenet", request_id=f"f{i}", image=image_pb2.Image(encoded=encode(chelsea_rgb, ".jpg"))))
+        answer = next(stream)  # would wait for the stream's end if responses were held back
+        assert (answer.request_id, answer.label) == (f"f{i}", "Egyptian cat")
+    feed.put(None)
+    assert list(stream) == []
+
+
 def test_stream_with_an_unknown_task_reports_not_found_per_frame(server, chelsea_rgb):
     stub = inference_pb2_grpc.InferenceServiceStub(server.channel)
     req = inference_pb2.ClassifyRequest(task="nope", image=image_pb2.Image(encoded=encode(chelsea_rgb)))
