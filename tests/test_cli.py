@@ -240,3 +240,98 @@ def test_kill_9_during_a_label_import_keeps_every_acknowledged_label(serve, data
     assert all(l.path.is_file() for l in store.current("t"))  # no row without its image
     counts = json.loads(run("label", "counts", "--task", "t", "--json", "--server", restarted.address).stdout)
     assert counts["total"] == len(stored) >= len(acked)
+
+
+def test_kill_9_during_activations_leaves_a_fully_written_adapter_active(serve, data_dir, tmp_path):
+    """Kill the server while it swaps adapters back and forth (a head and a LoRA adapter with its own
+    backbone session, so a swap takes a while): after each restart exactly one version is active, it
+    is one the server had fully written, and it answers exactly as it did before the kill."""
+    import threading
+
+    import grpc
+
+    from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc, image_pb2, inference_pb2, inference_pb2_grpc
+    from edgetl.synthetic import write_dataset
+    from tests.conftest import TINY, tiny_plugin_config
+
+    (data_dir / "edgetl.toml").write_text(
+        "[plugins.timm]\nbackbones = [" + _toml_inline(tiny_plugin_config()["backbones"][0]) + "]\n"
+    )
+    server = serve()
+    s = ["--server", server.address]
+    dataset = write_dataset(tmp_path / "ds", "gravel", classes=("ok", "crack"), per_class=6, size=64, seed=0)
+    assert run("tasks", "create", "t", "--classes", "ok,crack", "--backbone", TINY, *s).returncode == 0
+    assert run("label", "import", "--task", "t", str(dataset), *s).returncode == 0
+    assert run("train", "--task", "t", "--method", "head", "--wait", *s).returncode == 0
+    lora = run("train", "--task", "t", "--method", "lora", "--epochs", "1", "--force", "--wait", *s)
+    assert lora.returncode == 0, lora.stderr
+
+    probe = inference_pb2.ClassifyRequest(task="t", image=image_pb2.Image(encoded=next(dataset.rglob("*.png")).read_bytes()))
+
+    def answers(address) -> dict[str, tuple]:
+        """Each version's answer to the probe image, activating each in turn."""
+        channel = grpc.insecure_channel(address)
+        adapters, infer = adapt_pb2_grpc.AdapterServiceStub(channel), inference_pb2_grpc.InferenceServiceStub(channel)
+        out = {}
+        for version in ("1", "2"):
+            adapters.ActivateAdapter(adapt_pb2.ActivateAdapterRequest(task="t", version=version), timeout=60)
+            r = infer.Classify(probe, timeout=30)
+            out[version] = (r.label, tuple(round(x, 5) for x in r.scores))
+        channel.close()
+        return out
+
+    expected = answers(server.address)
+    assert expected["1"] != expected["2"]  # the two adapters are told apart by their answers
+
+    for round_no, kill_after in enumerate((0.15, 0.4, 0.9)):
+        channel = grpc.insecure_channel(server.address)
+        adapters = adapt_pb2_grpc.AdapterServiceStub(channel)
+        acknowledged: list[str] = []
+        stop = threading.Event()
+
+        def swapper():
+            version = "1"
+            while not stop.is_set():
+                try:
+                    adapters.ActivateAdapter(adapt_pb2.ActivateAdapterRequest(task="t", version=version), timeout=30)
+                except grpc.RpcError:
+                    return
+                acknowledged.append(version)
+                version = "2" if version == "1" else "1"
+
+        thread = threading.Thread(target=swapper)
+        thread.start()
+        time.sleep(kill_after)
+        server.proc.kill()
+        server.proc.wait(10)
+        stop.set()
+        thread.join(30)
+        channel.close()
+
+        server = serve()
+        listed = [json.loads(l) for l in run("adapters", "list", "--task", "t", "--json", "--server", server.address).stdout.splitlines()]
+        active = [a["version"] for a in listed if a["state"] == "active"]
+        assert len(active) == 1, listed
+        # The active one is the last acknowledged swap, or the one in flight when the server died.
+        last = acknowledged[-1] if acknowledged else "1"
+        in_flight = "2" if last == "1" else "1"
+        assert active[0] in (last, in_flight), (round_no, acknowledged[-3:], active)
+        print(f"kill after {kill_after} s: {len(acknowledged)} swaps acknowledged, v{active[0]} active after restart")
+        r = inference_pb2_grpc.InferenceServiceStub(grpc.insecure_channel(server.address)).Classify(probe, timeout=30)
+        assert r.adapter_version == active[0]
+        assert (r.label, tuple(round(x, 5) for x in r.scores)) == expected[active[0]]
+    assert not list((data_dir / "adapters").rglob(".tmp-*"))
+
+
+def _toml_inline(table: dict) -> str:
+    """A TOML inline table for a flat dict of strings, lists and dicts of ints."""
+    def value(v):
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return str(v)
+
+    return value(table)

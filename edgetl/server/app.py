@@ -63,6 +63,7 @@ class EdgetlServer:
         self.jobs: JobManager | None = None
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
+        self.certificates = None  # CertificateFiles when serving TLS; re-read on change
 
     @property
     def address(self) -> str:
@@ -102,7 +103,8 @@ class EdgetlServer:
         self.jobs.recover()
 
         check_bind(settings)
-        credentials = server_credentials(settings)
+        tls = server_credentials(settings)
+        credentials, self.certificates = tls if tls else (None, None)
         authenticator = Authenticator(settings)
         if credentials is not None and not authenticator.enforcing:
             log.warning("TLS without client certificates or tokens: traffic is encrypted, but every caller is admin")

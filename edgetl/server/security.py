@@ -133,19 +133,74 @@ def _check_role(role: str, where: str) -> None:
         raise ConfigError(f"{where}: unknown role {role!r}; roles are {', '.join(ROLES)}")
 
 
-def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+class CertificateFiles:
+    """The server's certificate, key and client CA, re-read when they change on disk.
+
+    gRPC asks :meth:`fetch` at the start of every new connection's handshake
+    (``grpc.dynamic_ssl_server_credentials``). Connections already open keep
+    the certificate they were made with; new ones get the new files. So a
+    certificate is renewed by replacing the files (rename over them, as
+    cert-manager and most tools do), with no restart and no dropped calls.
+    Files that cannot be read, or only half written, are logged and the last
+    good configuration stays in use.
+    """
+
+    def __init__(self, settings: Settings):
+        self.paths = [Path(p) for p in (settings.tls_cert, settings.tls_key, settings.client_ca) if p]
+        self.cert, self.key = Path(settings.tls_cert), Path(settings.tls_key)
+        self.client_ca = Path(settings.client_ca) if settings.client_ca else None
+        self._stamp = self._stat()
+        self.initial = self._configuration()  # raises ConfigError: at start-up, bad files stop the server
+        self.reloads = 0
+
+    def _stat(self) -> tuple:
+        stamp = []
+        for path in self.paths:
+            try:
+                st = path.stat()
+                stamp.append((st.st_mtime_ns, st.st_size, st.st_ino))
+            except OSError:
+                stamp.append(None)
+        return tuple(stamp)
+
+    def _configuration(self):
+        try:
+            cert, key = self.cert.read_bytes(), self.key.read_bytes()
+            ca = self.client_ca.read_bytes() if self.client_ca else None
+        except OSError as exc:
+            raise ConfigError(f"[security] cannot read {exc.filename}: {exc.strerror}") from exc
+        for path, data, marker in ((self.cert, cert, b"CERTIFICATE"), (self.key, key, b"PRIVATE KEY"), (self.client_ca, ca, b"CERTIFICATE")):
+            if data is not None and (b"-----BEGIN" not in data or marker not in data or b"-----END" not in data):
+                raise ConfigError(f"[security] {path} is not a PEM {marker.decode().lower()} (or is half written)")
+        return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
+
+    def fetch(self):
+        """New configuration if the files changed since the last look, else None (keep the current one)."""
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return None
+        try:
+            configuration = self._configuration()
+        except ConfigError as exc:
+            log.error("certificate files changed but cannot be used (%s); new connections keep the previous certificate", exc)
+            return None
+        self._stamp = stamp
+        self.reloads += 1
+        log.info("certificate files changed: new connections use the new certificate (reload %d)", self.reloads)
+        return configuration
+
+
+def server_credentials(settings: Settings) -> tuple[grpc.ServerCredentials, CertificateFiles] | None:
+    """TLS credentials that follow the certificate files, or None without TLS."""
     if not settings.tls_cert and not settings.tls_key:
         if settings.client_ca:
             raise ConfigError("[security] client_ca needs tls_cert and tls_key too")
         return None
     if not (settings.tls_cert and settings.tls_key):
         raise ConfigError("[security] tls_cert and tls_key go together")
-    try:
-        cert, key = Path(settings.tls_cert).read_bytes(), Path(settings.tls_key).read_bytes()
-        ca = Path(settings.client_ca).read_bytes() if settings.client_ca else None
-    except OSError as exc:
-        raise ConfigError(f"[security] cannot read {exc.filename}: {exc.strerror}") from exc
-    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+    files = CertificateFiles(settings)
+    credentials = grpc.dynamic_ssl_server_credentials(files.initial, files.fetch, require_client_authentication=files.client_ca is not None)
+    return credentials, files
 
 
 def check_bind(settings: Settings) -> None:

@@ -207,3 +207,67 @@ def test_label_import_reports_an_auth_failure_instead_of_creating_the_task(token
     result = subprocess.run([sys.executable, "-m", "edgetl", "label", "import", "--task", "t", str(dataset), "--server", token_server.address], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "UNAUTHENTICATED" in result.stderr and "created task" not in result.stderr
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+
+
+def _issue(root, ca_name: str, files: dict[str, str]) -> None:
+    """A new CA and, signed by it, a server certificate for localhost and an 'engineer' client certificate."""
+    ca_key = _key()
+    (root / files["ca"]).write_bytes(_pem(_cert(ca_name, ca_key, ca=True)))
+    server_key = _key()
+    server = _cert("localhost", server_key, ca_name, ca_key, sans=[x509.DNSName("localhost")])
+    client_key = _key()
+    client = _cert("engineer", client_key, ca_name, ca_key)
+    for name, data in (("server.pem", _pem(server)), ("server.key", _pem(server_key)), ("engineer.pem", _pem(client)), ("engineer.key", _pem(client_key))):
+        (root / files[name]).write_bytes(data)
+
+
+def test_certificates_are_reloaded_without_a_restart(data_dir, tmp_path, chelsea_rgb):
+    """Replace the server's certificate files (a new CA here, so old and new are told apart): new
+    connections use the new ones, the server never restarts, and broken files are not taken up."""
+    live, old, new = tmp_path / "live", tmp_path / "old", tmp_path / "new"
+    for d in (live, old, new):
+        d.mkdir()
+    names = {n: n for n in ("ca", "server.pem", "server.key", "engineer.pem", "engineer.key")}
+    names["ca"] = "ca.pem"
+    _issue(old, "old CA", names)
+    _issue(new, "new CA", names)
+    for name in ("server.pem", "server.key", "ca.pem"):
+        (live / name).write_bytes((old / name).read_bytes())
+    settings = make_settings(
+        data_dir, tls_cert=str(live / "server.pem"), tls_key=str(live / "server.key"), client_ca=str(live / "ca.pem"),
+        identities={"engineer": "admin"},
+    )
+    server = _Secure(settings, old)
+
+    def channel(pki):
+        creds = grpc.ssl_channel_credentials((pki / "ca.pem").read_bytes(), (pki / "engineer.key").read_bytes(), (pki / "engineer.pem").read_bytes())
+        # A private subchannel pool: each channel makes its own connection (its own handshake).
+        return grpc.secure_channel(f"localhost:{server.port}", creds, options=[("grpc.use_local_subchannel_pool", 1)])
+
+    try:
+        assert _classify(channel(old), chelsea_rgb).label == "Egyptian cat"
+        with pytest.raises(grpc.RpcError):
+            _classify(channel(new), chelsea_rgb)
+
+        # A half-written certificate is not taken up: the old one goes on serving.
+        (live / "server.pem").write_bytes((new / "server.pem").read_bytes()[:40])
+        assert _classify(channel(old), chelsea_rgb).label == "Egyptian cat"
+        assert server.server.certificates.reloads == 0
+
+        for name in ("server.key", "ca.pem", "server.pem"):  # as cert-manager does: write aside, rename over
+            (live / f".{name}.tmp").write_bytes((new / name).read_bytes())
+            (live / f".{name}.tmp").rename(live / name)
+        assert _classify(channel(new), chelsea_rgb).label == "Egyptian cat"
+        with pytest.raises(grpc.RpcError) as info:
+            _classify(channel(old), chelsea_rgb)  # the old CA's certificates are no longer trusted either way
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert server.server.certificates.reloads == 1
+    finally:
+        server.stop()
+
+
+def test_a_certificate_file_that_is_not_pem_stops_the_start(data_dir, tmp_path):
+    (tmp_path / "server.pem").write_text("not a certificate")
+    (tmp_path / "server.key").write_text("not a key")
+    with pytest.raises(ConfigError, match="is not a PEM certificate"):
+        ServerThread(make_settings(data_dir, tls_cert=str(tmp_path / "server.pem"), tls_key=str(tmp_path / "server.key")))
