@@ -27,6 +27,9 @@ class AuditLog:
             value = getattr(request, field, None)
             if value:
                 entry[field] = value
+        model = getattr(request, "model_name", None)  # KServe v2: a model is a task
+        if model:
+            entry["task"] = model
         if message:
             entry["message"] = message[:500]
         line = (json.dumps(entry, sort_keys=True) + "\n").encode()

@@ -5,7 +5,8 @@
 
 The output lands at edgetl/api/v1/ because the .proto files live at
 protos/edgetl/api/v1/: protoc derives Python module paths from file paths,
-while the wire package stays `edgetl.v1`.
+while the wire package stays `edgetl.v1`. Likewise the KServe v2 protocol
+(wire package `inference`) is generated into edgetl/api/kserve/.
 """
 
 from __future__ import annotations
@@ -40,6 +41,25 @@ def generate(out: Path) -> None:
     ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
+    for module in (out / "edgetl" / "api" / "kserve").glob("*_pb2.py"):
+        _use_private_pool(module)
+
+
+#: The one edit made to protoc's output. The KServe messages are in the
+#: `inference` package, which tritonclient (and anything else built from
+#: Triton's protos) registers in protobuf's default descriptor pool too; two
+#: different files defining `inference.ModelInferRequest` in one pool make the
+#: second import fail. A private pool lets edgetl and a Triton client live in
+#: one process. The wire format does not depend on the pool.
+_DEFAULT_POOL = "DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile("
+_PRIVATE_POOL = "DESCRIPTOR = _descriptor_pool.DescriptorPool().AddSerializedFile(  # private pool: see protos/generate.py\n    "
+
+
+def _use_private_pool(module: Path) -> None:
+    text = module.read_text()
+    if text.count(_DEFAULT_POOL) != 1:
+        raise SystemExit(f"{module}: protoc's output changed shape; update _use_private_pool in protos/generate.py")
+    module.write_text(text.replace(_DEFAULT_POOL, _PRIVATE_POOL))
 
 
 def main() -> None:

@@ -41,6 +41,13 @@ class Activator:
         log.info("task %s now serves adapter %s (%s)", task, adapter.version, reason)
         return adapter
 
+    async def unload(self, task: str) -> None:
+        """Stop serving the task's adapter: its requests answer FAILED_PRECONDITION until one is activated."""
+        async with self._locks[task]:
+            self.engine.adapters.pop(task, None)
+            await asyncio.to_thread(self.versions.record_unload, task)
+        log.info("task %s unloaded: no adapter serves it", task)
+
     async def rollback(self, task: str) -> AdapterVersion:
         previous = await asyncio.to_thread(self.versions.previous_version, task)
         return await self.activate(task, previous, reason="rollback")

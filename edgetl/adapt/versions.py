@@ -5,7 +5,9 @@ it the next version number, fsyncs it, renames it into place and only then
 inserts its row. A crash at any point leaves either no version or a whole
 one (a renamed directory without a row is skipped and its number not
 reused). Activations are appended to a history table: the active version
-is the latest entry, and rollback goes back one step.
+is the latest entry, and rollback goes back one step. An unload (the KServe
+repository API) is an entry with version 0: the task then has no active
+adapter until one is activated again.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from pathlib import Path
 from edgetl.db import connect
 from edgetl.errors import NotFound, NotReady
 from edgetl.fsutil import fsync_dir, fsync_tree
+
+#: The version recorded by an unload: no adapter is active.
+UNLOADED = 0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS adapters (
@@ -141,14 +146,17 @@ class AdapterVersions:
         with self._lock:
             self._db.execute("INSERT INTO activations (task, version, at, reason) VALUES (?, ?, ?, ?)", (task, version, time.time(), reason))
 
+    def record_unload(self, task: str) -> None:
+        self.record_activation(task, UNLOADED, "unload")
+
     def active_version(self, task: str) -> int | None:
         with self._lock:
             row = self._db.execute("SELECT version FROM activations WHERE task = ? ORDER BY id DESC LIMIT 1", (task,)).fetchone()
-        return row[0] if row else None
+        return row[0] if row and row[0] != UNLOADED else None
 
     def activated_versions(self, task: str) -> set[int]:
         with self._lock:
-            return {r[0] for r in self._db.execute("SELECT DISTINCT version FROM activations WHERE task = ?", (task,))}
+            return {r[0] for r in self._db.execute("SELECT DISTINCT version FROM activations WHERE task = ?", (task,))} - {UNLOADED}
 
     def previous_version(self, task: str) -> int:
         """The version to roll back to.
@@ -159,10 +167,12 @@ class AdapterVersions:
         """
         with self._lock:
             history = self._db.execute("SELECT version, reason FROM activations WHERE task = ? ORDER BY id", (task,)).fetchall()
-        if not history:
+        if not history or history[-1][0] == UNLOADED:
             raise NotReady(f"task {task!r} has no active adapter to roll back from")
         stack: list[int] = []
         for version, reason in history:
+            if version == UNLOADED:
+                continue
             if reason == "rollback":
                 stack.pop()
             elif not stack or stack[-1] != version:
@@ -176,7 +186,7 @@ class AdapterVersions:
             rows = self._db.execute(
                 "SELECT task, version FROM activations WHERE id IN (SELECT MAX(id) FROM activations GROUP BY task)"
             ).fetchall()
-        return {task: version for task, version in rows}
+        return {task: version for task, version in rows if version != UNLOADED}
 
     def close(self) -> None:
         with self._lock:

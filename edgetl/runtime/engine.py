@@ -89,6 +89,18 @@ class InferenceEngine:
     async def classify(self, task_name: str, image: ImageInput, top_k: int = DEFAULT_TOP_K, deadline: float | None = None) -> Prediction:
         """Classify one image. `deadline` (time.monotonic()): past it, the work is skipped."""
         received = time.perf_counter()
+        task, adapter, batcher = self._resolve(task_name)
+        return await self._classify(task, adapter, batcher, image, top_k, deadline, received)
+
+    async def classify_batch(self, task_name: str, images: list[ImageInput], deadline: float | None = None) -> list[Prediction]:
+        """Classify several images with one adapter (read once, so a swap cannot split the batch)."""
+        received = time.perf_counter()
+        task, adapter, batcher = self._resolve(task_name)
+        return list(await asyncio.gather(*(
+            self._classify(task, adapter, batcher, image, 1, deadline, received) for image in images
+        )))
+
+    def _resolve(self, task_name: str) -> tuple[Task, ActiveAdapter, MicroBatcher]:
         task = self.get_task(task_name)
         adapter = self.adapters.get(task.name)  # read once: a swap mid-request does not affect us
         if adapter is None:
@@ -99,6 +111,11 @@ class InferenceEngine:
         batcher = adapter.batcher or self.batchers.get(task.backbone)
         if batcher is None:
             raise NotReady(f"backbone {task.backbone!r} of task {task.name!r} is not loaded in this server")
+        return task, adapter, batcher
+
+    async def _classify(
+        self, task: Task, adapter: ActiveAdapter, batcher: MicroBatcher, image: ImageInput, top_k: int, deadline: float | None, received: float
+    ) -> Prediction:
         with self._lock:
             if self._in_flight >= self.max_queue:
                 raise Unavailable(f"{self._in_flight} images are waiting (limit {self.max_queue}); retry shortly")

@@ -35,6 +35,8 @@ from edgetl.runtime.store import ModelStore
 from edgetl.server.adapter_servicer import AdapterServicer
 from edgetl.server.inference_servicer import InferenceServicer
 from edgetl.server.interceptors import ErrorMappingInterceptor
+from edgetl.server.kserve_servicer import KServeServicer
+from edgetl.api.kserve import grpc_service_pb2_grpc as kserve_pb2_grpc
 from edgetl.server.label_servicer import LabelServicer
 from edgetl.server.model_servicer import ModelServicer
 from edgetl.server.security import Authenticator, check_bind, server_credentials
@@ -64,6 +66,7 @@ class EdgetlServer:
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self.certificates = None  # CertificateFiles when serving TLS; re-read on change
+        self.kserve: KServeServicer | None = None
 
     @property
     def address(self) -> str:
@@ -125,6 +128,8 @@ class EdgetlServer:
         adapt_pb2_grpc.add_LabelServiceServicer_to_server(LabelServicer(self.engine, self.labels, settings.max_pixels), self._server)
         adapt_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(self.engine, self.jobs), self._server)
         adapt_pb2_grpc.add_AdapterServiceServicer_to_server(AdapterServicer(self.engine, self.versions, self.activator), self._server)
+        self.kserve = KServeServicer(self.engine, self.versions, self.activator)
+        kserve_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self.kserve, self._server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
@@ -167,6 +172,8 @@ class EdgetlServer:
         """Health NOT_SERVING first (balancers stop sending), then finish in-flight calls."""
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
+        if self.kserve is not None:
+            self.kserve.ready = False
         if self._server is not None:
             await self._server.stop(self.settings.grace_s if grace is None else grace)
         if self.jobs is not None:

@@ -50,6 +50,16 @@ METHOD_ROLES = {
     "/edgetl.v1.AdapterService/ListAdapters": "operator",
     "/edgetl.v1.AdapterService/ActivateAdapter": "admin",
     "/edgetl.v1.AdapterService/Rollback": "admin",
+    # KServe v2: readiness and metadata go with inference (a camera checks before it sends).
+    "/inference.GRPCInferenceService/ServerLive": "inference",
+    "/inference.GRPCInferenceService/ServerReady": "inference",
+    "/inference.GRPCInferenceService/ModelReady": "inference",
+    "/inference.GRPCInferenceService/ServerMetadata": "inference",
+    "/inference.GRPCInferenceService/ModelMetadata": "inference",
+    "/inference.GRPCInferenceService/ModelInfer": "inference",
+    "/inference.GRPCInferenceService/RepositoryIndex": "operator",
+    "/inference.GRPCInferenceService/RepositoryModelLoad": "admin",
+    "/inference.GRPCInferenceService/RepositoryModelUnload": "admin",
 }
 
 

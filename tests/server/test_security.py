@@ -166,6 +166,28 @@ def test_tokens_authenticate_and_roles_apply(token_server, chelsea_rgb):
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED and "terminal-2 has role 'operator'" in info.value.details()
 
 
+def test_kserve_calls_are_under_the_same_roles(token_server, chelsea_rgb, data_dir):
+    """A Triton client with a camera's token may infer but not load models; the refusal is audited."""
+    import numpy as np
+    import tritonclient.grpc as triton
+    from tritonclient.utils import InferenceServerException
+
+    client = triton.InferenceServerClient(url=token_server.address)
+    camera = {"authorization": "Bearer cam-secret"}
+    with pytest.raises(InferenceServerException) as info:
+        client.is_model_ready("imagenet")  # no token
+    assert info.value.status() == "StatusCode.UNAUTHENTICATED"
+    images = triton.InferInput("images", [1], "BYTES")
+    images.set_data_from_numpy(np.array([encode(chelsea_rgb)], dtype=np.object_))
+    assert client.infer("imagenet", [images], headers=camera).as_numpy("labels").tolist() == [b"Egyptian cat"]
+    with pytest.raises(InferenceServerException) as info:
+        client.load_model("imagenet", headers=camera)
+    assert info.value.status() == "StatusCode.PERMISSION_DENIED" and "RepositoryModelLoad needs 'admin'" in info.value.message()
+    client.close()
+    entries = [json.loads(line) for line in (data_dir / "audit.jsonl").read_text().splitlines()]
+    assert {"action": "RepositoryModelLoad", "outcome": "PERMISSION_DENIED", "task": "imagenet"}.items() <= entries[-1].items()
+
+
 def test_actions_are_audited(token_server, data_dir):
     models = model_pb2_grpc.ModelServiceStub(token_server.channel)
     with pytest.raises(grpc.RpcError):

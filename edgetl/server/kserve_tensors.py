@@ -1,0 +1,129 @@
+"""KServe v2 tensors <-> images and predictions: the encoding rules in one place.
+
+Inputs (one per request, either):
+
+- ``images``: BYTES, shape [N] (or [N, 1]): encoded JPEG, PNG or BMP files. In
+  ``raw_input_contents`` each element is a 4-byte little-endian length and
+  then its bytes; in ``contents.bytes_contents`` one element per entry.
+- ``pixels``: UINT8, shape [N, H, W, 3] (or [H, W, 3]), RGB. Raw contents are
+  the bytes in C order; ``contents.uint_contents`` one value per entry.
+
+Outputs, in ``raw_output_contents`` (the order of ``outputs``):
+
+- ``labels``: BYTES [N], the best class of each image;
+- ``scores``: FP32 [N, classes], little-endian, in the task's class order
+  (also sent as the response parameter ``class_names``, a JSON list).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from edgetl.errors import InvalidInput, TooLarge
+from edgetl.runtime.preprocess import EncodedImage, ImageInput, RawPixels
+
+IMAGES, PIXELS = "images", "pixels"
+LABELS, SCORES = "labels", "scores"
+INPUT_TYPES = {IMAGES: "BYTES", PIXELS: "UINT8"}
+OUTPUT_NAMES = (LABELS, SCORES)
+
+
+def decode_bytes_elements(raw: bytes) -> list[bytes]:
+    """Split a raw BYTES tensor: each element is a uint32 LE length, then that many bytes."""
+    items, offset, view = [], 0, memoryview(raw)
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise InvalidInput(f"BYTES tensor ends inside an element's 4-byte length prefix (at byte {offset} of {len(raw)})")
+        (size,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + size > len(raw):
+            raise InvalidInput(
+                f"BYTES element {len(items)} says it has {size} bytes but only {len(raw) - offset} remain; "
+                "each element needs a 4-byte little-endian length prefix"
+            )
+        items.append(bytes(view[offset : offset + size]))
+        offset += size
+    return items
+
+
+def encode_bytes_elements(items: list[bytes]) -> bytes:
+    return b"".join(struct.pack("<I", len(item)) + item for item in items)
+
+
+def images_from_request(request, max_images: int) -> list[ImageInput]:
+    """The images of a ModelInferRequest, checked; errors name the tensor and what is wrong."""
+    if len(request.inputs) != 1:
+        got = ", ".join(i.name for i in request.inputs) or "none"
+        raise InvalidInput(f"send exactly one input tensor, {IMAGES!r} (BYTES) or {PIXELS!r} (UINT8 [N,H,W,3]); got: {got}")
+    if request.raw_input_contents and len(request.raw_input_contents) != len(request.inputs):
+        raise InvalidInput(f"{len(request.raw_input_contents)} raw_input_contents for {len(request.inputs)} inputs")
+    tensor = request.inputs[0]
+    if tensor.name not in INPUT_TYPES:
+        raise InvalidInput(f"unknown input {tensor.name!r}; inputs are {IMAGES!r} (BYTES) and {PIXELS!r} (UINT8 [N,H,W,3])")
+    if tensor.datatype != INPUT_TYPES[tensor.name]:
+        raise InvalidInput(f"input {tensor.name!r} must be {INPUT_TYPES[tensor.name]}, not {tensor.datatype or 'unset'}")
+    shape = tuple(int(d) for d in tensor.shape)
+    if any(d < 0 for d in shape):
+        raise InvalidInput(f"input {tensor.name!r} has a negative dimension in its shape {list(shape)}")
+    raw = request.raw_input_contents[0] if request.raw_input_contents else None
+    images = _encoded(tensor, shape, raw) if tensor.name == IMAGES else _pixels(tensor, shape, raw)
+    if not images:
+        raise InvalidInput(f"input {tensor.name!r} holds no images")
+    if len(images) > max_images:
+        raise TooLarge(f"{len(images)} images in one request; the limit is {max_images} ([limits] max_queue); split the batch")
+    return images
+
+
+def _encoded(tensor, shape: tuple[int, ...], raw: bytes | None) -> list[ImageInput]:
+    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+        raise InvalidInput(f"input {IMAGES!r} must have shape [N] or [N, 1], not {list(shape)}")
+    items = decode_bytes_elements(raw) if raw is not None else list(tensor.contents.bytes_contents)
+    if len(items) != shape[0]:
+        raise InvalidInput(f"input {IMAGES!r} has shape {list(shape)} but carries {len(items)} elements")
+    return [EncodedImage(item) for item in items]
+
+
+def _pixels(tensor, shape: tuple[int, ...], raw: bytes | None) -> list[ImageInput]:
+    if len(shape) == 3:
+        shape = (1, *shape)
+    if len(shape) != 4 or shape[3] != 3:
+        raise InvalidInput(f"input {PIXELS!r} must have shape [N, H, W, 3] (RGB), not {list(shape)}")
+    count = int(np.prod(shape))
+    if raw is not None:
+        if len(raw) != count:
+            raise InvalidInput(f"input {PIXELS!r} has shape {list(shape)} = {count:,} bytes but carries {len(raw):,}")
+        data = np.frombuffer(raw, np.uint8)
+    else:
+        values = tensor.contents.uint_contents
+        if len(values) != count:
+            raise InvalidInput(f"input {PIXELS!r} has shape {list(shape)} = {count:,} values but carries {len(values):,}")
+        data = np.asarray(values, dtype=np.uint32)
+        if data.size and data.max() > 255:
+            raise InvalidInput(f"input {PIXELS!r} is UINT8 but holds the value {int(data.max())}")
+        data = data.astype(np.uint8)
+    per_image = count // shape[0] if shape[0] else 0
+    frame = shape[1:]
+    return [RawPixels(data[i * per_image : (i + 1) * per_image].tobytes(), frame, "uint8", "RGB") for i in range(shape[0])]
+
+
+def requested_outputs(request) -> list[str]:
+    """The outputs to send, in the order asked for; both when none are named."""
+    names = [o.name for o in request.outputs] or list(OUTPUT_NAMES)
+    for name in names:
+        if name not in OUTPUT_NAMES:
+            raise InvalidInput(f"unknown output {name!r}; outputs are {', '.join(map(repr, OUTPUT_NAMES))}")
+    return names
+
+
+def output_tensors(names: list[str], labels: list[str], scores: np.ndarray) -> list[tuple[str, str, list[int], bytes]]:
+    """(name, datatype, shape, raw bytes) for each requested output."""
+    out = []
+    for name in names:
+        if name == LABELS:
+            out.append((LABELS, "BYTES", [len(labels)], encode_bytes_elements([label.encode() for label in labels])))
+        else:
+            array = np.ascontiguousarray(scores, dtype="<f4")
+            out.append((SCORES, "FP32", list(array.shape), array.tobytes()))
+    return out
