@@ -47,6 +47,10 @@ class Settings:
     port: int = DEFAULT_PORT
     grace_s: float = 5.0  # how long in-flight calls may finish on SIGTERM
     max_message_bytes: int = 32 * 1024 * 1024  # a 12 MP camera PNG is ~20 MB
+    metrics: bool = True  # Prometheus /metrics over HTTP
+    metrics_host: str = ""  # default: the same address as the gRPC server
+    metrics_port: int = 9464  # 0 picks a free one
+    log_format: str = "text"  # or "json": one JSON object per line, for log shippers
     # -- [runtime]
     default_backbone: str = "efficientnet_lite0"
     providers: tuple[str, ...] = ("tensorrt", "cuda", "cpu")
@@ -81,7 +85,7 @@ class Settings:
     disabled_plugins: tuple[str, ...] = ()
 
     _SECTIONS = {
-        "server": ("host", "port", "grace_s", "max_message_bytes"),
+        "server": ("host", "port", "grace_s", "max_message_bytes", "metrics", "metrics_host", "metrics_port", "log_format"),
         "runtime": (
             "default_backbone",
             "providers",

@@ -21,7 +21,7 @@ EDGETL = [sys.executable, "-m", "edgetl"]
 class ServeProcess:
     def __init__(self, data_dir: Path, *args: str):
         self.proc = subprocess.Popen(
-            [*EDGETL, "serve", "--data-dir", str(data_dir), "--port", "0", *args],
+            [*EDGETL, "serve", "--data-dir", str(data_dir), "--port", "0", "--metrics-port", "0", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         deadline = time.monotonic() + 120
@@ -335,3 +335,20 @@ def _toml_inline(table: dict) -> str:
         return str(v)
 
     return value(table)
+
+
+def test_json_logs_and_metrics_from_a_real_serve_process(serve, chelsea_rgb, tmp_path):
+    """`--log-format json`: every stderr line is a JSON object; the ready line names the /metrics URL."""
+    import urllib.request
+
+    server = serve("--log-format", "json")
+    url = re.search(r"metrics on (\S+)", server.ready_line).group(1)
+    photo = tmp_path / "cat.jpg"
+    photo.write_bytes(encode(chelsea_rgb, ".jpg"))
+    assert run("predict", "--task", "imagenet", str(photo), "--server", server.address).returncode == 0
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    assert 'edgetl_images_total{adapter_version="builtin",task="imagenet"} 1.0' in text
+    assert server.stop() == 0
+    lines = [json.loads(line) for line in server.proc.stderr.read().splitlines() if line.strip()]
+    assert lines and all({"time", "level", "logger", "message"} <= set(entry) for entry in lines)
+    assert any("shutting down" in entry["message"] for entry in lines)

@@ -15,6 +15,7 @@ import logging
 from collections import defaultdict
 from pathlib import Path
 
+from edgetl import metrics
 from edgetl.adapt.versions import AdapterVersion, AdapterVersions
 from edgetl.runtime.adapters import load_adapter
 from edgetl.runtime.engine import ActiveAdapter, InferenceEngine
@@ -38,6 +39,7 @@ class Activator:
             self.engine.adapters[task] = ActiveAdapter(str(adapter.version), loaded.head, loaded.batcher)
             if record:
                 await asyncio.to_thread(self.versions.record_activation, task, adapter.version, reason)
+            metrics.adapter_activated(task, str(adapter.version), reason)
         log.info("task %s now serves adapter %s (%s)", task, adapter.version, reason)
         return adapter
 
@@ -46,6 +48,7 @@ class Activator:
         async with self._locks[task]:
             self.engine.adapters.pop(task, None)
             await asyncio.to_thread(self.versions.record_unload, task)
+            metrics.adapter_activated(task, None, "unload")
         log.info("task %s unloaded: no adapter serves it", task)
 
     async def rollback(self, task: str) -> AdapterVersion:
@@ -56,6 +59,6 @@ class Activator:
         """At start-up: every task's active adapter, as recorded."""
         for task, version in (await asyncio.to_thread(self.versions.tasks_with_active_adapters)).items():
             try:
-                await self.activate(task, version, record=False)
+                await self.activate(task, version, reason="restore", record=False)
             except Exception as exc:  # noqa: BLE001 - one broken task must not stop the server
                 log.error("task %s: active adapter %s could not be restored (%s); the task answers FAILED_PRECONDITION", task, version, exc)

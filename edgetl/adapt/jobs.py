@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
+from edgetl import metrics
 from edgetl.adapt.activation import Activator
 from edgetl.adapt.versions import AdapterVersions
 from edgetl.db import connect
@@ -88,6 +89,7 @@ class JobManager:
         self._jobs: dict[str, Job] = {}
         self._slots = asyncio.Semaphore(max_jobs)
         self._tasks: set[asyncio.Task] = set()
+        metrics.JOBS_RUNNING.set_function(lambda: sum(j.state not in FINISHED for j in list(self._jobs.values())))
 
     def recover(self) -> None:
         """At start-up: jobs a dead server left running are failed; their temp dirs go."""
@@ -292,3 +294,4 @@ class JobManager:
         job.state, job.result, job.finished_at = state, result, time.time()
         self._db.execute("UPDATE jobs SET state = ?, finished_at = ?, result = ? WHERE id = ?", (state, job.finished_at, json.dumps(result), job.id))
         job.add_event({"phase": phase, "message": result.get("gate") or result.get("error", "")})
+        metrics.JOBS.labels(job.task, job.method, state).inc()

@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 50051; 0 picks a free one)")
     serve.add_argument("--providers", help="ONNX Runtime providers in order, e.g. tensorrt,cuda,cpu")
+    serve.add_argument("--metrics-port", type=int, help="Prometheus /metrics port (default 9464; 0 picks a free one)")
+    serve.add_argument("--log-format", choices=["text", "json"], help="log lines as text (default) or one JSON object each")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     serve.add_argument("--insecure", action="store_true", default=None, help="allow a non-loopback address without TLS or tokens")
     serve.set_defaults(func=cmd_serve)
@@ -132,6 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--since", type=float, default=0.0, help="unix time")
     audit.set_defaults(func=cmd_audit)
 
+    export = sub.add_parser("export", help="export a task for another serving engine (on the server's machine)")
+    export_to = export.add_subparsers(dest="target", required=True, metavar="TARGET")
+    triton = export_to.add_parser("triton", help="a Triton model repository serving the task's active adapter")
+    triton.add_argument("--task", required=True)
+    triton.add_argument("--data-dir", type=Path, default=Path(os.environ.get("EDGETL_DATA_DIR", "edgetl-data")))
+    triton.add_argument("--max-batch", type=int, default=8, help="Triton max_batch_size (default 8)")
+    triton.add_argument("out", type=Path, metavar="OUT", help="the model repository directory (created if missing)")
+    triton.set_defaults(func=cmd_export_triton)
+
     _, adapters = group("adapters", "list, activate or roll back adapter versions", {"list": "a task's versions", "activate": "activate a version", "rollback": "go back to the previously active version"})
     adapters["activate"].add_argument("version")
     for p in adapters.values():
@@ -161,6 +172,22 @@ def cmd_audit(args) -> int:
 
     for entry in audit.read(args.data_dir / "audit.jsonl", args.task, args.who, args.since):
         print(json.dumps(entry, sort_keys=True))
+    return 0
+
+
+def cmd_export_triton(args) -> int:
+    from edgetl.errors import EdgetlError
+    from edgetl.exporters.triton import export_triton
+
+    if not (args.data_dir / "edgetl.db").is_file():
+        raise CliError(f"{args.data_dir} is not an edgetl data directory (no edgetl.db); pass --data-dir")
+    try:
+        exported = export_triton(args.data_dir, args.task, args.out, args.max_batch)
+    except EdgetlError as exc:
+        raise CliError(str(exc)) from exc
+    h, w = exported.input_size
+    print(f"exported task {exported.task} (adapter v{exported.adapter_version}) to {args.out}: models {', '.join(p.name for p in exported.models.values())}")
+    print(f"input: pixels UINT8 [N, {h}, {w}, 3] RGB; output: scores FP32 [N, {len(exported.class_names)}] with labels.txt")
     return 0
 
 

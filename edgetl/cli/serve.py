@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
-
 from edgetl.cli.common import CliError
 
 
@@ -16,10 +13,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from edgetl.server.app import serve_forever
     from edgetl.settings import Settings
 
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from edgetl.logs import configure_logging
+
     providers = tuple(p.strip() for p in args.providers.split(",")) if args.providers else None
     try:
-        settings = Settings.load(args.config, args.data_dir, host=args.host, port=args.port, providers=providers, insecure=args.insecure)
+        settings = Settings.load(
+            args.config, args.data_dir, host=args.host, port=args.port, providers=providers, insecure=args.insecure,
+            metrics_port=args.metrics_port, log_format=args.log_format,
+        )
+        configure_logging(args.log_level, settings.log_format)
         asyncio.run(serve_forever(settings, announce=lambda line: print(line, flush=True)))
     except EdgetlError as exc:
         raise CliError(str(exc)) from exc

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgetl.errors import DeadlineExceeded, NotFound, NotReady, Unavailable
+from edgetl import metrics
+from edgetl.errors import DeadlineExceeded, EdgetlError, NotFound, NotReady, Unavailable
 from edgetl.runtime.batcher import BackboneResult, MicroBatcher
 from edgetl.runtime.heads import Head
 from edgetl.runtime.preprocess import ImageInput, decode
@@ -71,6 +72,7 @@ class InferenceEngine:
         self._workers = ThreadPoolExecutor(max(1, worker_threads), thread_name_prefix="infer")
         self._in_flight = 0
         self._lock = threading.Lock()
+        metrics.IN_FLIGHT.set_function(lambda: self._in_flight)
 
     def add_builtin_task(self, task: Task, adapter: ActiveAdapter) -> None:
         self.builtin_tasks[task.name] = task
@@ -89,16 +91,28 @@ class InferenceEngine:
     async def classify(self, task_name: str, image: ImageInput, top_k: int = DEFAULT_TOP_K, deadline: float | None = None) -> Prediction:
         """Classify one image. `deadline` (time.monotonic()): past it, the work is skipped."""
         received = time.perf_counter()
-        task, adapter, batcher = self._resolve(task_name)
-        return await self._classify(task, adapter, batcher, image, top_k, deadline, received)
+        try:
+            task, adapter, batcher = self._resolve(task_name)
+            return await self._classify(task, adapter, batcher, image, top_k, deadline, received)
+        except EdgetlError as exc:
+            self._count_failure(task_name, exc, 1)
+            raise
 
     async def classify_batch(self, task_name: str, images: list[ImageInput], deadline: float | None = None) -> list[Prediction]:
         """Classify several images with one adapter (read once, so a swap cannot split the batch)."""
         received = time.perf_counter()
-        task, adapter, batcher = self._resolve(task_name)
-        return list(await asyncio.gather(*(
-            self._classify(task, adapter, batcher, image, 1, deadline, received) for image in images
-        )))
+        try:
+            task, adapter, batcher = self._resolve(task_name)
+            return list(await asyncio.gather(*(
+                self._classify(task, adapter, batcher, image, 1, deadline, received) for image in images
+            )))
+        except EdgetlError as exc:
+            self._count_failure(task_name, exc, len(images))
+            raise
+
+    def _count_failure(self, task_name: str, exc: EdgetlError, images: int) -> None:
+        known = task_name in self.builtin_tasks or task_name in self.adapters or self.tasks.get(task_name) is not None
+        metrics.IMAGE_FAILURES.labels(task_name if known else "(unknown)", exc.code).inc(images)
 
     def _resolve(self, task_name: str) -> tuple[Task, ActiveAdapter, MicroBatcher]:
         task = self.get_task(task_name)
@@ -133,7 +147,7 @@ class InferenceEngine:
         best = np.argpartition(-probs, k - 1)[:k] if k < len(probs) else np.arange(len(probs))
         best = best[np.argsort(-probs[best], kind="stable")]
         top = [(task.class_names[i], float(probs[i])) for i in best]
-        return Prediction(
+        prediction = Prediction(
             task=task.name,
             label=top[0][0],
             score=top[0][1],
@@ -145,6 +159,8 @@ class InferenceEngine:
             inference_ms=result.inference_ms + head_ms,
             total_ms=(time.perf_counter() - received) * 1000,
         )
+        metrics.PredictionMetrics.of(task.name, adapter.version).observe(decode_ms, result.queue_ms, prediction.inference_ms, prediction.total_ms)
+        return prediction
 
     def _run(self, image: ImageInput, batcher: MicroBatcher, outputs: tuple[str, ...], deadline: float | None) -> tuple[float, BackboneResult]:
         """In a worker thread: decode, preprocess, backbone (unless the caller has given up)."""

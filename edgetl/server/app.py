@@ -27,6 +27,7 @@ from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc, inference_pb2, inference_pb
 from edgetl.db import DB_FILE
 from edgetl.backbones.registry import BackboneRegistry
 from edgetl.errors import ConfigError, EdgetlError
+from edgetl.metrics import start_metrics_server
 from edgetl.runtime.batcher import MicroBatcher
 from edgetl.runtime.engine import ActiveAdapter, InferenceEngine
 from edgetl.runtime.heads import LogitsHead
@@ -35,6 +36,7 @@ from edgetl.runtime.store import ModelStore
 from edgetl.server.adapter_servicer import AdapterServicer
 from edgetl.server.inference_servicer import InferenceServicer
 from edgetl.server.interceptors import ErrorMappingInterceptor
+from edgetl.server.kserve_servicer import SERVICE_NAME as KSERVE_SERVICE
 from edgetl.server.kserve_servicer import KServeServicer
 from edgetl.api.kserve import grpc_service_pb2_grpc as kserve_pb2_grpc
 from edgetl.server.label_servicer import LabelServicer
@@ -67,6 +69,8 @@ class EdgetlServer:
         self._health: health.aio.HealthServicer | None = None
         self.certificates = None  # CertificateFiles when serving TLS; re-read on change
         self.kserve: KServeServicer | None = None
+        self.metrics_port: int | None = None
+        self._metrics_http = None
 
     @property
     def address(self) -> str:
@@ -147,7 +151,10 @@ class EdgetlServer:
         if not self.port:
             raise ConfigError(f"cannot listen on {settings.host}:{settings.port} (in use, or not an address of this machine)")
         await self._server.start()
-        for service in ("", *SERVICE_NAMES):
+        if settings.metrics:
+            self._metrics_http, _ = start_metrics_server(settings.metrics_host or settings.host, settings.metrics_port)
+            self.metrics_port = self._metrics_http.server_port
+        for service in ("", *SERVICE_NAMES, KSERVE_SERVICE):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         log.info("started in %.2f s", time.perf_counter() - started)
         return self.address
@@ -178,6 +185,9 @@ class EdgetlServer:
             await self._server.stop(self.settings.grace_s if grace is None else grace)
         if self.jobs is not None:
             await self.jobs.close()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
         if self.engine is not None:
             self.engine.close()
             self.engine.tasks.close()
@@ -204,7 +214,8 @@ async def serve_forever(settings: Settings, announce=print) -> None:
     engine = server.engine
     loaded = ", ".join(f"{name} on {b.session.providers[0]}" for name, b in engine.batchers.items())
     tasks = ", ".join(t.name for t in engine.list_tasks()) or "none"
-    announce(f"edgetl ready on {address} (backbones: {loaded}; tasks: {tasks})")
+    metrics = f"; metrics on http://{settings.metrics_host or settings.host}:{server.metrics_port}/metrics" if server.metrics_port else ""
+    announce(f"edgetl ready on {address} (backbones: {loaded}; tasks: {tasks}){metrics}")
     await stop.wait()
     log.info("shutting down: health NOT_SERVING, %.1f s grace for calls in flight", settings.grace_s)
     await server.stop()

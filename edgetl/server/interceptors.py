@@ -12,6 +12,7 @@ import uuid
 
 import grpc
 
+from edgetl import metrics
 from edgetl.errors import EdgetlError, InvalidInput
 from edgetl.server.security import required_role
 
@@ -113,6 +114,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 response = await behavior(request, context)
                 if audited:
                     self._record(method, caller, request, "OK")
+                metrics.rpc_done(method, "OK")
                 return response
             except grpc.aio.AbortError:
                 raise
@@ -120,6 +122,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 code, message = status_for(exc)
                 if audited:
                     self._record(method, caller or getattr(exc, "caller", None), request, code.name, message)
+                metrics.rpc_done(method, code.name)
                 await context.abort(code, message)
 
         return wrapped
@@ -135,12 +138,14 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                     raise request_or_iterator.error
                 async for response in behavior(request_or_iterator, context):
                     yield response
+                metrics.rpc_done(method, "OK")
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:  # noqa: BLE001
                 code, message = status_for(exc)
                 if audited and not streaming_request:
                     self._record(method, caller or getattr(exc, "caller", None), request_or_iterator, code.name, message)
+                metrics.rpc_done(method, code.name)
                 await context.abort(code, message)
 
         return wrapped
