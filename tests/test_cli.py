@@ -352,3 +352,15 @@ def test_json_logs_and_metrics_from_a_real_serve_process(serve, chelsea_rgb, tmp
     lines = [json.loads(line) for line in server.proc.stderr.read().splitlines() if line.strip()]
     assert lines and all({"time", "level", "logger", "message"} <= set(entry) for entry in lines)
     assert any("shutting down" in entry["message"] for entry in lines)
+
+
+def test_health_command_for_probes(serve):
+    server = serve()
+    ok = run("health", "--server", server.address)
+    assert ok.returncode == 0 and ok.stdout.strip() == "SERVING"
+    assert run("health", "--server", server.address, "--service", "inference.GRPCInferenceService").returncode == 0
+    unknown = run("health", "--server", server.address, "--service", "no.such.Service")
+    assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr
+    server.stop()
+    gone = run("health", "--server", server.address, "--timeout", "2")
+    assert gone.returncode == 3

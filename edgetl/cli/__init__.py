@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     task_actions["create"].add_argument("--classes", required=True, help="comma-separated class names, e.g. ok,scratch,dent")
     task_actions["create"].add_argument("--backbone", default="", help="default: the server's")
 
+    health = client("health", "exit 0 if the server answers SERVING (for container and Kubernetes probes)")
+    health.add_argument("--service", default="", help="a service name; default: the whole server")
+    health.set_defaults(func=cmd_health)
+
     predict = client("predict", "classify image files")
     predict.add_argument("--task", required=True, help="task name, e.g. imagenet")
     predict.add_argument("--json", action="store_true", help="one JSON object per file")
@@ -173,6 +177,19 @@ def cmd_audit(args) -> int:
     for entry in audit.read(args.data_dir / "audit.jsonl", args.task, args.who, args.since):
         print(json.dumps(entry, sort_keys=True))
     return 0
+
+
+def cmd_health(args) -> int:
+    """The standard gRPC health check; TLS flags work, so probes pass a mutual-TLS server too."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from edgetl.cli.common import call, open_channel
+
+    with open_channel(args) as channel:
+        status = call(args, health_pb2_grpc.HealthStub(channel).Check, health_pb2.HealthCheckRequest(service=args.service)).status
+    name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+    print(name)
+    return 0 if status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
 def cmd_export_triton(args) -> int:
