@@ -5,7 +5,9 @@
 Baseline: raw ONNX Runtime on the same export and session options, fed
 already-preprocessed tensors at batch 1, from C threads at once (C = the
 concurrency). Server: a real `edgetl serve` process on loopback, C client
-threads each sending encoded JPEGs to Classify and waiting for the answer.
+threads each sending encoded JPEGs to Classify and waiting for the answer;
+then the same through the KServe v2 API (ModelInfer, one BYTES image per
+request, raw contents, both outputs).
 Reports throughput ratio (server / raw) and latency p50/p99, the added
 latency (server minus raw), cold start to `ready` with a cached export, and
 the serving process's resident memory. Prints a Markdown table for
@@ -74,7 +76,7 @@ def rss_mb(pid: int) -> tuple[float, float]:
 def start_server(data_dir: Path, extra=()):
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgetl", "serve", "--data-dir", str(data_dir), "--port", "0", "--log-level", "WARNING", *extra],
+        [sys.executable, "-m", "edgetl", "serve", "--data-dir", str(data_dir), "--port", "0", "--metrics-port", "0", "--log-level", "WARNING", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )
     line = proc.stdout.readline()
@@ -154,16 +156,33 @@ def main() -> None:
         def server_call():
             stub.Classify(request, timeout=30)
 
+        from edgetl.api.kserve import grpc_service_pb2 as kserve_pb2
+        from edgetl.api.kserve import grpc_service_pb2_grpc as kserve_grpc
+        from edgetl.server.kserve_tensors import encode_bytes_elements
+
+        kserve = kserve_grpc.GRPCInferenceServiceStub(channel)
+        infer = kserve_pb2.ModelInferRequest(model_name="imagenet", raw_input_contents=[encode_bytes_elements([jpeg])])
+        infer.inputs.add(name="images", datatype="BYTES", shape=[1])
+        assert kserve.ModelInfer(infer).raw_output_contents[0][4:] == b"Egyptian cat"
+
+        def kserve_call():
+            kserve.ModelInfer(infer, timeout=30)
+
         for _ in range(50):
             server_call()
+            kserve_call()
         for c in args.concurrency:
             r = load_for(args.seconds, c, raw_call)
             s = load_for(args.seconds, c, server_call)
+            k = load_for(args.seconds, c, kserve_call)
             row = {
                 "concurrency": c,
                 "raw": r,
                 "server": s,
+                "kserve": k,
                 "throughput_ratio": s["per_s"] / r["per_s"],
+                "kserve_ratio": k["per_s"] / r["per_s"],
+                "kserve_added_p50_ms": k["p50_ms"] - r["p50_ms"],
                 "added_p50_ms": s["p50_ms"] - r["p50_ms"],
                 "added_p99_ms": s["p99_ms"] - r["p99_ms"],
             }
@@ -175,14 +194,14 @@ def main() -> None:
         proc.wait(30)
 
     print(f"\nMachine: {results['machine']}\nImage: {results['image']}; {args.seconds:g} s per measurement\n")
-    print("| concurrency | raw ORT img/s | server img/s | ratio | raw p50 / p99 ms | server p50 / p99 ms | added p50 / p99 ms |")
-    print("|---|---|---|---|---|---|---|")
+    print("| concurrency | raw ORT img/s | server img/s | ratio | raw p50 / p99 ms | server p50 / p99 ms | added p50 / p99 ms | KServe img/s | KServe ratio | KServe added p50 ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in results["rows"]:
-        r, s = row["raw"], row["server"]
+        r, s, k = row["raw"], row["server"], row["kserve"]
         print(
             f"| {row['concurrency']} | {r['per_s']:.1f} | {s['per_s']:.1f} | {row['throughput_ratio']:.2f} | "
             f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} | {s['p50_ms']:.2f} / {s['p99_ms']:.2f} | "
-            f"{row['added_p50_ms']:.2f} / {row['added_p99_ms']:.2f} |"
+            f"{row['added_p50_ms']:.2f} / {row['added_p99_ms']:.2f} | {k['per_s']:.1f} | {row['kserve_ratio']:.2f} | {row['kserve_added_p50_ms']:.2f} |"
         )
     print(f"\nCold start to `ready` (cached export, median of 3): {results['cold_start_s']:.2f} s")
     print(f"Serving process resident memory after the run: {results['server_rss_mb']:.0f} MB (peak {results['server_peak_rss_mb']:.0f} MB)")

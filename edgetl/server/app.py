@@ -17,7 +17,8 @@ from typing import Iterable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from google.protobuf import descriptor_pool
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from edgetl.adapt.activation import Activator
 from edgetl.adapt.jobs import JobManager
@@ -38,6 +39,7 @@ from edgetl.server.inference_servicer import InferenceServicer
 from edgetl.server.interceptors import ErrorMappingInterceptor
 from edgetl.server.kserve_servicer import SERVICE_NAME as KSERVE_SERVICE
 from edgetl.server.kserve_servicer import KServeServicer
+from edgetl.api.kserve import grpc_service_pb2 as kserve_pb2
 from edgetl.api.kserve import grpc_service_pb2_grpc as kserve_pb2_grpc
 from edgetl.server.label_servicer import LabelServicer
 from edgetl.server.model_servicer import ModelServicer
@@ -54,6 +56,28 @@ SERVICE_NAMES = (
     model_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
     *(adapt_pb2.DESCRIPTOR.services_by_name[name].full_name for name in ("LabelService", "TrainingService", "AdapterService")),
 )
+
+
+def reflection_pool() -> descriptor_pool.DescriptorPool:
+    """Every service's proto in one pool, so grpcurl sees both APIs without .proto files.
+
+    The KServe protos live in a private pool (see protos/generate.py), so the
+    default pool alone would not describe them; this pool holds copies of all.
+    """
+    pool = descriptor_pool.DescriptorPool()
+    added: set[str] = set()
+
+    def add(file) -> None:
+        if file.name in added:
+            return
+        for dependency in file.dependencies:
+            add(dependency)
+        pool.AddSerializedFile(file.serialized_pb)
+        added.add(file.name)
+
+    for module in (inference_pb2, model_pb2, adapt_pb2, kserve_pb2, health_pb2, reflection_pb2):
+        add(module.DESCRIPTOR)
+    return pool
 
 
 class EdgetlServer:
@@ -137,8 +161,9 @@ class EdgetlServer:
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (*SERVICE_NAMES, KSERVE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self._server,
+            pool=reflection_pool(),
         )
         try:
             address = f"{settings.host}:{settings.port}"
