@@ -82,3 +82,13 @@ def test_export_of_an_unknown_task_is_a_one_line_error(server, data_dir, tmp_pat
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and done.stderr.startswith("edgetl: error: unknown task 'nope'") and len(done.stderr.splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_export_of_a_task_without_an_active_adapter_writes_nothing(server, data_dir, tmp_path):
+    create_and_label(server, task="fresh", backbone=TINY, per_class=2, size=64)
+    out = tmp_path / "r"
+    out.mkdir()
+    done = subprocess.run([sys.executable, "-m", "edgetl", "export", "triton", "--task", "fresh", "--data-dir", str(data_dir), str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "task 'fresh' has no active adapter to export" in done.stderr and len(done.stderr.splitlines()) == 1
+    assert list(out.iterdir()) == []  # no models, no staging directory left behind

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+
 from edgetl.cli.common import CliError
 
 
@@ -10,10 +11,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
     from edgetl.errors import EdgetlError
+    from edgetl.logs import configure_logging
     from edgetl.server.app import serve_forever
     from edgetl.settings import Settings
-
-    from edgetl.logs import configure_logging
 
     providers = tuple(p.strip() for p in args.providers.split(",")) if args.providers else None
     try:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,22 +55,30 @@ class ExportedTask:
 
 
 def export_triton(data_dir: Path, task_name: str, out: Path, max_batch: int = MAX_BATCH) -> ExportedTask:
-    """Write the Triton repository for `task_name`'s active adapter under `out`."""
+    """Write the Triton repository for `task_name`'s active adapter under `out`.
+
+    The models are built in a temp dir inside `out` and renamed into place
+    one by one, so a failed export leaves no half-written model behind.
+    """
     try:
-        import onnx  # noqa: F401 - the train extra
+        import onnx
     except ImportError as exc:
         raise ConfigError("exporting to Triton needs the onnx package: pip install 'edgetl[train]'") from exc
     data_dir = Path(data_dir)
     tasks = TaskStore(data_dir / DB_FILE)
-    task = tasks.get(task_name)
-    if task is None:
-        known = ", ".join(t.name for t in tasks.list()) or "none"
-        raise NotFound(f"unknown task {task_name!r} in {data_dir}; tasks: {known}")
     versions = AdapterVersions(data_dir, data_dir / DB_FILE)
-    version = versions.active_version(task.name)
-    if version is None:
-        raise NotReady(f"task {task.name!r} has no active adapter to export; train or activate one")
-    adapter_dir = versions.get(task.name, version).path
+    try:
+        task = tasks.get(task_name)
+        if task is None:
+            known = ", ".join(t.name for t in tasks.list()) or "none"
+            raise NotFound(f"unknown task {task_name!r} in {data_dir}; tasks: {known}")
+        version = versions.active_version(task.name)
+        if version is None:
+            raise NotReady(f"task {task.name!r} has no active adapter to export; train or activate one")
+        adapter_dir = versions.get(task.name, version).path
+    finally:
+        tasks.close()
+        versions.close()
     manifest = read_manifest(adapter_dir)
     verify_files(adapter_dir, manifest)  # never export a damaged adapter
     base = ModelStore(data_dir / "store").load(data_dir / "store" / "exports" / manifest["export_id"])
@@ -91,28 +100,30 @@ def export_triton(data_dir: Path, task_name: str, out: Path, max_batch: int = MA
 
     out = Path(out)
     names = {"ensemble": task.name, "backbone": f"{task.name}_backbone", "head": f"{task.name}_head"}
-    for name in names.values():
-        if (out / name).exists():
-            shutil.rmtree(out / name)
-    import onnx
-
-    labels = "".join(f"{c}\n" for c in task.class_names)
-    for role, model in (("backbone", backbone), ("head", head)):
-        (out / names[role] / "1").mkdir(parents=True)
-        onnx.save(model, str(out / names[role] / "1" / "model.onnx"))
-    (out / names["ensemble"] / "1").mkdir(parents=True)
-    for role in ("head", "ensemble"):
-        (out / names[role] / "labels.txt").write_text(labels)
     classes = len(task.class_names)
-    (out / names["backbone"] / "config.pbtxt").write_text(_backbone_config(names["backbone"], (height, width), feature_shapes, max_batch))
-    (out / names["head"] / "config.pbtxt").write_text(_head_config(names["head"], feature_shapes, classes, max_batch))
-    (out / names["ensemble"] / "config.pbtxt").write_text(_ensemble_config(names, (height, width), list(feature_shapes), classes, max_batch))
-    (out / names["ensemble"] / "edgetl.json").write_text(json.dumps({
-        "task": task.name, "adapter_version": str(version), "method": manifest["method"], "backbone": manifest["backbone"],
-        "export_id": manifest["export_id"], "class_names": list(task.class_names), "input_size": [height, width],
-    }, indent=2) + "\n")
-    tasks.close()
-    versions.close()
+    labels = "".join(f"{c}\n" for c in task.class_names)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".edgetl-{task.name}-", dir=out))
+    try:
+        for role, model in (("backbone", backbone), ("head", head)):
+            (staging / names[role] / "1").mkdir(parents=True)
+            onnx.save(model, str(staging / names[role] / "1" / "model.onnx"))
+        (staging / names["ensemble"] / "1").mkdir(parents=True)
+        for role in ("head", "ensemble"):
+            (staging / names[role] / "labels.txt").write_text(labels)
+        (staging / names["backbone"] / "config.pbtxt").write_text(_backbone_config(names["backbone"], (height, width), feature_shapes, max_batch))
+        (staging / names["head"] / "config.pbtxt").write_text(_head_config(names["head"], feature_shapes, classes, max_batch))
+        (staging / names["ensemble"] / "config.pbtxt").write_text(_ensemble_config(names, (height, width), list(feature_shapes), classes, max_batch))
+        (staging / names["ensemble"] / "edgetl.json").write_text(json.dumps({
+            "task": task.name, "adapter_version": str(version), "method": manifest["method"], "backbone": manifest["backbone"],
+            "export_id": manifest["export_id"], "class_names": list(task.class_names), "input_size": [height, width],
+        }, indent=2) + "\n")
+        for name in names.values():
+            if (out / name).exists():
+                shutil.rmtree(out / name)
+            (staging / name).rename(out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return ExportedTask(task.name, str(version), list(task.class_names), (height, width), {k: out / v for k, v in names.items()})
 
 

@@ -98,17 +98,25 @@ class InferenceEngine:
             self._count_failure(task_name, exc, 1)
             raise
 
-    async def classify_batch(self, task_name: str, images: list[ImageInput], deadline: float | None = None) -> list[Prediction]:
+    async def classify_batch(self, task_name: str, images: list[ImageInput], deadline: float | None = None) -> tuple[Task, list[Prediction]]:
         """Classify several images with one adapter (read once, so a swap cannot split the batch)."""
         received = time.perf_counter()
         try:
             task, adapter, batcher = self._resolve(task_name)
-            return list(await asyncio.gather(*(
-                self._classify(task, adapter, batcher, image, 1, deadline, received) for image in images
-            )))
         except EdgetlError as exc:
             self._count_failure(task_name, exc, len(images))
             raise
+        # Every image runs to its end, so the failure count is exact; the first error is raised.
+        results = await asyncio.gather(
+            *(self._classify(task, adapter, batcher, image, 1, deadline, received) for image in images), return_exceptions=True
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        for exc in failures:
+            if isinstance(exc, EdgetlError):
+                self._count_failure(task.name, exc, 1)
+        if failures:
+            raise failures[0]
+        return task, results
 
     def _count_failure(self, task_name: str, exc: EdgetlError, images: int) -> None:
         known = task_name in self.builtin_tasks or task_name in self.adapters or self.tasks.get(task_name) is not None

@@ -16,14 +16,16 @@ from pathlib import Path
 from typing import Iterable
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from google.protobuf import descriptor_pool
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from edgetl.adapt.activation import Activator
 from edgetl.adapt.jobs import JobManager
 from edgetl.adapt.labels import LabelStore
 from edgetl.adapt.versions import AdapterVersions
+from edgetl.api.kserve import grpc_service_pb2 as kserve_pb2
+from edgetl.api.kserve import grpc_service_pb2_grpc as kserve_pb2_grpc
 from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc, inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
 from edgetl.db import DB_FILE
 from edgetl.backbones.registry import BackboneRegistry
@@ -39,8 +41,6 @@ from edgetl.server.inference_servicer import InferenceServicer
 from edgetl.server.interceptors import ErrorMappingInterceptor
 from edgetl.server.kserve_servicer import SERVICE_NAME as KSERVE_SERVICE
 from edgetl.server.kserve_servicer import KServeServicer
-from edgetl.api.kserve import grpc_service_pb2 as kserve_pb2
-from edgetl.api.kserve import grpc_service_pb2_grpc as kserve_pb2_grpc
 from edgetl.server.label_servicer import LabelServicer
 from edgetl.server.model_servicer import ModelServicer
 from edgetl.server.security import Authenticator, check_bind, server_credentials

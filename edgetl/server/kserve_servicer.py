@@ -21,6 +21,7 @@ interceptor, as for edgetl.v1.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 
@@ -34,9 +35,16 @@ from edgetl.api.kserve import grpc_service_pb2_grpc as pb_grpc
 from edgetl.errors import InvalidInput, NotFound, NotReady
 from edgetl.runtime.engine import InferenceEngine
 from edgetl.server import kserve_tensors as tensors
+from edgetl.tasks.store import Task
 
 PLATFORM = "edgetl_onnxruntime"
 SERVICE_NAME = "inference.GRPCInferenceService"
+
+
+@functools.lru_cache(maxsize=256)
+def _class_names_json(class_names: tuple[str, ...]) -> str:
+    """The `class_names` response parameter, encoded once per task rather than per request."""
+    return json.dumps(list(class_names))
 
 
 class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -55,7 +63,7 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelReady(self, request, context):
         try:
-            self._serving_version(request.name, request.version)
+            self._serving_task(request.name, request.version)
         except (NotFound, NotReady):
             return pb.ModelReadyResponse(ready=False)
         return pb.ModelReadyResponse(ready=self.ready)
@@ -79,15 +87,15 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     # -- inference ---------------------------------------------------------------
     async def ModelInfer(self, request, context):
-        self._serving_version(request.model_name, request.model_version)
+        if request.model_version:
+            self._serving_task(request.model_name, request.model_version)
         images = tensors.images_from_request(request, self.engine.max_queue)
         outputs = tensors.requested_outputs(request)
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
-        predictions = await self.engine.classify_batch(request.model_name, images, deadline)
-        task = self.engine.get_task(request.model_name)
+        task, predictions = await self.engine.classify_batch(request.model_name, images, deadline)
         response = pb.ModelInferResponse(model_name=task.name, model_version=predictions[0].adapter_version, id=request.id)
-        response.parameters["class_names"].string_param = json.dumps(list(task.class_names))
+        response.parameters["class_names"].string_param = _class_names_json(tuple(task.class_names))
         scores = np.stack([p.scores for p in predictions])
         for name, datatype, shape, raw in tensors.output_tensors(outputs, [p.label for p in predictions], scores):
             response.outputs.add(name=name, datatype=datatype, shape=shape)
@@ -140,15 +148,15 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.RepositoryModelUnloadResponse()
 
     # -- helpers -----------------------------------------------------------------
-    def _serving_version(self, name: str, version: str) -> str:
-        """The active version of task `name`; NotFound if `version` is set and is not it."""
+    def _serving_task(self, name: str, version: str) -> Task:
+        """Task `name`, if an adapter serves it; NotFound if `version` is set and is not the active one."""
         task = self.engine.get_task(name)
         active = self.engine.adapters.get(task.name)
         if active is None:
             raise NotReady(f"task {task.name!r} has no active adapter; load a version (RepositoryModelLoad) or train one")
         if version and version != active.version:
             raise NotFound(self._version_message(task.name, version, active))
-        return active.version
+        return task
 
     @staticmethod
     def _version_message(task: str, version: str, active) -> str:

@@ -72,3 +72,22 @@ def test_every_metric_is_documented_in_the_readme():
     assert len(names) >= 12
     missing = sorted(n for n in names if not re.search(rf"`{n}(_total|_seconds|_info)?`", readme))
     assert not missing, f"metrics not documented in README.md: {missing}"
+
+
+def test_a_kserve_batch_with_one_bad_image_counts_each_image_once(server, chelsea_rgb):
+    """The request fails as a whole, but the metrics say exactly which images were and were not classified."""
+    import numpy as np
+    import tritonclient.grpc as triton
+    from tritonclient.utils import InferenceServerException
+
+    client = triton.InferenceServerClient(url=server.address)
+    images = triton.InferInput("images", [2], "BYTES")
+    images.set_data_from_numpy(np.array([encode(chelsea_rgb, ".jpg"), b"garbage"], dtype=np.object_))
+    before = scrape(server)
+    with pytest.raises(InferenceServerException):
+        client.infer("imagenet", [images])
+    after = scrape(server)
+    client.close()
+    assert delta(before, after, "edgetl_images_total", task="imagenet", adapter_version="builtin") == 1
+    assert delta(before, after, "edgetl_image_failures_total", task="imagenet", code="INVALID_ARGUMENT") == 1
+    assert delta(before, after, "edgetl_rpcs_total", method="ModelInfer", code="INVALID_ARGUMENT") == 1
