@@ -1,8 +1,9 @@
 """The audit log: every operator and admin action as one JSON line, appended and fsynced.
 
 Fields: time (unix), who, role, action (the RPC), task, version or job when
-the request names one, outcome ("OK" or the status code), message. Read it
-with `edgetl audit`.
+the request names one, outcome ("OK" or the status code), message; for a
+review resolution also item_ids and verdict (accept, relabel, reject, skip).
+Reads are recorded only when refused. Read it with `edgetl audit`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ class AuditLog:
             value = getattr(request, field, None)
             if value:
                 entry[field] = value
+        items = getattr(request, "item_ids", None)  # review resolutions: which items, and what was done
+        if items:
+            entry["item_ids"] = list(items)[:500]
+            entry["verdict"] = _action_name(request)
         model = getattr(request, "model_name", None)  # KServe v2: a model is a task
         if model:
             entry["task"] = model
@@ -41,6 +46,13 @@ class AuditLog:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def _action_name(request) -> str:
+    field = request.DESCRIPTOR.fields_by_name.get("action")
+    if field is None or field.enum_type is None:
+        return str(getattr(request, "action", ""))
+    return field.enum_type.values_by_number[request.action].name.lower() if request.action in field.enum_type.values_by_number else str(request.action)
 
 
 def read(path: Path, task: str = "", who: str = "", since: float = 0.0) -> Iterator[dict]:

@@ -50,6 +50,15 @@ JOBS = Counter("edgetl_training_jobs_total", "Training jobs ended, by task, meth
 JOBS_RUNNING = Gauge("edgetl_training_jobs_running", "Training jobs queued or running", registry=REGISTRY)
 SWAPS = Counter("edgetl_adapter_swaps_total", "Adapter activations (activate, rollback, load, unload) by task and reason", ["task", "reason"], registry=REGISTRY)
 ACTIVE = Gauge("edgetl_active_adapter", "1 for the adapter version each task serves", ["task", "adapter_version"], registry=REGISTRY)
+REVIEW_CAPTURED = Counter(
+    "edgetl_review_captured_total", "Images kept for review, by task and reason (an image kept for two reasons counts under both)", ["task", "reason"], registry=REGISTRY
+)
+REVIEW_DROPPED = Counter(
+    "edgetl_review_dropped_total", "Images the capture policy chose but did not keep, by task and cause", ["task", "cause"], registry=REGISTRY
+)
+REVIEW_EVICTED = Counter("edgetl_review_evicted_total", "Unreviewed items removed by a task's review disk cap", ["task"], registry=REGISTRY)
+REVIEW_PENDING = Gauge("edgetl_review_pending", "Review items waiting for an operator, by task", ["task"], registry=REGISTRY)
+REVIEW_RESOLVED = Counter("edgetl_review_resolved_total", "Review items resolved, by task and action", ["task", "action"], registry=REGISTRY)
 
 
 class PredictionMetrics:

@@ -80,6 +80,23 @@ class Settings:
     tokens: dict[str, Any] = field(default_factory=dict)  # sha256(token) hex -> {name, role}
     audit_log: str = ""  # default: <data_dir>/audit.jsonl
     allowed_plugins: tuple[str, ...] = ()  # when set, the only entry points that may load
+    # -- [review]: the default capture policy (edgetl/review/policy.py); admins change it per task at run time
+    capture: bool = True  # keep images for review at all
+    capture_uncertain_score: float = 0.6  # best score below this: "uncertain"
+    capture_uncertain_margin: float = 0.15  # or best minus second best below this
+    capture_random_rate: float = 0.005  # 1 in 200 at random: the unbiased sample for live accuracy
+    capture_per_minute: int = 30
+    capture_per_hour: int = 600
+    capture_per_day: int = 3000
+    capture_disk_mb: float = 1024.0  # review images kept per task; oldest unreviewed go first
+    capture_queue: int = 256  # images waiting to be written; past it, captures are dropped (and counted)
+    # -- [terminal]: the operator terminal `edgetl serve` starts beside the gRPC server
+    terminal: bool = True
+    terminal_host: str = ""  # default: the gRPC server's address (loopback unless configured)
+    terminal_port: int = 8080  # 0 picks a free one
+    terminal_tls_cert: str = ""  # HTTPS; default: the gRPC server's certificate when it has one
+    terminal_tls_key: str = ""
+    terminal_session_idle_s: float = 3600.0  # a signed-in session ends after this long unused
     # -- [plugins]
     plugins: dict[str, Any] = field(default_factory=dict)
     disabled_plugins: tuple[str, ...] = ()
@@ -98,6 +115,18 @@ class Settings:
         "limits": ("max_pixels", "max_queue", "max_concurrent_rpcs"),
         "training": ("train_threads", "train_nice", "gate_tolerance"),
         "security": ("tls_cert", "tls_key", "client_ca", "insecure", "identities", "tokens", "audit_log", "allowed_plugins"),
+        "review": (
+            "capture",
+            "capture_uncertain_score",
+            "capture_uncertain_margin",
+            "capture_random_rate",
+            "capture_per_minute",
+            "capture_per_hour",
+            "capture_per_day",
+            "capture_disk_mb",
+            "capture_queue",
+        ),
+        "terminal": ("terminal", "terminal_host", "terminal_port", "terminal_tls_cert", "terminal_tls_key", "terminal_session_idle_s"),
     }
 
     @classmethod

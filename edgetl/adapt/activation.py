@@ -17,11 +17,21 @@ from pathlib import Path
 
 from edgetl import metrics
 from edgetl.adapt.versions import AdapterVersion, AdapterVersions
+from edgetl.errors import NotReady
 from edgetl.runtime.adapters import load_adapter
 from edgetl.runtime.engine import ActiveAdapter, InferenceEngine
 from edgetl.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def _check_classes(task_classes, adapter_classes, adapter: AdapterVersion) -> None:
+    """An adapter's classes must be the task's first classes, in order (classes are only appended)."""
+    if adapter_classes and tuple(adapter_classes) != tuple(task_classes[: len(adapter_classes)]):
+        raise NotReady(
+            f"adapter {adapter.version} of task {adapter.task!r} was trained for classes {list(adapter_classes)}, "
+            f"which do not match the task's {list(task_classes)}"
+        )
 
 
 class Activator:
@@ -36,6 +46,7 @@ class Activator:
         adapter = self.versions.get(task, version)
         async with self._locks[task]:
             loaded = await asyncio.to_thread(load_adapter, adapter.path, self.engine.batchers, self.settings, self.trt_cache)
+            _check_classes(self.engine.get_task(task).class_names, loaded.manifest.get("class_names"), adapter)
             self.engine.adapters[task] = ActiveAdapter(str(adapter.version), loaded.head, loaded.batcher)
             if record:
                 await asyncio.to_thread(self.versions.record_activation, task, adapter.version, reason)

@@ -281,7 +281,19 @@ class JobManager:
         if active is None:
             return True, f"activated: first adapter (validation accuracy {new:.3f})"
         old = active["accuracy"]
-        if new >= old - self.settings.gate_tolerance:
+        tolerance = self.settings.gate_tolerance
+        known = done.get("known_classes")
+        if known:
+            # The task gained classes since the active adapter was trained: it
+            # scores 0 on their images, so also hold the new adapter to the
+            # active one's accuracy on the classes both know.
+            added = ", ".join(repr(c) for c in known["new_classes"])
+            on_known = f"on the {known['n']} validation images of the classes both know: {known['accuracy']:.3f} vs active {known['active_accuracy']:.3f}"
+            if known["accuracy"] < known["active_accuracy"] - tolerance:
+                return False, f"kept as candidate: worse on the classes the active adapter knows ({on_known}) (use --force to activate anyway)"
+            if new >= old - tolerance:
+                return True, f"activated: validation accuracy {new:.3f} >= active {old:.3f} on the same split, which the active adapter cannot get right for new classes {added}; {on_known}"
+        if new >= old - tolerance:
             return True, f"activated: validation accuracy {new:.3f} >= active {old:.3f} on the same split"
         return False, f"kept as candidate: validation accuracy {new:.3f} < active {old:.3f} on the same split (use --force to activate anyway)"
 

@@ -138,18 +138,43 @@ def run(request: dict, emit) -> dict:
     verify_files(tmp, manifest)
     validate(candidate, tmp)
 
-    result = {"metrics": metrics(val_y, predict(candidate, val_x).argmax(1), class_names), "options": options, "labels": manifest["labels"]}
+    predicted = predict(candidate, val_x).argmax(1)
+    result = {"metrics": metrics(val_y, predicted, class_names), "options": options, "labels": manifest["labels"]}
     active_path = request.get("active_path")
     if active_path:
         try:
             active = open_adapter(Path(active_path), base, settings, store.trt_cache)
-            result["active_metrics"] = metrics(val_y, predict(active, val_x).argmax(1), class_names)
+            active_predicted = predict(active, val_x).argmax(1)
+            result["active_metrics"] = metrics(val_y, active_predicted, class_names)
+            known = len(active.manifest.get("class_names") or class_names)
+            if known < len(class_names):
+                result["known_classes"] = _known_class_comparison(val_y, predicted, active_predicted, class_names, known)
         except Exception as exc:  # noqa: BLE001 - an unloadable active adapter must not block a new one
             emit({"phase": "evaluate", "message": f"the active adapter could not be evaluated: {exc}"})
     if request.get("compare_scratch"):
         emit({"phase": "scratch", "message": "training the same network from random weights"})
         result["scratch_metrics"] = _scratch(backbone, method, session, train_x, train_y, val_x, val_y, class_names, options, emit)
     return result
+
+
+def _known_class_comparison(val_y, predicted, active_predicted, class_names, known: int) -> dict:
+    """Both adapters on the validation images of the classes the active one knows.
+
+    A task that gained a class (a new defect type) is trained with it; the
+    active adapter, trained before, can never predict it, so on the whole
+    split it loses those images by construction. The gate also compares the
+    two on the old classes alone, so the new class is not bought by getting
+    worse at the ones the line already relied on.
+    """
+    mask = val_y < known
+    n = int(mask.sum())
+    return {
+        "classes": list(class_names[:known]),
+        "new_classes": list(class_names[known:]),
+        "n": n,
+        "accuracy": float((predicted[mask] == val_y[mask]).mean()) if n else 0.0,
+        "active_accuracy": float((active_predicted[mask] == val_y[mask]).mean()) if n else 0.0,
+    }
 
 
 def _check_labels(labels, class_names) -> None:

@@ -19,6 +19,7 @@ import edgetl
 from edgetl.cli.adapt import cmd_adapters, cmd_eval, cmd_jobs, cmd_label, cmd_train
 from edgetl.cli.common import DEFAULT_SERVER, CliError, Parser
 from edgetl.cli.inference import cmd_backbones, cmd_predict, cmd_tasks
+from edgetl.cli.review import add_review_arguments, cmd_review
 from edgetl.cli.serve import cmd_serve
 
 
@@ -65,13 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     backbones.add_argument("--json", action="store_true", help="one JSON object per backbone")
     backbones.set_defaults(func=cmd_backbones)
 
-    tasks, task_actions = group("tasks", "list or create tasks", {"list": "list tasks", "create": "create a task"}, default="list")
+    tasks, task_actions = group(
+        "tasks", "list or create tasks, or add a class", {"list": "list tasks", "create": "create a task", "add-class": "add a class (a new defect type) to a task"}, default="list"
+    )
     for p in (tasks, *task_actions.values()):
         p.add_argument("--json", action="store_true")
-        p.set_defaults(func=cmd_tasks, name=None, classes=None, backbone="")
+        p.set_defaults(func=cmd_tasks, name=None, classes=None, backbone="", class_name=None)
     task_actions["create"].add_argument("name", help="task name")
     task_actions["create"].add_argument("--classes", required=True, help="comma-separated class names, e.g. ok,scratch,dent")
     task_actions["create"].add_argument("--backbone", default="", help="default: the server's")
+    task_actions["add-class"].add_argument("name", help="task name")
+    task_actions["add-class"].add_argument("--class", dest="class_name", required=True, help="the new class, e.g. porosity")
 
     health = client("health", "exit 0 if the server answers SERVING (for container and Kubernetes probes)")
     health.add_argument("--service", default="", help="a service name; default: the whole server")
@@ -146,6 +151,20 @@ def build_parser() -> argparse.ArgumentParser:
     triton.add_argument("--max-batch", type=int, default=8, help="Triton max_batch_size (default 8)")
     triton.add_argument("out", type=Path, metavar="OUT", help="the model repository directory (created if missing)")
     triton.set_defaults(func=cmd_export_triton)
+
+    _, review = group(
+        "review",
+        "the review queue: what the line sent that an operator should look at",
+        {
+            "list": "items of a task's queue", "show": "one item (--save FILE writes its image)", "accept": "the prediction was right: label it so",
+            "relabel": "label items as --class C", "reject": "discard unusable images", "skip": "set aside for later",
+            "summary": "pending counts per task", "accuracy": "live accuracy per adapter version, from reviewed random samples",
+            "policy": "show or change a task's capture policy (admin)",
+        },
+    )
+    add_review_arguments(review)
+    for p in review.values():
+        p.set_defaults(func=cmd_review)
 
     _, adapters = group("adapters", "list, activate or roll back adapter versions", {"list": "a task's versions", "activate": "activate a version", "rollback": "go back to the previously active version"})
     adapters["activate"].add_argument("version")

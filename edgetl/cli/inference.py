@@ -37,6 +37,8 @@ def cmd_tasks(args) -> int:
                 raise CliError("tasks create needs a NAME and --classes a,b,...", EXIT_USAGE)
             classes = [c for c in args.classes.split(",") if c.strip()]
             tasks = [call(args, stub.CreateTask, model_pb2.CreateTaskRequest(name=args.name, class_names=classes, backbone=args.backbone))]
+        elif args.action == "add-class":
+            tasks = [call(args, stub.AddClass, model_pb2.AddClassRequest(task=args.name, class_name=args.class_name))]
         else:
             tasks = call(args, stub.ListTasks, model_pb2.ListTasksRequest()).tasks
     for t in tasks:

@@ -21,6 +21,7 @@ from edgetl.errors import DeadlineExceeded, EdgetlError, NotFound, NotReady, Una
 from edgetl.runtime.batcher import BackboneResult, MicroBatcher
 from edgetl.runtime.heads import Head
 from edgetl.runtime.preprocess import ImageInput, decode
+from edgetl.runtime.stats import RecentStats
 from edgetl.tasks.store import Task, TaskStore
 
 DEFAULT_TOP_K = 5
@@ -72,6 +73,7 @@ class InferenceEngine:
         self._workers = ThreadPoolExecutor(max(1, worker_threads), thread_name_prefix="infer")
         self._in_flight = 0
         self._lock = threading.Lock()
+        self.stats = RecentStats()
         metrics.IN_FLIGHT.set_function(lambda: self._in_flight)
 
     def add_builtin_task(self, task: Task, adapter: ActiveAdapter) -> None:
@@ -121,6 +123,9 @@ class InferenceEngine:
     def _count_failure(self, task_name: str, exc: EdgetlError, images: int) -> None:
         known = task_name in self.builtin_tasks or task_name in self.adapters or self.tasks.get(task_name) is not None
         metrics.IMAGE_FAILURES.labels(task_name if known else "(unknown)", exc.code).inc(images)
+        if known:
+            for _ in range(images):
+                self.stats.failure(task_name)
 
     def _resolve(self, task_name: str) -> tuple[Task, ActiveAdapter, MicroBatcher]:
         task = self.get_task(task_name)
@@ -150,6 +155,10 @@ class InferenceEngine:
                 self._in_flight -= 1
         head_started = time.perf_counter()
         probs = adapter.head({k: v[None] for k, v in result.features.items()})[0]
+        if len(probs) < len(task.class_names):
+            # Trained before a class was added (classes are only appended): it
+            # cannot know the new class, so it answers 0 for it.
+            probs = np.concatenate([probs, np.zeros(len(task.class_names) - len(probs), probs.dtype)])
         head_ms = (time.perf_counter() - head_started) * 1000
         k = min(len(probs), top_k or DEFAULT_TOP_K)
         best = np.argpartition(-probs, k - 1)[:k] if k < len(probs) else np.arange(len(probs))
@@ -168,6 +177,7 @@ class InferenceEngine:
             total_ms=(time.perf_counter() - received) * 1000,
         )
         metrics.PredictionMetrics.of(task.name, adapter.version).observe(decode_ms, result.queue_ms, prediction.inference_ms, prediction.total_ms)
+        self.stats.record(task.name, prediction.total_ms)
         return prediction
 
     def _run(self, image: ImageInput, batcher: MicroBatcher, outputs: tuple[str, ...], deadline: float | None) -> tuple[float, BackboneResult]:

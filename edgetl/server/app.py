@@ -26,11 +26,15 @@ from edgetl.adapt.labels import LabelStore
 from edgetl.adapt.versions import AdapterVersions
 from edgetl.api.kserve import grpc_service_pb2 as kserve_pb2
 from edgetl.api.kserve import grpc_service_pb2_grpc as kserve_pb2_grpc
-from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc, inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
+from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc, inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc, review_pb2, review_pb2_grpc
 from edgetl.db import DB_FILE
 from edgetl.backbones.registry import BackboneRegistry
 from edgetl.errors import ConfigError, EdgetlError
+from edgetl import metrics
 from edgetl.metrics import start_metrics_server
+from edgetl.review.capture import Capturer
+from edgetl.review.policy import CapturePolicies, default_policy
+from edgetl.review.store import ReviewStore
 from edgetl.runtime.batcher import MicroBatcher
 from edgetl.runtime.engine import ActiveAdapter, InferenceEngine
 from edgetl.runtime.heads import LogitsHead
@@ -43,6 +47,7 @@ from edgetl.server.kserve_servicer import SERVICE_NAME as KSERVE_SERVICE
 from edgetl.server.kserve_servicer import KServeServicer
 from edgetl.server.label_servicer import LabelServicer
 from edgetl.server.model_servicer import ModelServicer
+from edgetl.server.review_servicer import ReviewServicer
 from edgetl.server.security import Authenticator, check_bind, server_credentials
 from edgetl.audit import AuditLog
 from edgetl.server.training_servicer import TrainingServicer
@@ -55,6 +60,7 @@ SERVICE_NAMES = (
     inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name,
     model_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
     *(adapt_pb2.DESCRIPTOR.services_by_name[name].full_name for name in ("LabelService", "TrainingService", "AdapterService")),
+    review_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name,
 )
 
 
@@ -75,7 +81,7 @@ def reflection_pool() -> descriptor_pool.DescriptorPool:
         pool.AddSerializedFile(file.serialized_pb)
         added.add(file.name)
 
-    for module in (inference_pb2, model_pb2, adapt_pb2, kserve_pb2, health_pb2, reflection_pb2):
+    for module in (inference_pb2, model_pb2, adapt_pb2, review_pb2, kserve_pb2, health_pb2, reflection_pb2):
         add(module.DESCRIPTOR)
     return pool
 
@@ -93,6 +99,7 @@ class EdgetlServer:
         self._health: health.aio.HealthServicer | None = None
         self.certificates = None  # CertificateFiles when serving TLS; re-read on change
         self.kserve: KServeServicer | None = None
+        self.capture: Capturer | None = None
         self.metrics_port: int | None = None
         self._metrics_http = None
 
@@ -128,6 +135,15 @@ class EdgetlServer:
                 task = Task(spec.builtin_task, name, spec.class_names, builtin=True)
                 self.engine.add_builtin_task(task, ActiveAdapter("builtin", LogitsHead()))
 
+        self.reviews = ReviewStore(data_dir, data_dir / DB_FILE, self.labels.image_path)
+        swept = self.reviews.sweep()
+        if swept:
+            log.info("removed %d review image(s) no item needs (left by an interrupted write)", swept)
+        self.policies = CapturePolicies(data_dir / DB_FILE, default_policy(settings))
+        self.capture = Capturer(self.reviews, self.policies, self.engine.builtin_tasks, settings.max_pixels, settings.capture_queue)
+        for task in tasks.list():
+            metrics.REVIEW_PENDING.labels(task.name).set(self.reviews.pending(task.name))
+
         self.activator = Activator(self.engine, self.versions, settings, self.store.trt_cache)
         await self.activator.restore()
         self.jobs = JobManager(settings, data_dir / DB_FILE, self.versions, self.activator)
@@ -149,14 +165,17 @@ class EdgetlServer:
                 ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
             ],
         )
-        inference_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(self.engine), self._server)
+        inference_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(self.engine, self.capture), self._server)
         model_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelServicer(self.registry, self.engine, settings.default_backbone, self.load_backbone), self._server
+            ModelServicer(self.registry, self.engine, settings.default_backbone, self.load_backbone, security=authenticator.enforcing), self._server
         )
         adapt_pb2_grpc.add_LabelServiceServicer_to_server(LabelServicer(self.engine, self.labels, settings.max_pixels), self._server)
         adapt_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(self.engine, self.jobs), self._server)
         adapt_pb2_grpc.add_AdapterServiceServicer_to_server(AdapterServicer(self.engine, self.versions, self.activator), self._server)
-        self.kserve = KServeServicer(self.engine, self.versions, self.activator)
+        review_pb2_grpc.add_ReviewServiceServicer_to_server(
+            ReviewServicer(self.engine, self.reviews, self.labels, self.policies, settings.max_pixels), self._server
+        )
+        self.kserve = KServeServicer(self.engine, self.versions, self.activator, self.capture)
         kserve_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self.kserve, self._server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
@@ -213,11 +232,16 @@ class EdgetlServer:
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()
+        if self.capture is not None:
+            await asyncio.to_thread(self.capture.close)  # write what the line already handed over
         if self.engine is not None:
             self.engine.close()
             self.engine.tasks.close()
             self.labels.close()
             self.versions.close()
+            for store in (getattr(self, "reviews", None), getattr(self, "policies", None)):
+                if store is not None:
+                    store.close()
 
     async def wait(self) -> None:
         if self._server is not None:

@@ -110,3 +110,29 @@ def adapter_to_proto(adapter, active_version: int | None, activated: set[int]):
 def options_from_proto(options) -> dict:
     """Only the fields the caller set; the trainer fills in its defaults."""
     return {field.name: value for field, value in options.ListFields()}
+
+
+def review_item_to_proto(item, image: bytes = b""):
+    from edgetl.api.v1 import review_pb2
+
+    return review_pb2.ReviewItem(
+        id=item.id, task=item.task, captured_at=item.captured_at, adapter_version=item.adapter_version, predicted=item.predicted,
+        score=item.score, margin=item.margin, scores=item.scores, reasons=item.reasons, caller=item.caller, request_id=item.request_id,
+        state=item.state, resolved_at=item.resolved_at, resolved_by=item.resolved_by, resolved_class=item.resolved_class,
+        label_id=item.label_id, image_format=item.format, width=item.width, height=item.height, image_bytes=item.size, image=image,
+    )
+
+
+def policy_to_proto(task: str, stored):
+    from edgetl.api.v1 import review_pb2
+
+    return review_pb2.CapturePolicy(
+        task=task, customized=stored.customized, updated_at=stored.updated_at, updated_by=stored.updated_by, **stored.policy.as_dict()
+    )
+
+
+def policy_changes_from_proto(request) -> dict:
+    """The fields of a SetCapturePolicyRequest the caller set (proto3 `optional`)."""
+    from edgetl.review.policy import FIELDS
+
+    return {field.name: value for field, value in request.ListFields() if field.name in FIELDS}

@@ -10,6 +10,7 @@ from edgetl.errors import EdgetlError
 from edgetl.runtime.engine import InferenceEngine
 from edgetl.server.convert import image_from_proto, prediction_to_proto
 from edgetl.server.interceptors import status_for
+from edgetl.server.security import current_caller_name
 
 #: Frames of one stream processed at once; responses still come back in order.
 STREAM_DEPTH = 4
@@ -22,12 +23,24 @@ def _deadline(context) -> float | None:
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
-    def __init__(self, engine: InferenceEngine):
+    """Args:
+        engine: classifies.
+        capture: offered every answer, to keep images for review (None: nothing is kept).
+    """
+
+    def __init__(self, engine: InferenceEngine, capture=None):
         self.engine = engine
+        self.capture = capture
 
     async def Classify(self, request, context):
-        prediction = await self.engine.classify(request.task, image_from_proto(request.image), request.top_k, _deadline(context))
+        image = image_from_proto(request.image)
+        prediction = await self.engine.classify(request.task, image, request.top_k, _deadline(context))
+        self._offer(request, image, prediction)
         return prediction_to_proto(prediction, request.request_id)
+
+    def _offer(self, request, image, prediction) -> None:
+        if self.capture is not None:
+            self.capture.offer(prediction, image, request.flag_for_review, current_caller_name(), request.request_id)
 
     async def ClassifyStream(self, request_iterator, context):
         # Pipelined: up to STREAM_DEPTH frames in flight, each answered as soon as
@@ -63,7 +76,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     async def _one(self, request) -> inference_pb2.ClassifyResponse:
         """A frame's response; a bad frame gets `error` set and the stream goes on."""
         try:
-            prediction = await self.engine.classify(request.task, image_from_proto(request.image), request.top_k)
+            image = image_from_proto(request.image)
+            prediction = await self.engine.classify(request.task, image, request.top_k)
+            self._offer(request, image, prediction)
             return prediction_to_proto(prediction, request.request_id)
         except EdgetlError as exc:
             code, message = status_for(exc)

@@ -14,7 +14,7 @@ import grpc
 
 from edgetl import metrics
 from edgetl.errors import EdgetlError, InvalidInput
-from edgetl.server.security import required_role
+from edgetl.server.security import CURRENT_CALLER, READ_ONLY, required_role
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,10 @@ async def _checked(request_iterator):
         yield request
 
 
+#: Outcomes recorded for read-only calls.
+_REFUSALS = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED"})
+
+
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and message a caller sees for `exc`."""
     if isinstance(exc, EdgetlError):
@@ -76,9 +80,13 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
-        # Classify calls are not actions and health/reflection are probes: only
-        # operator and admin calls are audited. Decided once per call, here.
+        # Classify calls are not actions and health/reflection are probes:
+        # only operator and admin calls are audited. Reads change nothing (and
+        # the terminal polls them), so they are recorded only when refused.
+        # Decided once per call, here.
         audited = self.audit is not None and required_role(method) not in (None, "inference")
+        if audited and method in READ_ONLY:
+            audited = _REFUSALS
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, audited, handler.unary_unary), _safe(handler.request_deserializer), handler.response_serializer
@@ -98,7 +106,9 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     def _authorize(self, method: str, context):
         if self.authenticator is None:
             return None
-        return self.authenticator.authorize(method, context)
+        caller = self.authenticator.authorize(method, context)
+        CURRENT_CALLER.set(caller)  # this call's task only: each RPC runs in a task of its own
+        return caller
 
     def _record(self, method: str, caller, request, code: str, message: str = "") -> None:
         who, role = (caller.name, caller.role) if caller else ("unknown", "")
@@ -112,7 +122,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 if isinstance(request, _Malformed):
                     raise request.error
                 response = await behavior(request, context)
-                if audited:
+                if audited is True:
                     self._record(method, caller, request, "OK")
                 metrics.rpc_done(method, "OK")
                 return response
@@ -120,7 +130,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 raise
             except Exception as exc:  # noqa: BLE001 - mapped, never leaked
                 code, message = status_for(exc)
-                if audited:
+                if audited is True or (audited and code.name in audited):
                     self._record(method, caller or getattr(exc, "caller", None), request, code.name, message)
                 metrics.rpc_done(method, code.name)
                 await context.abort(code, message)
@@ -143,7 +153,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 raise
             except Exception as exc:  # noqa: BLE001
                 code, message = status_for(exc)
-                if audited and not streaming_request:
+                if (audited is True or (audited and code.name in audited)) and not streaming_request:
                     self._record(method, caller or getattr(exc, "caller", None), request_or_iterator, code.name, message)
                 metrics.rpc_done(method, code.name)
                 await context.abort(code, message)

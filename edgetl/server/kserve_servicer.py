@@ -35,6 +35,7 @@ from edgetl.api.kserve import grpc_service_pb2_grpc as pb_grpc
 from edgetl.errors import InvalidInput, NotFound, NotReady
 from edgetl.runtime.engine import InferenceEngine
 from edgetl.server import kserve_tensors as tensors
+from edgetl.server.security import current_caller_name
 from edgetl.tasks.store import Task
 
 PLATFORM = "edgetl_onnxruntime"
@@ -48,10 +49,11 @@ def _class_names_json(class_names: tuple[str, ...]) -> str:
 
 
 class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, engine: InferenceEngine, versions: AdapterVersions, activator: Activator):
+    def __init__(self, engine: InferenceEngine, versions: AdapterVersions, activator: Activator, capture=None):
         self.engine = engine
         self.versions = versions
         self.activator = activator
+        self.capture = capture  # offered every answer, to keep images for review
         self.ready = True  # false once the server is shutting down
 
     # -- health and metadata ---------------------------------------------------
@@ -91,9 +93,14 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
             self._serving_task(request.model_name, request.model_version)
         images = tensors.images_from_request(request, self.engine.max_queue)
         outputs = tensors.requested_outputs(request)
+        flagged = tensors.flag_for_review(request)
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
         task, predictions = await self.engine.classify_batch(request.model_name, images, deadline)
+        if self.capture is not None:
+            caller = current_caller_name()
+            for image, prediction in zip(images, predictions):
+                self.capture.offer(prediction, image, flagged, caller, request.id)
         response = pb.ModelInferResponse(model_name=task.name, model_version=predictions[0].adapter_version, id=request.id)
         response.parameters["class_names"].string_param = _class_names_json(tuple(task.class_names))
         scores = np.stack([p.scores for p in predictions])

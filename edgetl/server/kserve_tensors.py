@@ -13,6 +13,9 @@ Outputs, in ``raw_output_contents`` (the order of ``outputs``):
 - ``labels``: BYTES [N], the best class of each image;
 - ``scores``: FP32 [N, classes], little-endian, in the task's class order
   (also sent as the response parameter ``class_names``, a JSON list).
+
+Request parameter ``flag_for_review`` (bool, or the string "true"): keep
+every image of the request for an operator to review (reason "flagged").
 """
 
 from __future__ import annotations
@@ -127,3 +130,21 @@ def output_tensors(names: list[str], labels: list[str], scores: np.ndarray) -> l
             array = np.ascontiguousarray(scores, dtype="<f4")
             out.append((SCORES, "FP32", list(array.shape), array.tobytes()))
     return out
+
+
+FLAG_FOR_REVIEW = "flag_for_review"
+
+
+def flag_for_review(request) -> bool:
+    """The request's `flag_for_review` parameter: a bool, or a string/int a client had to use instead."""
+    if FLAG_FOR_REVIEW not in request.parameters:
+        return False
+    p = request.parameters[FLAG_FOR_REVIEW]
+    kind = p.WhichOneof("parameter_choice")
+    if kind == "bool_param":
+        return p.bool_param
+    if kind == "string_param" and p.string_param.lower() in ("true", "false", "1", "0"):
+        return p.string_param.lower() in ("true", "1")
+    if kind == "int64_param" and p.int64_param in (0, 1):
+        return bool(p.int64_param)
+    raise InvalidInput(f"parameter {FLAG_FOR_REVIEW!r} must be a bool (or \"true\"/\"false\"), got {kind}")

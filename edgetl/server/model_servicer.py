@@ -7,16 +7,19 @@ import asyncio
 from edgetl.api.v1 import model_pb2, model_pb2_grpc
 from edgetl.backbones.registry import BackboneRegistry
 from edgetl.runtime.engine import InferenceEngine
-from edgetl.errors import AlreadyExists
+import edgetl
+from edgetl.errors import AlreadyExists, InvalidInput
 from edgetl.server.convert import task_to_proto
+from edgetl.server.security import CURRENT_CALLER, LOCAL
 
 
 class ModelServicer(model_pb2_grpc.ModelServiceServicer):
-    def __init__(self, registry: BackboneRegistry, engine: InferenceEngine, default_backbone: str, load_backbone):
+    def __init__(self, registry: BackboneRegistry, engine: InferenceEngine, default_backbone: str, load_backbone, security: bool = False):
         self.registry = registry
         self.engine = engine
         self.default_backbone = default_backbone
         self.load_backbone = load_backbone  # async (name) -> None
+        self.security = security  # the server tells callers apart (mutual TLS or tokens)
 
     async def ListBackbones(self, request, context):
         response = model_pb2.ListBackbonesResponse()
@@ -62,6 +65,26 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         task = await asyncio.to_thread(self.engine.tasks.create, request.name, list(request.class_names), backbone)
         await self.load_backbone(backbone)  # exported on first use, then kept loaded
         return task_to_proto(task)
+
+    async def AddClass(self, request, context):
+        task = self.engine.get_task(request.task)
+        if task.builtin:
+            raise InvalidInput(f"task {task.name!r} is built in; its classes are the backbone's")
+        task = await asyncio.to_thread(self.engine.tasks.add_class, task.name, request.class_name)
+        return task_to_proto(task, self._version(task.name))
+
+    async def WhoAmI(self, request, context):
+        caller = CURRENT_CALLER.get()
+        name, role = (caller.name, caller.role) if caller is not None else (LOCAL, "admin")
+        return model_pb2.Caller(name=name, role=role, security=self.security)
+
+    async def GetServerStats(self, request, context):
+        engine = self.engine
+        stats = engine.stats.snapshot([t.name for t in engine.list_tasks()])
+        return model_pb2.ServerStats(
+            uptime_s=engine.stats.uptime_s(), window_s=engine.stats.window_s, version=edgetl.__version__,
+            tasks=[model_pb2.TaskStats(**vars(s)) for s in stats],
+        )
 
     def _version(self, task_name: str) -> str:
         adapter = self.engine.adapters.get(task_name)

@@ -16,6 +16,7 @@ the server listens on loopback only, and everyone on this machine is admin.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import ipaddress
 import logging
@@ -31,6 +32,8 @@ from edgetl.settings import Settings
 log = logging.getLogger(__name__)
 
 ROLES = ("inference", "operator", "admin")
+#: The name every caller has on a server without security (loopback, all admin).
+LOCAL = "local"
 OPEN_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection")
 
 #: The role each RPC needs; methods not listed need admin (secure by default).
@@ -41,6 +44,16 @@ METHOD_ROLES = {
     "/edgetl.v1.ModelService/ListTasks": "operator",
     "/edgetl.v1.ModelService/GetTask": "operator",
     "/edgetl.v1.ModelService/CreateTask": "admin",
+    "/edgetl.v1.ModelService/AddClass": "admin",
+    "/edgetl.v1.ModelService/WhoAmI": "inference",
+    "/edgetl.v1.ModelService/GetServerStats": "operator",
+    "/edgetl.v1.ReviewService/ListReviewItems": "operator",
+    "/edgetl.v1.ReviewService/GetReviewItem": "operator",
+    "/edgetl.v1.ReviewService/ResolveReviewItems": "operator",
+    "/edgetl.v1.ReviewService/GetReviewSummary": "operator",
+    "/edgetl.v1.ReviewService/GetLiveAccuracy": "operator",
+    "/edgetl.v1.ReviewService/GetCapturePolicy": "operator",
+    "/edgetl.v1.ReviewService/SetCapturePolicy": "admin",
     "/edgetl.v1.LabelService/AddLabel": "operator",
     "/edgetl.v1.LabelService/GetLabelCounts": "operator",
     "/edgetl.v1.TrainingService/WatchJob": "operator",
@@ -63,10 +76,37 @@ METHOD_ROLES = {
 }
 
 
+#: Calls that only read: they are not audited (the terminal polls them every
+#: few seconds; the audit log is for what people change).
+READ_ONLY = frozenset(
+    f"/{service}/{name}"
+    for service, names in {
+        "edgetl.v1.ModelService": ("ListBackbones", "ListTasks", "GetTask", "WhoAmI", "GetServerStats"),
+        "edgetl.v1.LabelService": ("GetLabelCounts",),
+        "edgetl.v1.TrainingService": ("WatchJob", "ListJobs"),
+        "edgetl.v1.AdapterService": ("ListAdapters",),
+        "edgetl.v1.ReviewService": ("ListReviewItems", "GetReviewItem", "GetReviewSummary", "GetLiveAccuracy", "GetCapturePolicy"),
+        "inference.GRPCInferenceService": ("RepositoryIndex",),
+    }.items()
+    for name in names
+)
+
+
 @dataclass(frozen=True)
 class Caller:
     name: str
     role: str
+
+
+#: The caller of the RPC being handled, set by the interceptor for the call's
+#: task; servicers read it to record who did something (review items,
+#: resolutions), never to decide what is allowed (the interceptor does that).
+CURRENT_CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("edgetl_caller", default=None)
+
+
+def current_caller_name(default: str = "") -> str:
+    caller = CURRENT_CALLER.get()
+    return caller.name if caller is not None else default
 
 
 def required_role(method: str) -> str | None:
@@ -104,7 +144,7 @@ class Authenticator:
     def authorize(self, method: str, context: grpc.aio.ServicerContext) -> Caller:
         needed = required_role(method)
         if needed is None or not self.enforcing:
-            return Caller("anonymous" if self.enforcing else "local", "admin")
+            return Caller("anonymous" if self.enforcing else LOCAL, "admin")
         caller = self.identify(context)
         if ROLES.index(caller.role) < ROLES.index(needed):
             denied = PermissionDenied(f"{caller.name} has role {caller.role!r}; {method.rsplit('/', 1)[-1]} needs {needed!r}")

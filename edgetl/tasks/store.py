@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgetl.db import connect
-from edgetl.errors import AlreadyExists, InvalidInput
+from edgetl.errors import AlreadyExists, InvalidInput, NotFound
 
 TASK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_CLASSES = 1000
@@ -76,6 +76,27 @@ class TaskStore:
             except sqlite3.IntegrityError:
                 raise AlreadyExists(f"task {name!r} already exists") from None
         return Task(name, backbone, classes)
+
+    def add_class(self, name: str, class_name: str) -> Task:
+        """Append `class_name` to the task's classes. Appending keeps every
+        existing class at its index, so adapters trained before still map
+        their scores to the right names (and answer 0 for the new class)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT name, backbone, class_names FROM tasks WHERE name = ?", (name,)).fetchone()
+                if row is None:
+                    raise NotFound(f"unknown task {name!r}")
+                task = _task(row)
+                if class_name.strip() in task.class_names:
+                    raise AlreadyExists(f"task {name!r} already has class {class_name.strip()!r}")
+                classes = validate_task(name, [*task.class_names, class_name])
+                self._db.execute("UPDATE tasks SET class_names = ? WHERE name = ?", (json.dumps(classes), name))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return Task(task.name, task.backbone, classes)
 
     def get(self, name: str) -> Task | None:
         with self._lock:

@@ -188,14 +188,16 @@ def test_kserve_calls_are_under_the_same_roles(token_server, chelsea_rgb, data_d
     assert {"action": "RepositoryModelLoad", "outcome": "PERMISSION_DENIED", "task": "imagenet"}.items() <= entries[-1].items()
 
 
-def test_actions_are_audited(token_server, data_dir):
+def test_actions_are_audited_and_reads_only_when_refused(token_server, data_dir):
     models = model_pb2_grpc.ModelServiceStub(token_server.channel)
     with pytest.raises(grpc.RpcError):
         models.CreateTask(model_pb2.CreateTaskRequest(name="x", class_names=["a", "b"]), metadata=_with_token("op-secret"), timeout=10)
-    models.ListTasks(model_pb2.ListTasksRequest(), metadata=_with_token("op-secret"), timeout=10)
+    models.ListTasks(model_pb2.ListTasksRequest(), metadata=_with_token("op-secret"), timeout=10)  # a read: not recorded
+    with pytest.raises(grpc.RpcError):
+        models.ListTasks(model_pb2.ListTasksRequest(), metadata=_with_token("cam-secret"), timeout=10)  # a refused read: recorded
     entries = [json.loads(line) for line in (data_dir / "audit.jsonl").read_text().splitlines()]
     assert {"who": "terminal-2", "role": "operator", "action": "CreateTask", "outcome": "PERMISSION_DENIED", "name": "x"}.items() <= entries[0].items()
-    assert entries[1]["action"] == "ListTasks" and entries[1]["outcome"] == "OK"
+    assert len(entries) == 2 and entries[1]["action"] == "ListTasks" and entries[1]["outcome"] == "PERMISSION_DENIED"
 
 
 def test_non_loopback_without_security_needs_insecure(data_dir):

@@ -97,3 +97,59 @@ class CreateTaskRequest(_message.Message):
     class_names: _containers.RepeatedScalarFieldContainer[str]
     backbone: str
     def __init__(self, name: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., backbone: _Optional[str] = ...) -> None: ...
+
+class AddClassRequest(_message.Message):
+    __slots__ = ("task", "class_name")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    class_name: str
+    def __init__(self, task: _Optional[str] = ..., class_name: _Optional[str] = ...) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Caller(_message.Message):
+    __slots__ = ("name", "role", "security")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    role: str
+    security: bool
+    def __init__(self, name: _Optional[str] = ..., role: _Optional[str] = ..., security: _Optional[bool] = ...) -> None: ...
+
+class GetServerStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TaskStats(_message.Message):
+    __slots__ = ("task", "images_total", "failures_total", "images_per_second", "p50_ms", "p95_ms", "images_in_window")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    P50_MS_FIELD_NUMBER: _ClassVar[int]
+    P95_MS_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_IN_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    images_total: int
+    failures_total: int
+    images_per_second: float
+    p50_ms: float
+    p95_ms: float
+    images_in_window: int
+    def __init__(self, task: _Optional[str] = ..., images_total: _Optional[int] = ..., failures_total: _Optional[int] = ..., images_per_second: _Optional[float] = ..., p50_ms: _Optional[float] = ..., p95_ms: _Optional[float] = ..., images_in_window: _Optional[int] = ...) -> None: ...
+
+class ServerStats(_message.Message):
+    __slots__ = ("uptime_s", "window_s", "tasks", "version")
+    UPTIME_S_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    uptime_s: float
+    window_s: float
+    tasks: _containers.RepeatedCompositeFieldContainer[TaskStats]
+    version: str
+    def __init__(self, uptime_s: _Optional[float] = ..., window_s: _Optional[float] = ..., tasks: _Optional[_Iterable[_Union[TaskStats, _Mapping]]] = ..., version: _Optional[str] = ...) -> None: ...

@@ -54,6 +54,21 @@ class ModelServiceStub:
                 request_serializer=edgetl_dot_api_dot_v1_dot_model__pb2.CreateTaskRequest.SerializeToString,
                 response_deserializer=edgetl_dot_api_dot_v1_dot_model__pb2.Task.FromString,
                 _registered_method=True)
+        self.AddClass = channel.unary_unary(
+                '/edgetl.v1.ModelService/AddClass',
+                request_serializer=edgetl_dot_api_dot_v1_dot_model__pb2.AddClassRequest.SerializeToString,
+                response_deserializer=edgetl_dot_api_dot_v1_dot_model__pb2.Task.FromString,
+                _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/edgetl.v1.ModelService/WhoAmI',
+                request_serializer=edgetl_dot_api_dot_v1_dot_model__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=edgetl_dot_api_dot_v1_dot_model__pb2.Caller.FromString,
+                _registered_method=True)
+        self.GetServerStats = channel.unary_unary(
+                '/edgetl.v1.ModelService/GetServerStats',
+                request_serializer=edgetl_dot_api_dot_v1_dot_model__pb2.GetServerStatsRequest.SerializeToString,
+                response_deserializer=edgetl_dot_api_dot_v1_dot_model__pb2.ServerStats.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer:
@@ -85,6 +100,29 @@ class ModelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddClass(self, request, context):
+        """Add a class (a new defect type) to a task. Scores keep their order; the
+        new class comes last. Adapters trained before it answer 0 for it until
+        the next training, which includes it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WhoAmI(self, request, context):
+        """Who the server takes the caller to be, and with which role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetServerStats(self, request, context):
+        """Recent throughput and latency per task, as the server measured them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +145,21 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.CreateTask,
                     request_deserializer=edgetl_dot_api_dot_v1_dot_model__pb2.CreateTaskRequest.FromString,
                     response_serializer=edgetl_dot_api_dot_v1_dot_model__pb2.Task.SerializeToString,
+            ),
+            'AddClass': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddClass,
+                    request_deserializer=edgetl_dot_api_dot_v1_dot_model__pb2.AddClassRequest.FromString,
+                    response_serializer=edgetl_dot_api_dot_v1_dot_model__pb2.Task.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=edgetl_dot_api_dot_v1_dot_model__pb2.WhoAmIRequest.FromString,
+                    response_serializer=edgetl_dot_api_dot_v1_dot_model__pb2.Caller.SerializeToString,
+            ),
+            'GetServerStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServerStats,
+                    request_deserializer=edgetl_dot_api_dot_v1_dot_model__pb2.GetServerStatsRequest.FromString,
+                    response_serializer=edgetl_dot_api_dot_v1_dot_model__pb2.ServerStats.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -217,6 +270,87 @@ class ModelService:
             '/edgetl.v1.ModelService/CreateTask',
             edgetl_dot_api_dot_v1_dot_model__pb2.CreateTaskRequest.SerializeToString,
             edgetl_dot_api_dot_v1_dot_model__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddClass(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgetl.v1.ModelService/AddClass',
+            edgetl_dot_api_dot_v1_dot_model__pb2.AddClassRequest.SerializeToString,
+            edgetl_dot_api_dot_v1_dot_model__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgetl.v1.ModelService/WhoAmI',
+            edgetl_dot_api_dot_v1_dot_model__pb2.WhoAmIRequest.SerializeToString,
+            edgetl_dot_api_dot_v1_dot_model__pb2.Caller.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServerStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgetl.v1.ModelService/GetServerStats',
+            edgetl_dot_api_dot_v1_dot_model__pb2.GetServerStatsRequest.SerializeToString,
+            edgetl_dot_api_dot_v1_dot_model__pb2.ServerStats.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,1 @@
+"""The review queue: capture what the line saw, let operators resolve it into labels."""
