@@ -38,7 +38,7 @@ def tiny_plugin_config(weights: Path = TINY_WEIGHTS) -> dict:
 
 
 def make_settings(data_dir: Path, **overrides) -> Settings:
-    settings = Settings(data_dir=data_dir, port=0, metrics_port=0, plugins={"timm": tiny_plugin_config()})
+    settings = Settings(data_dir=data_dir, port=0, metrics_port=0, terminal_port=0, plugins={"timm": tiny_plugin_config()})
     for key, value in overrides.items():
         setattr(settings, key, value)
     return settings

@@ -21,7 +21,7 @@ EDGETL = [sys.executable, "-m", "edgetl"]
 class ServeProcess:
     def __init__(self, data_dir: Path, *args: str):
         self.proc = subprocess.Popen(
-            [*EDGETL, "serve", "--data-dir", str(data_dir), "--port", "0", "--metrics-port", "0", *args],
+            [*EDGETL, "serve", "--data-dir", str(data_dir), "--port", "0", "--metrics-port", "0", "--terminal-port", "0", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         deadline = time.monotonic() + 120

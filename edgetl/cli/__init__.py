@@ -38,7 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-format", choices=["text", "json"], help="log lines as text (default) or one JSON object each")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     serve.add_argument("--insecure", action="store_true", default=None, help="allow a non-loopback address without TLS or tokens")
+    serve.add_argument("--terminal-port", type=int, help="the operator terminal's port (default 8080; 0 picks a free one)")
+    serve.add_argument("--no-terminal", dest="terminal", action="store_false", default=None, help="do not start the operator terminal")
     serve.set_defaults(func=cmd_serve)
+
+    terminal = client_options(sub.add_parser("terminal", help="run the operator terminal (a web page) for a server elsewhere"))
+    terminal.add_argument("--host", default="127.0.0.1", help="address to serve the page on (default 127.0.0.1)")
+    terminal.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    terminal.add_argument("--https-cert", default="", help="serve HTTPS with this certificate (PEM); needed off loopback")
+    terminal.add_argument("--https-key", default="", help="its private key")
+    terminal.add_argument("--session-idle", type=float, default=3600.0, help="seconds a signed-in session lasts unused (default 3600)")
+    terminal.add_argument("--insecure", action="store_true", help="allow plain HTTP on a non-loopback address")
+    terminal.set_defaults(func=cmd_terminal)
 
     def client_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--server", default=os.environ.get("EDGETL_SERVER", DEFAULT_SERVER), help="HOST:PORT (default $EDGETL_SERVER or localhost:50051)")
@@ -176,6 +187,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- serve ---------------------------------------------------------------------
+
+
+def cmd_terminal(args) -> int:
+    """The terminal on its own, for a server on another machine: its gRPC client uses the usual TLS flags."""
+    import asyncio
+    import os
+    import signal
+
+    from edgetl.errors import EdgetlError
+    from edgetl.logs import configure_logging
+    from edgetl.terminal.app import Terminal, TerminalConfig
+    from edgetl.terminal.client import ChannelSpec
+
+    configure_logging("INFO", "text")
+    spec = ChannelSpec(
+        args.server, ca=args.tls_ca or os.environ.get("EDGETL_TLS_CA", ""), cert=args.tls_cert or os.environ.get("EDGETL_TLS_CERT", ""),
+        key=args.tls_key or os.environ.get("EDGETL_TLS_KEY", ""),
+    )
+    if bool(spec.cert) != bool(spec.key):
+        raise CliError("--tls-cert and --tls-key go together", 2)
+    config = TerminalConfig(args.host, args.port, args.session_idle, args.https_cert, args.https_key, args.insecure)
+
+    async def run() -> None:
+        terminal = Terminal(spec, config)
+        url = await terminal.start()
+        print(f"edgetl terminal ready on {url} (server {args.server})", flush=True)
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await terminal.stop()
+
+    try:
+        asyncio.run(run())
+    except EdgetlError as exc:
+        raise CliError(str(exc)) from exc
+    return 0
 
 
 def cmd_token(args) -> int:

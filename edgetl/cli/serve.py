@@ -19,7 +19,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         settings = Settings.load(
             args.config, args.data_dir, host=args.host, port=args.port, providers=providers, insecure=args.insecure,
-            metrics_port=args.metrics_port, log_format=args.log_format,
+            metrics_port=args.metrics_port, log_format=args.log_format, terminal_port=args.terminal_port, terminal=args.terminal,
         )
         configure_logging(args.log_level, settings.log_format)
         asyncio.run(serve_forever(settings, announce=lambda line: print(line, flush=True)))

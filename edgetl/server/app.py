@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterable
@@ -102,6 +104,8 @@ class EdgetlServer:
         self.capture: Capturer | None = None
         self.metrics_port: int | None = None
         self._metrics_http = None
+        self.terminal = None  # edgetl.terminal.app.Terminal when [terminal] terminal = true
+        self.socket_path: Path | None = None
 
     @property
     def address(self) -> str:
@@ -194,14 +198,49 @@ class EdgetlServer:
             raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {exc}") from exc
         if not self.port:
             raise ConfigError(f"cannot listen on {settings.host}:{settings.port} (in use, or not an address of this machine)")
+        if settings.terminal:
+            self._add_terminal_socket(data_dir)
         await self._server.start()
+        if self.socket_path is not None:
+            os.chmod(self.socket_path, 0o600)  # this user's processes only; tokens are still checked on it
         if settings.metrics:
             self._metrics_http, _ = start_metrics_server(settings.metrics_host or settings.host, settings.metrics_port)
             self.metrics_port = self._metrics_http.server_port
+        if settings.terminal:
+            await self._start_terminal()
         for service in ("", *SERVICE_NAMES, KSERVE_SERVICE):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         log.info("started in %.2f s", time.perf_counter() - started)
         return self.address
+
+    def _add_terminal_socket(self, data_dir: Path) -> None:
+        """A Unix socket for the embedded terminal, with gRPC's local credentials.
+
+        The terminal is a gRPC client like any other; the socket spares it a
+        client certificate of its own when the TCP port speaks mutual TLS.
+        It is no way around security: every call still carries the signed-in
+        person's token, and the interceptor checks it as on the TCP port.
+        """
+        path = data_dir.resolve() / "edgetl.sock"
+        if len(str(path)) > 100:  # AF_UNIX paths are short
+            path = Path(tempfile.mkdtemp(prefix="edgetl-")) / "edgetl.sock"
+        path.unlink(missing_ok=True)  # left by a server that was killed
+        if not self._server.add_secure_port(f"unix:{path}", grpc.local_server_credentials(grpc.LocalConnectionType.UDS)):
+            raise ConfigError(f"cannot open the terminal's socket {path}")
+        self.socket_path = path
+
+    async def _start_terminal(self) -> None:
+        from edgetl.terminal.app import Terminal, TerminalConfig
+        from edgetl.terminal.client import ChannelSpec
+
+        s = self.settings
+        config = TerminalConfig(
+            host=s.terminal_host or s.host, port=s.terminal_port, idle_s=s.terminal_session_idle_s,
+            tls_cert=s.terminal_tls_cert or s.tls_cert, tls_key=s.terminal_tls_key or s.tls_key, insecure=s.insecure,
+            max_upload=s.max_message_bytes,
+        )
+        self.terminal = Terminal(ChannelSpec(f"unix:{self.socket_path}", local=True), config)
+        await self.terminal.start()
 
     def _load_backbone(self, name: str) -> MicroBatcher:
         backbone = self.registry.get(name)
@@ -223,10 +262,16 @@ class EdgetlServer:
         """Health NOT_SERVING first (balancers stop sending), then finish in-flight calls."""
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
+        if self.terminal is not None:
+            await self.terminal.stop()
         if self.kserve is not None:
             self.kserve.ready = False
         if self._server is not None:
             await self._server.stop(self.settings.grace_s if grace is None else grace)
+        if self.socket_path is not None:
+            self.socket_path.unlink(missing_ok=True)
+            if self.socket_path.parent.name.startswith("edgetl-"):  # our own temp dir (long data dir paths)
+                self.socket_path.parent.rmdir()
         if self.jobs is not None:
             await self.jobs.close()
         if self._metrics_http is not None:
@@ -264,7 +309,8 @@ async def serve_forever(settings: Settings, announce=print) -> None:
     loaded = ", ".join(f"{name} on {b.session.providers[0]}" for name, b in engine.batchers.items())
     tasks = ", ".join(t.name for t in engine.list_tasks()) or "none"
     metrics = f"; metrics on http://{settings.metrics_host or settings.host}:{server.metrics_port}/metrics" if server.metrics_port else ""
-    announce(f"edgetl ready on {address} (backbones: {loaded}; tasks: {tasks}){metrics}")
+    terminal = f"; terminal on {server.terminal.url}" if server.terminal else ""
+    announce(f"edgetl ready on {address} (backbones: {loaded}; tasks: {tasks}){metrics}{terminal}")
     await stop.wait()
     log.info("shutting down: health NOT_SERVING, %.1f s grace for calls in flight", settings.grace_s)
     await server.stop()

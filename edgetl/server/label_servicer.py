@@ -8,6 +8,7 @@ from edgetl.adapt.labels import LabelStore, split_of
 from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc
 from edgetl.errors import InvalidInput
 from edgetl.runtime.engine import InferenceEngine
+from edgetl.server.security import LOCAL, current_caller_name
 
 
 class LabelServicer(adapt_pb2_grpc.LabelServiceServicer):
@@ -22,8 +23,13 @@ class LabelServicer(adapt_pb2_grpc.LabelServiceServicer):
             raise InvalidInput(f"task {task.name!r} is built in; create a task of your own to label (edgetl tasks create)")
         if request.image.WhichOneof("data") != "encoded":
             raise InvalidInput("labels need the image as encoded file bytes (image.encoded: JPEG, PNG or BMP)")
+        # With security the label names the authenticated caller; without it
+        # (every local caller is "local") the caller may say who they are.
+        operator = current_caller_name(LOCAL)
+        if operator == LOCAL:
+            operator = request.operator_id or LOCAL
         result = await asyncio.to_thread(
-            self.labels.add, task.name, task.class_names, request.image.encoded, request.class_name, request.operator_id, request.corrects_prediction, self.max_pixels
+            self.labels.add, task.name, task.class_names, request.image.encoded, request.class_name, operator, request.corrects_prediction, self.max_pixels
         )
         return adapt_pb2.AddLabelResponse(
             image_sha256=result.image_sha256, label_id=result.label_id, new_image=result.new_image, relabelled=result.relabelled,
@@ -39,4 +45,5 @@ class LabelServicer(adapt_pb2_grpc.LabelServiceServicer):
         per_class = {name: sum(counts.get(name, {}).values()) for name in class_names}
         train = sum(c["train"] for c in counts.values())
         val = sum(c["val"] for c in counts.values())
-        return adapt_pb2.LabelCounts(task=task, per_class=per_class, total=train + val, train=train, val=val)
+        classes = [adapt_pb2.ClassCount(class_name=name, **counts.get(name, {"train": 0, "val": 0})) for name in class_names]
+        return adapt_pb2.LabelCounts(task=task, per_class=per_class, total=train + val, train=train, val=val, classes=classes)

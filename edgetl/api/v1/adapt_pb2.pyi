@@ -46,7 +46,7 @@ class GetLabelCountsRequest(_message.Message):
     def __init__(self, task: _Optional[str] = ...) -> None: ...
 
 class LabelCounts(_message.Message):
-    __slots__ = ("task", "per_class", "total", "train", "val")
+    __slots__ = ("task", "per_class", "total", "train", "val", "classes")
     class PerClassEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -59,12 +59,24 @@ class LabelCounts(_message.Message):
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     TRAIN_FIELD_NUMBER: _ClassVar[int]
     VAL_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
     task: str
     per_class: _containers.ScalarMap[str, int]
     total: int
     train: int
     val: int
-    def __init__(self, task: _Optional[str] = ..., per_class: _Optional[_Mapping[str, int]] = ..., total: _Optional[int] = ..., train: _Optional[int] = ..., val: _Optional[int] = ...) -> None: ...
+    classes: _containers.RepeatedCompositeFieldContainer[ClassCount]
+    def __init__(self, task: _Optional[str] = ..., per_class: _Optional[_Mapping[str, int]] = ..., total: _Optional[int] = ..., train: _Optional[int] = ..., val: _Optional[int] = ..., classes: _Optional[_Iterable[_Union[ClassCount, _Mapping]]] = ...) -> None: ...
+
+class ClassCount(_message.Message):
+    __slots__ = ("class_name", "train", "val")
+    CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_FIELD_NUMBER: _ClassVar[int]
+    VAL_FIELD_NUMBER: _ClassVar[int]
+    class_name: str
+    train: int
+    val: int
+    def __init__(self, class_name: _Optional[str] = ..., train: _Optional[int] = ..., val: _Optional[int] = ...) -> None: ...
 
 class TrainingOptions(_message.Message):
     __slots__ = ("epochs", "rank", "learning_rate", "head_learning_rate", "batch_size", "patience", "augment", "weight_decay", "seed")
