@@ -21,6 +21,7 @@ from google.protobuf.json_format import MessageToDict
 
 from edgetl.api.v1 import adapt_pb2, image_pb2, model_pb2, review_pb2
 from edgetl.terminal.client import ServerClient, explain
+from edgetl.terminal.sessions import SESSION
 
 CLIENT = web.AppKey("client", ServerClient)
 MAX_UPLOAD = web.AppKey("max_upload", int)
@@ -46,7 +47,7 @@ def reply(message) -> web.Response:
 
 async def rpc(request: web.Request, method, message, timeout: float = 30.0):
     """Call `method` with the signed-in person's credentials."""
-    return await method(message, timeout=timeout, metadata=request["session"].metadata())
+    return await method(message, timeout=timeout, metadata=request[SESSION].metadata())
 
 
 def _client(request) -> ServerClient:
@@ -129,7 +130,7 @@ async def review_image(request):
     if size is not None and not 16 <= size <= 2048:
         raise BadRequest("size must be between 16 and 2048 pixels")
     cache = request.app[THUMBNAILS]
-    key = (request["session"].id if request["session"].token else "", item_id, size)
+    key = (request[SESSION].id if request[SESSION].token else "", item_id, size)
     if key not in cache:
         item = await rpc(request, _client(request).review.GetReviewItem, review_pb2.GetReviewItemRequest(id=item_id, include_image=True))
         if size:
@@ -267,7 +268,7 @@ async def cancel_job(request):
 async def job_events(request):
     """A job's progress as server-sent events: every event so far, then live ones, then the end."""
     client = _client(request)
-    call = client.training.WatchJob(adapt_pb2.WatchJobRequest(job_id=request.match_info["job"]), metadata=request["session"].metadata())
+    call = client.training.WatchJob(adapt_pb2.WatchJobRequest(job_id=request.match_info["job"]), metadata=request[SESSION].metadata())
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     await response.prepare(request)
     events: asyncio.Queue = asyncio.Queue()

@@ -24,13 +24,14 @@ from edgetl.api.v1 import model_pb2
 from edgetl.errors import ConfigError
 from edgetl.terminal import api
 from edgetl.terminal.client import ChannelSpec, ServerClient, explain
-from edgetl.terminal.sessions import COOKIE, CSRF_HEADER, Expired, Session, Sessions
+from edgetl.terminal.sessions import COOKIE, CSRF_HEADER, SESSION, Expired, Session, Sessions
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 SESSIONS = web.AppKey("sessions", Sessions)
 HTTPS = web.AppKey("https", bool)
+EXPIRED = web.RequestKey("expired", str)  # why a new session was made, for the sign-in form
 #: Roles that may use the terminal; a camera's `inference` role may not.
 TERMINAL_ROLES = ("operator", "admin")
 
@@ -42,6 +43,14 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} seconds"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:.1f} hours"
 
 
 def _error(status: int, message: str, code: str = "") -> web.Response:
@@ -58,20 +67,20 @@ async def guard(request: web.Request, handler):
 
 async def _guarded(request: web.Request, handler) -> web.StreamResponse:
     sessions = request.app[SESSIONS]
-    expired_message = f"Your session ended after {sessions.idle_s / 60:.0f} minutes without use; sign in again."
+    expired_message = f"Your session ended after {_duration(sessions.idle_s)} without use; sign in again."
     try:
         session = sessions.get(request.cookies.get(COOKIE))
     except Expired:
         if request.path != "/api/session" or request.method != "GET":
             return _error(401, expired_message, "session_expired")
-        session, request["expired"] = None, expired_message  # the page asks who is here: a new session, and why
+        session, request[EXPIRED] = None, expired_message  # the page asks who is here: a new session, and why
     changing = request.method not in ("GET", "HEAD", "OPTIONS")
     if request.path != "/api/session":
         if session is None or not session.signed_in:
             return _error(401, "Sign in first.", "signed_out")
     if changing and (session is None or request.headers.get(CSRF_HEADER) != session.csrf):
         return _error(403, "This page is out of date (its security token does not match); reload it.", "csrf")
-    request["session"] = session
+    request[SESSION] = session
     try:
         return await handler(request)
     except grpc.aio.AioRpcError as exc:
@@ -93,10 +102,10 @@ def _set_cookie(request: web.Request, response: web.Response, session: Session) 
 
 async def get_session(request: web.Request) -> web.Response:
     """The page's first call: who is here. Makes a session (and signs in, without security) if there is none."""
-    session = request["session"]
+    session = request[SESSION]
     if session is None:
         session = await _new_session(request)
-    response = web.json_response(_session_json(session, server=request.app[api.CLIENT].spec.target, expired=request.get("expired", "")))
+    response = web.json_response(_session_json(session, server=request.app[api.CLIENT].spec.target, expired=request.get(EXPIRED, "")))
     _set_cookie(request, response, session)
     return response
 
@@ -134,7 +143,7 @@ async def sign_in(request: web.Request) -> web.Response:
     if me.role not in TERMINAL_ROLES:
         return _error(403, f"{me.name} has role {me.role!r}; the terminal is for operators and admins.", "PERMISSION_DENIED")
     sessions = request.app[SESSIONS]
-    old = request["session"]
+    old = request[SESSION]
     if old is not None:
         sessions.end(old)  # a new session id on sign-in: a cookie planted before cannot ride along
     session = sessions.new(token=token, name=me.name, role=me.role, security=True)
@@ -145,11 +154,15 @@ async def sign_in(request: web.Request) -> web.Response:
 
 
 async def sign_out(request: web.Request) -> web.Response:
-    session = request["session"]
+    session = request[SESSION]
     request.app[SESSIONS].end(session)
     response = web.json_response({"signed_in": False})
     response.del_cookie(COOKIE, path="/")
     return response
+
+
+async def no_icon(request: web.Request) -> web.Response:
+    return web.Response(status=204)
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -165,7 +178,7 @@ def create_app(client: ServerClient, idle_s: float = 3600.0, https: bool = False
     app[api.THUMBNAILS] = OrderedDict()
     app.add_routes([
         web.get("/", index),
-        web.get("/favicon.ico", lambda request: web.Response(status=204)),
+        web.get("/favicon.ico", no_icon),
         web.get("/api/session", get_session),
         web.post("/api/session", sign_in),
         web.delete("/api/session", sign_out),

@@ -14,6 +14,8 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
+from aiohttp import web
+
 COOKIE = "edgetl_session"
 CSRF_HEADER = "X-CSRF-Token"
 MAX_SESSIONS = 1000
@@ -39,6 +41,10 @@ class Session:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
 
+#: Where the guard puts a request's Session (None only for /api/session before one exists).
+SESSION = web.RequestKey("session", object)
+
+
 class Expired(Exception):
     """The cookie named a session that ended for lack of use."""
 
@@ -47,6 +53,9 @@ class Sessions:
     def __init__(self, idle_s: float):
         self.idle_s = idle_s
         self._sessions: dict[str, Session] = {}
+        # Ids of sessions that timed out, so every request still carrying one
+        # (a page fires several at once) hears "expired", not "who are you".
+        self._expired: dict[str, float] = {}
 
     def new(self, **fields) -> Session:
         self._prune()
@@ -58,10 +67,12 @@ class Sessions:
         """The live session, touched; None if unknown. Raises Expired if it timed out."""
         session = self._sessions.get(session_id or "")
         if session is None:
+            if session_id in self._expired:
+                raise Expired()
             return None
         now = time.monotonic()
         if session.security and now - session.last_used > self.idle_s:
-            del self._sessions[session.id]
+            self._expire(session)
             raise Expired()
         session.last_used = now
         return session
@@ -69,9 +80,15 @@ class Sessions:
     def end(self, session: Session) -> None:
         self._sessions.pop(session.id, None)
 
+    def _expire(self, session: Session) -> None:
+        del self._sessions[session.id]
+        self._expired[session.id] = time.monotonic()
+        while len(self._expired) > MAX_SESSIONS:
+            del self._expired[next(iter(self._expired))]  # the oldest first
+
     def _prune(self) -> None:
         now = time.monotonic()
-        for key in [k for k, s in self._sessions.items() if s.security and now - s.last_used > self.idle_s]:
-            del self._sessions[key]
+        for session in [s for s in self._sessions.values() if s.security and now - s.last_used > self.idle_s]:
+            self._expire(session)
         while len(self._sessions) >= MAX_SESSIONS:  # the oldest unused go first
             del self._sessions[min(self._sessions.values(), key=lambda s: s.last_used).id]

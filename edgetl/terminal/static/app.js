@@ -15,7 +15,14 @@ const state = { session: null, tasks: [], task: localStorage.getItem("edgetl.tas
 const $ = (id) => document.getElementById(id);
 
 // -- session and sign-in ------------------------------------------------------------------
-async function startSession(reason = "") {
+let starting = null;  // one check at a time: a page whose session ended gets several 401s at once
+
+function startSession(reason = "") {
+  if (!starting) starting = checkSession(reason).finally(() => { starting = null; });
+  return starting;
+}
+
+async function checkSession(reason) {
   let session;
   try { session = await api("/api/session"); } catch (err) {
     renderUnreachable(err.message);
@@ -45,6 +52,7 @@ function renderUnreachable(message) {
 
 function renderSignIn(reason) {
   leavePage();
+  clearMessage();  // the form says why; an error from the page before is not this page's
   $("nav").hidden = true; $("task-picker").hidden = true; $("user").hidden = true; $("sign-out").hidden = true;
   const root = $("page");
   clear(root);
@@ -111,6 +119,7 @@ async function route() {
   const name = (location.hash.replace(/^#\//, "").split("?")[0]) || "overview";
   const page = PAGES[name] ? name : "overview";
   leavePage();
+  clearMessage();  // messages belong to the page they came from
   document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("active", a.dataset.page === page));
   const root = $("page");
   clear(root);
@@ -135,5 +144,9 @@ document.addEventListener("keydown", (event) => {
   if (state.keys && state.keys(event) === true) event.preventDefault();
 });
 
-configure({ signedOut: (reason) => startSession(reason), csrf: () => state.session?.csrf || "" });
+configure({
+  // A late call of the page that was signed out changes nothing: the sign-in form (and why) is already up.
+  signedOut: (reason, code) => (state.session && !state.session.signed_in && code === "signed_out" ? null : startSession(reason)),
+  csrf: () => state.session?.csrf || "",
+});
 startSession();

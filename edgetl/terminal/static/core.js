@@ -39,7 +39,7 @@ export async function api(path, { method = "GET", body, form } = {}) {
   try { data = await response.json(); } catch { /* an empty body */ }
   if (!response.ok) {
     const error = new ApiError(data.error || `${response.status} ${response.statusText}`, response.status, data.code || "", data);
-    if (response.status === 401 && path !== "/api/session") await hooks.signedOut(error.message);
+    if (response.status === 401 && path !== "/api/session") await hooks.signedOut(error.message, error.code);
     throw error;
   }
   return data;

@@ -109,10 +109,7 @@ export async function render(ctx) {
 
   const current = () => view.items[view.index];
   const byClass = (item, index) => {
-    const target = classes[index];
-    if (!item || target === undefined) return;
-    if (target === item.predicted) resolve([item.id], "accept");
-    else resolve([item.id], "relabel", target);
+    if (item && classes[index] !== undefined) resolve([item.id], "relabel", classes[index]);  // the predicted class: accepted
   };
 
   // -- drawing -----------------------------------------------------------------------------------
@@ -217,16 +214,9 @@ export async function render(ctx) {
   }
 
   function labelSelection(classIndex) {
-    const ids = [...view.selected];
+    // One call: the server takes relabelling to the predicted class as accepting it.
     const name = classes[classIndex];
-    if (!ids.length || name === undefined) return;
-    // Items already predicted as `name` are accepted, the rest relabelled: one call each way.
-    const accept = view.items.filter((i) => view.selected.has(i.id) && i.predicted === name).map((i) => i.id);
-    const relabel = ids.filter((id) => !accept.includes(id));
-    (async () => {
-      if (relabel.length) await resolve(relabel, "relabel", name);
-      if (accept.length) await resolve(accept, "accept");
-    })();
+    if (name !== undefined) resolve([...view.selected], "relabel", name);
   }
 
   function move(step) {

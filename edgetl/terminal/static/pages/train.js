@@ -15,6 +15,7 @@ export async function render(ctx) {
   const path = `/api/tasks/${encodeURIComponent(task.name)}`;
   let source = null;
   let method = "head";
+  let latest = {};  // the job's figures so far: events carry only what changed
 
   const counts = h("div", { id: "train-counts" });
   const methodRow = h("div", { class: "class-row", id: "methods" });
@@ -58,9 +59,15 @@ export async function render(ctx) {
     );
   }
 
-  function showEvent(e) {
+  function showEvent(event) {
     progressBox.hidden = false;
-    const job = e.job;
+    if (event.job_id !== latest.job_id) latest = {};
+    for (const [key, value] of Object.entries(event)) {
+      if (value !== "" && value !== 0 && value !== null && !(key === "eta_s" && event.phase === "done")) latest[key] = value;
+    }
+    if (event.phase === "done" || event.job) latest.eta_s = 0;
+    const e = { ...latest, phase: event.phase, message: event.message };
+    const job = event.job;
     const epochsTotal = Number(e.epochs || 0);
     const fraction = epochsTotal ? Number(e.epoch) / epochsTotal : (job ? 1 : 0);
     clear(progressBox);
