@@ -24,7 +24,7 @@ class AuditLog:
 
     def record(self, who: str, role: str, action: str, request=None, outcome: str = "OK", message: str = "") -> None:
         entry = {"time": round(time.time(), 3), "who": who, "role": role, "action": action, "outcome": outcome}
-        for field in ("task", "version", "job_id", "name", "method", "class_name"):
+        for field in ("task", "version", "job_id", "name", "method", "class_name", "operator_id"):
             value = getattr(request, field, None)
             if value:
                 entry[field] = value

@@ -74,7 +74,7 @@ def test_dockerfile_runs_the_real_server_as_non_root(dockerfile):
     _parses(entry)
     assert entry[1] == "serve" and entry[entry.index("--port") + 1] == str(DEFAULT_PORT)
     assert entry[entry.index("--data-dir") + 1] == "/var/lib/edgetl" == d["VOLUME"][0].strip('[]"')
-    assert d["EXPOSE"] == [f"{DEFAULT_PORT} {Settings().metrics_port}"]
+    assert d["EXPOSE"] == [f"{DEFAULT_PORT} {Settings().metrics_port} {Settings().terminal_port}"]
     health = _exec_form(d["HEALTHCHECK"][0])
     _parses(health)
     assert health[health.index("--server") + 1] == f"localhost:{DEFAULT_PORT}"
@@ -87,6 +87,8 @@ def test_the_settings_file_loads_and_is_the_one_in_the_configmap(tmp_path):
     assert settings.host == "0.0.0.0" and settings.port == DEFAULT_PORT and settings.client_ca  # mutual TLS on the network
     assert set(settings.allowed_plugins) == {"efficientnet_lite0", "timm"}
     assert set(settings.identities.values()) <= {"inference", "operator", "admin"}
+    # On the network the terminal must speak HTTPS: it takes the server's certificate.
+    assert settings.terminal and settings.tls_cert and not settings.terminal_tls_cert
 
 
 def test_kubernetes_daemonset_ports_probes_volumes_and_secrets_agree():
@@ -96,7 +98,7 @@ def test_kubernetes_daemonset_ports_probes_volumes_and_secrets_agree():
     (container,) = pod["containers"]
     settings = tomllib.loads(docs["ConfigMap"]["data"]["edgetl.toml"])
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"grpc": settings["server"]["port"], "metrics": settings["server"]["metrics_port"]}
+    assert ports == {"grpc": settings["server"]["port"], "metrics": settings["server"]["metrics_port"], "terminal": settings["terminal"]["terminal_port"]}
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1  # one server per GPU node
     assert pod["securityContext"]["runAsNonRoot"] is True
 
@@ -133,7 +135,7 @@ def test_compose_file_agrees_with_the_image_and_the_settings():
     settings = tomllib.loads((DEPLOY / compose["configs"]["edgetl-config"]["file"]).read_text())
     targets = {s["target"] for s in service["secrets"]}
     assert {settings["security"][k] for k in ("tls_cert", "tls_key", "client_ca")} == targets
-    assert {f"{p}:{p}" for p in (settings["server"]["port"], settings["server"]["metrics_port"])} == set(service["ports"])
+    assert {f"{p}:{p}" for p in (settings["server"]["port"], settings["server"]["metrics_port"], settings["terminal"]["terminal_port"])} == set(service["ports"])
     assert service["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
 
 

@@ -42,14 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-terminal", dest="terminal", action="store_false", default=None, help="do not start the operator terminal")
     serve.set_defaults(func=cmd_serve)
 
-    terminal = client_options(sub.add_parser("terminal", help="run the operator terminal (a web page) for a server elsewhere"))
-    terminal.add_argument("--host", default="127.0.0.1", help="address to serve the page on (default 127.0.0.1)")
-    terminal.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
-    terminal.add_argument("--https-cert", default="", help="serve HTTPS with this certificate (PEM); needed off loopback")
-    terminal.add_argument("--https-key", default="", help="its private key")
-    terminal.add_argument("--session-idle", type=float, default=3600.0, help="seconds a signed-in session lasts unused (default 3600)")
-    terminal.add_argument("--insecure", action="store_true", help="allow plain HTTP on a non-loopback address")
-    terminal.set_defaults(func=cmd_terminal)
 
     def client_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--server", default=os.environ.get("EDGETL_SERVER", DEFAULT_SERVER), help="HOST:PORT (default $EDGETL_SERVER or localhost:50051)")
@@ -72,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
             client_options(p)
             p.set_defaults(action=default)
         return p, parsers
+
+    terminal = client_options(sub.add_parser("terminal", help="run the operator terminal (a web page) for a server elsewhere"))
+    terminal.add_argument("--host", default="127.0.0.1", help="address to serve the page on (default 127.0.0.1)")
+    terminal.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    terminal.add_argument("--https-cert", default="", help="serve HTTPS with this certificate (PEM); needed off loopback")
+    terminal.add_argument("--https-key", default="", help="its private key")
+    terminal.add_argument("--session-idle", type=float, default=3600.0, help="seconds a signed-in session lasts unused (default 3600)")
+    terminal.add_argument("--insecure", action="store_true", help="allow plain HTTP on a non-loopback address")
+    terminal.set_defaults(func=cmd_terminal)
 
     backbones = client("backbones", "list the server's backbones")
     backbones.add_argument("--json", action="store_true", help="one JSON object per backbone")
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--task", required=True, help="task name, e.g. imagenet")
     predict.add_argument("--json", action="store_true", help="one JSON object per file")
     predict.add_argument("--top-k", type=int, default=5, help="classes listed in `scores` (default 5)")
+    predict.add_argument("--flag", action="store_true", help="keep the images for an operator to review (reason flagged)")
     predict.add_argument("files", nargs="+", type=Path, metavar="FILE")
     predict.set_defaults(func=cmd_predict)
 

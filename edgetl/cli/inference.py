@@ -63,7 +63,7 @@ def cmd_predict(args) -> int:
                 report_failure(args, path, f"cannot read {path}: {exc.strerror}")
                 failures += 1
                 continue
-            request = inference_pb2.ClassifyRequest(task=args.task, image=image_pb2.Image(encoded=data), top_k=args.top_k)
+            request = inference_pb2.ClassifyRequest(task=args.task, image=image_pb2.Image(encoded=data), top_k=args.top_k, flag_for_review=args.flag, request_id=path.name)
             try:
                 r = call(args, stub.Classify, request)
             except CliError as exc:

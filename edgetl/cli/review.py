@@ -28,6 +28,7 @@ def add_review_arguments(actions: dict) -> None:
     for action in RESOLVING:
         actions[action].add_argument("item_ids", type=int, nargs="+", metavar="ID")
         actions[action].add_argument("--operator", default="", help="who resolved it, on a server without security (with security: your identity)")
+        actions[action].add_argument("--task", default="", help="the items' task: checked, and recorded in the audit log")
     actions["relabel"].add_argument("--class", dest="class_name", required=True, help="the class the images really are")
     actions["summary"].add_argument("--task", default="", help="default: every task")
     actions["accuracy"].add_argument("--task", required=True)
@@ -107,7 +108,7 @@ def _resolve(args, stub) -> int:
 
     action = getattr(review_pb2, args.action.upper())
     request = review_pb2.ResolveReviewItemsRequest(
-        item_ids=args.item_ids, action=action, class_name=getattr(args, "class_name", "") or "", operator_id=args.operator
+        item_ids=args.item_ids, action=action, class_name=getattr(args, "class_name", "") or "", operator_id=args.operator, task=args.task
     )
     response = call(args, stub.ResolveReviewItems, request)
     for result in response.results:

@@ -54,20 +54,22 @@ def check_request(item_ids: list[int], action: str, class_name: str) -> None:
 
 def resolve(
     reviews: ReviewStore, labels: LabelStore, get_task: Callable[[str], Task], item_ids: Iterable[int], action: str, class_name: str,
-    operator: str, max_pixels: int,
+    operator: str, max_pixels: int, task: str = "",
 ) -> list[Outcome]:
-    """Resolve each item; returns one outcome per item, in order."""
+    """Resolve each item (of `task`, when given); returns one outcome per item, in order."""
     outcomes = []
     for item_id in item_ids:
         try:
-            outcomes.append(_resolve_one(reviews, labels, get_task, item_id, action, class_name, operator, max_pixels))
+            outcomes.append(_resolve_one(reviews, labels, get_task, item_id, action, class_name, operator, max_pixels, task))
         except EdgetlError as exc:
             outcomes.append(Outcome(item_id, False, error=str(exc)))
     return outcomes
 
 
-def _resolve_one(reviews, labels, get_task, item_id, action, class_name, operator, max_pixels) -> Outcome:
+def _resolve_one(reviews, labels, get_task, item_id, action, class_name, operator, max_pixels, only_task) -> Outcome:
     item = reviews.get(item_id)
+    if only_task and item.task != only_task:
+        raise InvalidInput(f"item {item.id} belongs to task {item.task!r}, not {only_task!r}")
     if item.state in (REJECTED, EVICTED):
         why = "rejected" if item.state == REJECTED else "evicted by the disk cap"
         raise InvalidInput(f"item {item.id} was {why}; its image is gone")

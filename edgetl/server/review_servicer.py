@@ -48,11 +48,13 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
             raise InvalidInput("set action: ACCEPT, RELABEL, REJECT or SKIP")
         item_ids = list(request.item_ids)
         check_request(item_ids, action, request.class_name)
+        if request.task:
+            self.engine.get_task(request.task)  # NOT_FOUND for a task that does not exist
         operator = current_caller_name(LOCAL)
         if operator == LOCAL and request.operator_id:  # no security: the caller may say who they are
             operator = request.operator_id
         outcomes = await asyncio.to_thread(
-            resolve, self.reviews, self.labels, self.engine.get_task, item_ids, action, request.class_name, operator, self.max_pixels
+            resolve, self.reviews, self.labels, self.engine.get_task, item_ids, action, request.class_name, operator, self.max_pixels, request.task
         )
         for task in {o.task for o in outcomes if o.ok}:
             metrics.REVIEW_RESOLVED.labels(task, action).inc(sum(o.ok and o.task == task for o in outcomes))

@@ -168,7 +168,7 @@ async def resolve(request):
         ids = [int(i) for i in body.get("item_ids", [])]
     except (TypeError, ValueError):
         raise BadRequest("item_ids must be a list of numbers") from None
-    message = review_pb2.ResolveReviewItemsRequest(item_ids=ids, action=action, class_name=str(body.get("class_name", "")))
+    message = review_pb2.ResolveReviewItemsRequest(item_ids=ids, action=action, class_name=str(body.get("class_name", "")), task=str(body.get("task", "")))
     return reply(await rpc(request, _client(request).review.ResolveReviewItems, message))
 
 

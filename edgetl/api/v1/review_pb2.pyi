@@ -107,16 +107,18 @@ class GetReviewItemRequest(_message.Message):
     def __init__(self, id: _Optional[int] = ..., include_image: _Optional[bool] = ...) -> None: ...
 
 class ResolveReviewItemsRequest(_message.Message):
-    __slots__ = ("item_ids", "action", "class_name", "operator_id")
+    __slots__ = ("item_ids", "action", "class_name", "operator_id", "task")
     ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
     OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
     item_ids: _containers.RepeatedScalarFieldContainer[int]
     action: ReviewAction
     class_name: str
     operator_id: str
-    def __init__(self, item_ids: _Optional[_Iterable[int]] = ..., action: _Optional[_Union[ReviewAction, str]] = ..., class_name: _Optional[str] = ..., operator_id: _Optional[str] = ...) -> None: ...
+    task: str
+    def __init__(self, item_ids: _Optional[_Iterable[int]] = ..., action: _Optional[_Union[ReviewAction, str]] = ..., class_name: _Optional[str] = ..., operator_id: _Optional[str] = ..., task: _Optional[str] = ...) -> None: ...
 
 class ResolveResult(_message.Message):
     __slots__ = ("item_id", "ok", "error", "state", "label_id")

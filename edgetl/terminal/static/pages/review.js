@@ -79,7 +79,7 @@ export async function render(ctx) {
     if (view.busy || ids.length === 0) return;
     view.busy = true;
     try {
-      const result = await attempt(() => api("/api/review/resolve", { method: "POST", body: { item_ids: ids, action, class_name: className } }));
+      const result = await attempt(() => api("/api/review/resolve", { method: "POST", body: { task: task.name, item_ids: ids, action, class_name: className } }));
       if (!result) return;
       const failed = result.results.filter((r) => !r.ok);
       if (failed.length) showError(failed.map((r) => `Item ${r.item_id}: ${r.error}`).join(" · "));
