@@ -132,3 +132,27 @@ def test_kill_9_during_capture_leaves_no_half_written_item(serve, tmp_path, data
         store.close()
     listed = run("review", "summary", "--task", "line4", "--json", "--server", restarted.address)
     assert json.loads(listed.stdout)["pending"] == total
+
+
+def test_the_terminal_runs_on_its_own_against_a_server(serve):  # noqa: F811
+    """`edgetl terminal --server HOST:PORT`: the page on another machine, a gRPC client like any other."""
+    import signal
+    import subprocess
+    import sys
+
+    server = serve("--no-terminal")
+    assert "terminal on" not in server.ready_line
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgetl", "terminal", "--server", server.address, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("edgetl terminal ready on http://127.0.0.1:"), line + proc.stderr.read()[-2000:]
+        url = line.split(" ready on ", 1)[1].split(" ", 1)[0]
+        session = json.loads(urllib.request.urlopen(url + "api/session", timeout=10).read())
+        assert session["signed_in"] and session["server"] == server.address
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    refused = run("terminal", "--server", server.address, "--host", "0.0.0.0", "--port", "0")
+    assert refused.returncode == 1 and "plain HTTP" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1

@@ -37,6 +37,20 @@ class BadRequest(Exception):
     """The page sent something malformed (answered 400 with the message)."""
 
 
+def forward(rpc_name: str, build, timeout: float = 30.0):
+    """A handler that is exactly one RPC: `build(request)` makes its message from the URL.
+
+    `rpc_name` is "<stub>.<Method>" on the ServerClient, e.g. "training.ListJobs".
+    """
+    stub, method = rpc_name.split(".")
+
+    async def handler(request):
+        return reply(await rpc(request, getattr(getattr(_client(request), stub), method), build(request), timeout))
+
+    handler.__name__ = method
+    return handler
+
+
 def to_json(message) -> dict:
     return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
@@ -93,10 +107,6 @@ async def overview(request):
     })
 
 
-async def tasks(request):
-    return reply(await rpc(request, _client(request).models.ListTasks, model_pb2.ListTasksRequest()))
-
-
 async def add_class(request):
     body = await _body(request)
     message = model_pb2.AddClassRequest(task=request.match_info["task"], class_name=str(body.get("class_name", "")))
@@ -117,11 +127,6 @@ async def review_items(request):
         if value is not None:
             setattr(message, bound, value)
     return reply(await rpc(request, _client(request).review.ListReviewItems, message))
-
-
-async def review_item(request):
-    message = review_pb2.GetReviewItemRequest(id=_item_id(request))
-    return reply(await rpc(request, _client(request).review.GetReviewItem, message))
 
 
 async def review_image(request):
@@ -172,16 +177,6 @@ async def resolve(request):
     return reply(await rpc(request, _client(request).review.ResolveReviewItems, message))
 
 
-async def review_summary(request):
-    message = review_pb2.GetReviewSummaryRequest(task=request.query.get("task", ""))
-    return reply(await rpc(request, _client(request).review.GetReviewSummary, message))
-
-
-async def live_accuracy(request):
-    message = review_pb2.GetLiveAccuracyRequest(task=request.match_info["task"])
-    return reply(await rpc(request, _client(request).review.GetLiveAccuracy, message))
-
-
 async def capture_policy(request):
     c, task = _client(request), request.match_info["task"]
     if request.method == "GET":
@@ -198,11 +193,6 @@ async def capture_policy(request):
 
 
 # -- labels --------------------------------------------------------------------
-
-
-async def label_counts(request):
-    message = adapt_pb2.GetLabelCountsRequest(task=request.match_info["task"])
-    return reply(await rpc(request, _client(request).labels.GetLabelCounts, message))
 
 
 async def upload_label(request):
@@ -255,21 +245,11 @@ async def start_training(request):
     return reply(await rpc(request, _client(request).training.StartTraining, message))
 
 
-async def jobs(request):
-    message = adapt_pb2.ListJobsRequest(task=request.query.get("task", ""))
-    return reply(await rpc(request, _client(request).training.ListJobs, message))
-
-
-async def cancel_job(request):
-    message = adapt_pb2.CancelJobRequest(job_id=request.match_info["job"])
-    return reply(await rpc(request, _client(request).training.CancelJob, message))
-
-
 async def job_events(request):
     """A job's progress as server-sent events: every event so far, then live ones, then the end."""
     client = _client(request)
     call = client.training.WatchJob(adapt_pb2.WatchJobRequest(job_id=request.match_info["job"]), metadata=request[SESSION].metadata())
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Content-Type-Options": "nosniff"})
     await response.prepare(request)
     events: asyncio.Queue = asyncio.Queue()
 
@@ -306,41 +286,30 @@ async def job_events(request):
 # -- adapters ------------------------------------------------------------------
 
 
-async def adapters(request):
-    message = adapt_pb2.ListAdaptersRequest(task=request.match_info["task"])
-    return reply(await rpc(request, _client(request).adapters.ListAdapters, message))
-
-
-async def activate(request):
-    message = adapt_pb2.ActivateAdapterRequest(task=request.match_info["task"], version=request.match_info["version"])
-    return reply(await rpc(request, _client(request).adapters.ActivateAdapter, message, timeout=120))
-
-
-async def rollback(request):
-    message = adapt_pb2.RollbackRequest(task=request.match_info["task"])
-    return reply(await rpc(request, _client(request).adapters.Rollback, message, timeout=120))
-
-
 def routes() -> list[web.RouteDef]:
+    task = lambda r: r.match_info["task"]  # noqa: E731
     return [
         web.get("/api/overview", overview),
-        web.get("/api/tasks", tasks),
+        web.get("/api/tasks", forward("models.ListTasks", lambda r: model_pb2.ListTasksRequest())),
         web.post("/api/tasks/{task}/classes", add_class),
-        web.get("/api/tasks/{task}/labels/counts", label_counts),
+        web.get("/api/tasks/{task}/labels/counts", forward("labels.GetLabelCounts", lambda r: adapt_pb2.GetLabelCountsRequest(task=task(r)))),
         web.post("/api/tasks/{task}/labels", upload_label),
         web.post("/api/tasks/{task}/train", start_training),
-        web.get("/api/tasks/{task}/adapters", adapters),
-        web.post("/api/tasks/{task}/adapters/{version}/activate", activate),
-        web.post("/api/tasks/{task}/rollback", rollback),
-        web.get("/api/tasks/{task}/live-accuracy", live_accuracy),
+        web.get("/api/tasks/{task}/adapters", forward("adapters.ListAdapters", lambda r: adapt_pb2.ListAdaptersRequest(task=task(r)))),
+        web.post(
+            "/api/tasks/{task}/adapters/{version}/activate",
+            forward("adapters.ActivateAdapter", lambda r: adapt_pb2.ActivateAdapterRequest(task=task(r), version=r.match_info["version"]), timeout=120),
+        ),
+        web.post("/api/tasks/{task}/rollback", forward("adapters.Rollback", lambda r: adapt_pb2.RollbackRequest(task=task(r)), timeout=120)),
+        web.get("/api/tasks/{task}/live-accuracy", forward("review.GetLiveAccuracy", lambda r: review_pb2.GetLiveAccuracyRequest(task=task(r)))),
         web.get("/api/tasks/{task}/capture-policy", capture_policy),
         web.put("/api/tasks/{task}/capture-policy", capture_policy),
-        web.get("/api/jobs", jobs),
+        web.get("/api/jobs", forward("training.ListJobs", lambda r: adapt_pb2.ListJobsRequest(task=r.query.get("task", "")))),
         web.get("/api/jobs/{job}/events", job_events),
-        web.post("/api/jobs/{job}/cancel", cancel_job),
+        web.post("/api/jobs/{job}/cancel", forward("training.CancelJob", lambda r: adapt_pb2.CancelJobRequest(job_id=r.match_info["job"]))),
         web.get("/api/review/items", review_items),
-        web.get("/api/review/items/{item}", review_item),
+        web.get("/api/review/items/{item}", forward("review.GetReviewItem", lambda r: review_pb2.GetReviewItemRequest(id=_item_id(r)))),
         web.get("/api/review/items/{item}/image", review_image),
         web.post("/api/review/resolve", resolve),
-        web.get("/api/review/summary", review_summary),
+        web.get("/api/review/summary", forward("review.GetReviewSummary", lambda r: review_pb2.GetReviewSummaryRequest(task=r.query.get("task", "")))),
     ]

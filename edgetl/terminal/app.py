@@ -61,7 +61,8 @@ def _error(status: int, message: str, code: str = "") -> web.Response:
 async def guard(request: web.Request, handler):
     """Every /api call: a live session (signed in where the server has security) and, for changes, the CSRF token."""
     response = await _guarded(request, handler) if request.path.startswith("/api/") else await handler(request)
-    response.headers.update(SECURITY_HEADERS)
+    if not response.prepared:  # a stream (server-sent events) has sent its headers already
+        response.headers.update(SECURITY_HEADERS)
     return response
 
 

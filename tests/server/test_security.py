@@ -295,3 +295,20 @@ def test_a_certificate_file_that_is_not_pem_stops_the_start(data_dir, tmp_path):
     (tmp_path / "server.key").write_text("not a key")
     with pytest.raises(ConfigError, match="is not a PEM certificate"):
         ServerThread(make_settings(data_dir, tls_cert=str(tmp_path / "server.pem"), tls_key=str(tmp_path / "server.key")))
+
+
+def test_every_rpc_has_an_explicit_role():
+    """A new RPC would fall back to admin: safe, but it should be a decision, written in the table."""
+    from edgetl.api.kserve import grpc_service_pb2
+    from edgetl.api.v1 import adapt_pb2, inference_pb2, model_pb2, review_pb2
+    from edgetl.server.security import METHOD_ROLES, READ_ONLY
+
+    methods = {
+        f"/{service.full_name}/{method.name}"
+        for module in (inference_pb2, model_pb2, adapt_pb2, review_pb2, grpc_service_pb2)
+        for service in module.DESCRIPTOR.services_by_name.values()
+        for method in service.methods
+    }
+    unlisted = methods - set(METHOD_ROLES)
+    assert not unlisted, f"RPCs without a role in METHOD_ROLES: {sorted(unlisted)}"
+    assert READ_ONLY <= methods

@@ -265,3 +265,34 @@ def test_the_review_api_round_trip(server):
     assert status == 200 and overview["review"]["parts"]["pending"] == "2" and "parts" in overview["live_accuracy"]
     status, body, _ = b.call("POST", "/api/review/resolve", {"item_ids": [first["id"]], "action": "maybe"})
     assert status == 400 and "accept, relabel, reject or skip" in body["error"]
+
+
+def test_cancel_a_job_and_activate_a_version_through_the_terminal(server):
+    from tests.conftest import TINY
+
+    create_and_label(server)
+    train(server)
+    train(server, seed=1, force=True)
+    b = Browser(server.server.terminal.url)
+    b.session()
+    status, listed, _ = b.call("GET", "/api/tasks/parts/adapters")
+    assert status == 200 and listed["active_version"] == "2"
+    status, activated, _ = b.call("POST", "/api/tasks/parts/adapters/1/activate")
+    assert status == 200 and activated["version"] == "1" and activated["state"] == "active"
+    status, body, _ = b.call("POST", "/api/tasks/parts/adapters/9/activate")
+    assert status == 404 and "no adapter version 9" in body["error"]
+
+    create_and_label(server, task="slow", backbone=TINY, size=64, per_class=6)
+    status, job, _ = b.call("POST", "/api/tasks/slow/train", {"method": "lora", "options": {"epochs": 500, "batch_size": 4}})
+    assert status == 200
+    status, cancelled, _ = b.call("POST", f"/api/jobs/{job['id']}/cancel")
+    assert status == 200
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        jobs = b.call("GET", "/api/jobs?task=slow")[1]["jobs"]
+        if jobs[-1]["state"] == "cancelled":
+            break
+        time.sleep(0.5)
+    assert jobs[-1]["state"] == "cancelled"
+    status, body, _ = b.call("POST", "/api/tasks/slow/train", {"method": "head", "options": {"bogus": 1}})
+    assert status == 400 and "unknown training option 'bogus'" in body["error"]
