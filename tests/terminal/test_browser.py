@@ -158,6 +158,15 @@ def test_an_operators_day_review_label_train_watch_roll_back(line, page, shots, 
         got = _item(server, item_id)
         assert got.state in ("accepted", "relabelled") and got.resolved_class == "burn"
 
+    # -- the capture policy, changed by an admin at the terminal ---------------------------------------
+    page.click("#capture-policy summary")
+    page.wait_for_selector("#capture-policy input[name=random_rate]")
+    page.fill("#capture-policy input[name=random_rate]", "0.02")
+    page.click("#capture-policy button[type=submit]")
+    page.wait_for_function("() => document.querySelector('#capture-policy p').textContent.includes('Set for this task by local')")
+    policy = _review_stub(server).GetCapturePolicy(review_pb2.GetCapturePolicyRequest(task="parts"), timeout=10)
+    assert policy.random_rate == pytest.approx(0.02) and policy.customized
+
     # -- a new defect type: add the class, drop its images (and a file that is not an image) ----
     page.goto(url + "#/label")
     page.fill("#new-class", "crack")

@@ -133,6 +133,7 @@ async function route() {
     state.cleanup = (await PAGES[page](ctx)) || null;
   } catch (err) {
     if (!(err instanceof ApiError && err.status === 401)) showError(err.message);
+    if (!(err instanceof ApiError)) setTimeout(() => { throw err; });  // a bug, not a refusal: let it show as one
   }
   refreshPending(state.task);
 }

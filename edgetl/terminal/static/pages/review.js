@@ -46,7 +46,9 @@ export async function render(ctx) {
     modeButton, count,
   ]);
   const body = h("div", { class: "review-body" });
-  add(ctx.root, h("h1", {}, ["Review ", h("span", { class: "muted" }, task.name)]), filters, body);
+  const policyBox = h("details", { class: "card policy", id: "capture-policy" }, h("summary", {}, "What is kept for review"));
+  policyBox.addEventListener("toggle", () => { if (policyBox.open) drawPolicy(); });
+  add(ctx.root, h("h1", {}, ["Review ", h("span", { class: "muted" }, task.name)]), filters, body, policyBox);
 
   // -- loading -----------------------------------------------------------------------------------
   function query(token = "") {
@@ -271,6 +273,44 @@ export async function render(ctx) {
     const up = (event) => { pointers.delete(event.pointerId); if (pointers.size < 2) pinch = null; };
     stage.addEventListener("pointerup", up);
     stage.addEventListener("pointercancel", up);
+  }
+
+  // -- the capture policy: everyone sees it, admins change it ----------------------------------------
+  const POLICY_FIELDS = [
+    ["enabled", "Keep images for review", "checkbox"],
+    ["uncertain_score", "Uncertain: best score below", "number"],
+    ["uncertain_margin", "…or lead over the second below", "number"],
+    ["random_rate", "Random sample (share of all images)", "number"],
+    ["per_minute", "At most per minute", "number"],
+    ["per_hour", "per hour", "number"],
+    ["per_day", "per day", "number"],
+  ];
+  async function drawPolicy() {
+    const policy = await attempt(() => api(`/api/tasks/${encodeURIComponent(task.name)}/capture-policy`));
+    if (!policy) return;
+    while (policyBox.children.length > 1) policyBox.lastChild.remove();
+    const admin = ctx.session.role === "admin";
+    const inputs = {};
+    const fields = POLICY_FIELDS.map(([name, label, type]) => {
+      const input = h("input", { type, name, step: "any", min: 0, disabled: !admin });
+      if (type === "checkbox") input.checked = policy[name]; else input.value = String(policy[name]);
+      inputs[name] = input;
+      return h("label", { class: type === "checkbox" ? "check" : "" }, type === "checkbox" ? [input, ` ${label}`] : [label, input]);
+    });
+    const origin = policy.customized ? `Set for this task by ${policy.updated_by} ${ago(policy.updated_at)}.` : "The server's defaults.";
+    const save = h("button", { class: "big primary", type: "submit", hidden: !admin }, "Save");
+    const reset = h("button", { class: "big", type: "button", hidden: !admin || !policy.customized }, "Back to the defaults");
+    const form = h("form", { class: "policy-form" }, [...fields, h("div", { class: "row" }, [save, reset])]);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const body = {};
+      for (const [name, , type] of POLICY_FIELDS) body[name] = type === "checkbox" ? inputs[name].checked : Number(inputs[name].value);
+      if (await attempt(() => api(`/api/tasks/${encodeURIComponent(task.name)}/capture-policy`, { method: "PUT", body }))) drawPolicy();
+    });
+    reset.addEventListener("click", async () => {
+      if (await attempt(() => api(`/api/tasks/${encodeURIComponent(task.name)}/capture-policy`, { method: "PUT", body: { reset: true } }))) drawPolicy();
+    });
+    add(policyBox, h("p", { class: "muted" }, `${origin} ${admin ? "" : "Admins can change it."} Images over the caps are not kept (and are counted); past ${Math.round(Number(policy.disk_bytes) / 2 ** 20)} MiB the oldest unreviewed go first.`), form);
   }
 
   // -- keys -----------------------------------------------------------------------------------------
