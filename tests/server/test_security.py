@@ -312,3 +312,40 @@ def test_every_rpc_has_an_explicit_role():
     unlisted = methods - set(METHOD_ROLES)
     assert not unlisted, f"RPCs without a role in METHOD_ROLES: {sorted(unlisted)}"
     assert READ_ONLY <= methods
+
+
+def test_the_terminal_of_a_tls_server_speaks_https_and_signs_people_in_with_tokens(data_dir, pki):
+    """Mutual TLS on the gRPC port: the embedded terminal serves HTTPS with the server's certificate,
+    reaches the server over its Unix socket without a client certificate, and people sign in with tokens."""
+    import http.cookiejar
+    import ssl
+    import urllib.request
+
+    settings = make_settings(
+        data_dir, tls_cert=str(pki / "server.pem"), tls_key=str(pki / "server.key"), client_ca=str(pki / "ca.pem"),
+        identities={"camera-4": "inference"}, tokens={hash_token("op-secret"): {"name": "anna", "role": "operator"}},
+    )
+    server = _Secure(settings, pki)
+    try:
+        url = server.server.terminal.url
+        assert url.startswith("https://127.0.0.1:")
+        jar = http.cookiejar.CookieJar()
+        context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), urllib.request.HTTPCookieProcessor(jar))
+        with opener.open(url + "api/session", timeout=10) as response:
+            session = json.loads(response.read())
+            assert "Secure" in response.headers["Set-Cookie"] and "HttpOnly" in response.headers["Set-Cookie"]
+        assert session["signed_in"] is False and session["security"] is True
+        sign_in = urllib.request.Request(
+            url + "api/session", data=json.dumps({"token": "op-secret"}).encode(), method="POST",
+            headers={"Content-Type": "application/json", "X-CSRF-Token": session["csrf"]},
+        )
+        with opener.open(sign_in, timeout=10) as response:
+            assert json.loads(response.read())["name"] == "anna"
+        with opener.open(url + "api/tasks", timeout=10) as response:
+            assert [t["name"] for t in json.loads(response.read())["tasks"]] == ["imagenet"]
+        with pytest.raises(Exception):  # no plain HTTP on that port
+            urllib.request.urlopen(url.replace("https://", "http://") + "api/session", timeout=10)
+        assert oct(server.server.socket_path.stat().st_mode & 0o777) == "0o600"
+    finally:
+        server.stop()
