@@ -33,7 +33,7 @@ from edgetl.tasks.store import Task
 
 log = logging.getLogger(__name__)
 
-METHODS = ("head", "lora")
+METHODS = ("head", "lora", "auto")
 FINISHED = ("succeeded", "failed", "cancelled")
 
 SCHEMA = """
@@ -255,7 +255,7 @@ class JobManager:
             manifest["version"] = version
             manifest_path.write_text(json.dumps(manifest, indent=2))
             return {
-                "method": job.method, "backbone": task.backbone, "export_id": manifest["export_id"], "metrics": done["metrics"],
+                "method": done.get("method", job.method), "backbone": task.backbone, "export_id": manifest["export_id"], "metrics": done["metrics"],
                 "options": done.get("options", {}), "labels": done.get("labels", {}), "extra": {"scratch_metrics": done.get("scratch_metrics")},
             }
 
@@ -265,6 +265,8 @@ class JobManager:
             "scratch_metrics": done.get("scratch_metrics"), "activated": False,
         }
         activate, result["gate"] = self._gate(job, done)
+        if done.get("auto"):
+            result["gate"] = f"auto chose {done['auto']['chosen']} ({done['auto']['reason']}); {result['gate']}"
         if activate:
             try:
                 await self.activator.activate(task.name, adapter.version, reason="trained")
@@ -279,7 +281,7 @@ class JobManager:
         if job.force:
             return True, "activated: --force"
         if active is None:
-            return True, f"activated: first adapter (validation accuracy {new:.3f})"
+            return True, f"activated: first adapter (validation accuracy {new:.3f}, trained without the validation split; the served model learned from every label)"
         old = active["accuracy"]
         tolerance = self.settings.gate_tolerance
         known = done.get("known_classes")
@@ -294,7 +296,7 @@ class JobManager:
             if new >= old - tolerance:
                 return True, f"activated: validation accuracy {new:.3f} >= active {old:.3f} on the same split, which the active adapter cannot get right for new classes {added}; {on_known}"
         if new >= old - tolerance:
-            return True, f"activated: validation accuracy {new:.3f} >= active {old:.3f} on the same split"
+            return True, f"activated: validation accuracy {new:.3f} >= active {old:.3f} on the same split (both trained without it); the served model then learned from every label"
         return False, f"kept as candidate: validation accuracy {new:.3f} < active {old:.3f} on the same split (use --force to activate anyway)"
 
     def _set_state(self, job: Job, state: str) -> None:

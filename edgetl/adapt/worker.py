@@ -5,6 +5,19 @@ current labels (read-only), trains, writes the adapter into the job's temp
 directory, evaluates it and the active adapter on the same validation split
 through the serving code, and reports progress as JSON lines on stdout. The
 last line is {"phase": "done", ...} or {"phase": "failed", "message": ...}.
+
+Every label is used, and the gate's evidence stays honest. Each adapter has
+two models:
+
+- a **holdout** model (``holdout/``), trained on the training split only;
+  it is the one evaluated on the validation split, and the gate compares
+  it with the active version's holdout model on the current split. Neither
+  has seen a validation image, since the split is fixed by image hash;
+- the **served** model, trained on every label. A head is fitted again on
+  all of them. LoRA continues from the holdout model's best epoch for
+  ``refit_epochs`` epochs with the validation images added, rather than
+  training twice. This is what a line gets from the labels its operators
+  gave.
 The server, not this process, turns the temp directory into a version, so a
 job that crashes or is killed leaves nothing behind but a temp directory.
 
@@ -24,7 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetl.runtime.adapters import HOLDOUT_DIR  # where an adapter keeps its holdout model
+
 log = logging.getLogger("edgetl.worker")
+
 
 
 class Emitter:
@@ -69,7 +85,7 @@ def main() -> int:
 
 
 def run(request: dict, emit) -> dict:
-    from edgetl.adapt.labels import LabelStore, snapshot
+    from edgetl.adapt.labels import LabelStore
     from edgetl.adapt.metrics import metrics
     from edgetl.backbones.registry import BackboneRegistry
     from edgetl.db import DB_FILE
@@ -115,21 +131,20 @@ def run(request: dict, emit) -> dict:
     train_x, train_y, val_x, val_y = tensors[~is_val], y[~is_val], tensors[is_val], y[is_val]
     options = dict(request.get("options") or {})
 
-    if method == "head":
-        options = _train_head(tmp, session, base[backbone.name], labels, tensors, is_val, train_y, class_names, options, data_dir, emit)
-    elif method == "lora":
-        options = _train_lora(tmp, backbone, train_x, train_y, val_x, val_y, class_names, options, emit, scratch=False)
+    build = lambda directory, chosen, opts: _build(  # noqa: E731 - one adapter of method `chosen` in `directory`
+        directory, chosen, opts, backbone, session, base, record, labels, tensors, is_val, y, class_names, data_dir, task, emit
+    )
+    auto = None
+    if method == "auto":
+        method, options, auto = _auto(tmp, build, options, backbone, base, settings, store, val_x, val_y, is_val, class_names, emit)
+    elif method in ("head", "lora"):
+        options = build(tmp, method, options)
     else:
-        raise InvalidInput(f"unknown method {method!r}; use 'head' or 'lora'")
+        raise InvalidInput(f"unknown method {method!r}; use 'head', 'lora' or 'auto'")
 
     emit({"phase": "evaluate", "message": f"validation split: {len(val_y)} images"})
     probe_x = (val_x if len(val_x) else train_x)[:4]
-    manifest = {
-        "task": task, "method": method, "backbone": backbone.name, "export_id": record.export_id,
-        "class_names": class_names, "options": options, "labels": snapshot(labels), "files": {},
-        **_onnx_section(tmp, method, record, task),
-    }
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    manifest = json.loads((tmp / "manifest.json").read_text())
     candidate = open_adapter(tmp, base, settings, store.trt_cache, verify=False)
     np.savez(tmp / "probe.npz", inputs=probe_x, probs=predict(candidate, probe_x))
     manifest["files"] = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file() and p.name != "manifest.json"}
@@ -138,12 +153,16 @@ def run(request: dict, emit) -> dict:
     verify_files(tmp, manifest)
     validate(candidate, tmp)
 
-    predicted = predict(candidate, val_x).argmax(1)
-    result = {"metrics": metrics(val_y, predicted, class_names), "options": options, "labels": manifest["labels"]}
+    # The gate's evidence: the holdout model, which never saw the validation images.
+    holdout = open_adapter(tmp, base, settings, store.trt_cache, verify=False, holdout=True)
+    predicted = predict(holdout, val_x).argmax(1)
+    result = {"metrics": metrics(val_y, predicted, class_names), "options": options, "labels": manifest["labels"], "method": method}
+    if auto:
+        result["auto"] = auto
     active_path = request.get("active_path")
     if active_path:
         try:
-            active = open_adapter(Path(active_path), base, settings, store.trt_cache)
+            active = open_adapter(Path(active_path), base, settings, store.trt_cache, holdout=True)
             active_predicted = predict(active, val_x).argmax(1)
             result["active_metrics"] = metrics(val_y, active_predicted, class_names)
             known = len(active.manifest.get("class_names") or class_names)
@@ -155,6 +174,72 @@ def run(request: dict, emit) -> dict:
         emit({"phase": "scratch", "message": "training the same network from random weights"})
         result["scratch_metrics"] = _scratch(backbone, method, session, train_x, train_y, val_x, val_y, class_names, options, emit)
     return result
+
+
+def _build(directory, method, options, backbone, session, base, record, labels, tensors, is_val, y, class_names, data_dir, task, emit) -> dict:
+    """Train a `method` adapter (holdout and served models) into `directory` and write its manifest; returns its options."""
+    from edgetl.adapt.labels import snapshot
+
+    directory.mkdir(parents=True, exist_ok=True)
+    if method == "head":
+        options = _train_head(directory, session, base[backbone.name], labels, tensors, is_val, y, class_names, options, data_dir, emit)
+    else:
+        options = _train_lora(directory, backbone, tensors[~is_val], y[~is_val], tensors[is_val], y[is_val], class_names, options, emit, scratch=False)
+    manifest = {
+        "task": task, "method": method, "backbone": backbone.name, "export_id": record.export_id,
+        "class_names": class_names, "options": options, "labels": snapshot(labels), "files": {},
+        **_onnx_section(directory, method, record, task),
+        "holdout": {"trained_on": int((~is_val).sum()), **_onnx_section(directory / HOLDOUT_DIR, method, record, task)},
+    }
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return options
+
+
+def _auto(tmp, build, options, backbone, base, settings, store, val_x, val_y, is_val, class_names, emit) -> tuple[str, dict, dict]:
+    """Head first; LoRA when the evidence and the time budget allow; the better one ends up in `tmp`."""
+    import shutil
+
+    from edgetl.runtime.adapters import open_adapter, predict
+    from edgetl.adapt.auto import DEFAULT_BUDGET_S, MIN_VAL, SATISFIED, choose, estimate_lora_seconds, should_try_lora
+    from edgetl.adapt.trainer_lora import DEFAULTS as LORA_DEFAULTS
+
+    def holdout_accuracy(directory) -> float:
+        model = open_adapter(directory, base, settings, store.trt_cache, verify=False, holdout=True)
+        return float((predict(model, val_x).argmax(1) == val_y).mean()) if len(val_y) else 0.0
+
+    budget = float(options.get("time_budget_s") or DEFAULT_BUDGET_S)
+    lora_options = {**LORA_DEFAULTS, **{k: v for k, v in options.items() if k in LORA_DEFAULTS and v is not None}}
+    emit({"phase": "auto", "message": "auto: training a head first"})
+    head_dir = tmp / ".auto-head"
+    head_options = build(head_dir, "head", options)
+    head_acc = holdout_accuracy(head_dir)
+    estimate = None
+    if head_acc < SATISFIED and len(val_y) >= MIN_VAL:
+        emit({"phase": "auto", "message": f"auto: head validation accuracy {head_acc:.3f}; timing LoRA steps on this machine"})
+        estimate = estimate_lora_seconds(backbone, len(class_names), lora_options, int((~is_val).sum()), len(is_val))
+    decision = should_try_lora(head_acc, len(val_y), estimate, budget)
+    summary = {"head_val_accuracy": head_acc, "lora_estimate_s": estimate, "time_budget_s": budget, "tried_lora": decision.train_lora}
+    chosen, chosen_dir, chosen_options, why = "head", head_dir, head_options, decision.reason
+    if decision.train_lora:
+        emit({"phase": "auto", "message": f"auto: {decision.reason}; training LoRA"})
+        lora_dir = tmp / ".auto-lora"
+        lora_built = build(lora_dir, "lora", options)
+        lora_acc = holdout_accuracy(lora_dir)
+        summary["lora_val_accuracy"] = lora_acc
+        chosen, why = choose(head_acc, lora_acc)
+        if chosen == "lora":
+            chosen_dir, chosen_options = lora_dir, lora_built
+    summary.update(chosen=chosen, reason=why)
+    emit({"phase": "auto", "message": f"auto chose {chosen}: {why}"})
+    for item in chosen_dir.iterdir():  # the chosen adapter becomes the job's; the other is dropped
+        shutil.move(str(item), str(tmp / item.name))
+    for leftover in (tmp / ".auto-head", tmp / ".auto-lora"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    chosen_options = {**chosen_options, "auto": summary}
+    manifest = json.loads((tmp / "manifest.json").read_text())
+    manifest["options"] = chosen_options
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return chosen, chosen_options, summary
 
 
 def _known_class_comparison(val_y, predicted, active_predicted, class_names, known: int) -> dict:
@@ -190,43 +275,56 @@ def _check_labels(labels, class_names) -> None:
         raise InvalidInput(f"none of the {len(labels)} labelled images falls in the validation split (~20% by image hash); label more images")
 
 
-def _train_head(tmp, session, batcher, labels, tensors, is_val, train_y, class_names, options, data_dir, emit) -> dict:
+def _train_head(tmp, session, batcher, labels, tensors, is_val, y, class_names, options, data_dir, emit) -> dict:
+    """The holdout head on the training split, then the served head on every label (a fit is a fraction of a second)."""
     from edgetl.adapt.features import cached_features
     from edgetl.adapt.trainer_head import DEFAULTS, train_head
     from edgetl.backbones.spec import POOLED
 
     names = (POOLED, *session.record.manifest["spec"]["feature_maps"])
     cache = data_dir / "features" / session.record.export_id
-    x = cached_features(batcher, labels, tensors, names, cache, emit)[~is_val]
+    x = cached_features(batcher, labels, tensors, names, cache, emit)
     resolved = {**DEFAULTS, **{k: v for k, v in options.items() if k in DEFAULTS and v is not None}}
-    head = train_head(x, train_y, len(class_names), resolved, emit)
-    np.savez(tmp / "head.npz", inputs=np.array(names), **head)
+    (tmp / HOLDOUT_DIR).mkdir(parents=True, exist_ok=True)
+    holdout = train_head(x[~is_val], y[~is_val], len(class_names), resolved, emit)
+    np.savez(tmp / HOLDOUT_DIR / "head.npz", inputs=np.array(names), **holdout)
+    emit({"phase": "refit", "message": f"fitting the served head on all {len(y)} labels"})
+    served = train_head(x, y, len(class_names), resolved)
+    np.savez(tmp / "head.npz", inputs=np.array(names), **served)
     return resolved
 
 
 def _train_lora(tmp, backbone, train_x, train_y, val_x, val_y, class_names, options, emit, scratch: bool) -> dict:
     import torch
 
-    from edgetl.adapt.trainer_lora import DEFAULTS, build_tasknet, merged_for_export, train_tasknet
+    from edgetl.adapt.trainer_lora import DEFAULTS, build_tasknet, continue_tasknet, merged_for_export, train_tasknet
     from edgetl.backbones.export import export_module
 
     torch.set_num_threads(max(1, int(os.environ.get("EDGETL_TRAIN_THREADS", "1"))))
     resolved = {**DEFAULTS, **{k: v for k, v in options.items() if k in DEFAULTS and v is not None}}
     net, peft_model = build_tasknet(backbone, len(class_names), resolved, scratch=scratch)
     summary = train_tasknet(net, train_x, train_y, val_x, val_y, len(class_names), resolved, scratch, emit)
-    emit({"phase": "export", "message": f"best epoch {summary['best_epoch']} (validation accuracy {summary['val_accuracy']:.3f}); merging and exporting"})
+    emit({"phase": "export", "message": f"best epoch {summary['best_epoch']} (validation accuracy {summary['val_accuracy']:.3f}); exporting the holdout model"})
+    (tmp / HOLDOUT_DIR).mkdir(parents=True, exist_ok=True)
+    facts = export_module(merged_for_export(net), backbone.spec, ("logits",), tmp / HOLDOUT_DIR / "model.onnx")
+    (tmp / HOLDOUT_DIR / "export.json").write_text(json.dumps(facts, indent=2))
+    refit = int(resolved["refit_epochs"]) if len(val_x) else 0
+    if refit:
+        emit({"phase": "refit", "message": f"{refit} more epoch(s) with the {len(val_y)} validation images added: the served model learns from every label"})
+        continue_tasknet(net, np.concatenate([train_x, val_x]), np.concatenate([train_y, val_y]), len(class_names), resolved, refit, emit)
+    emit({"phase": "export", "message": "merging and exporting the served model"})
     if peft_model is not None:
         peft_model.save_pretrained(str(tmp / "peft"))  # adapter_config.json + adapter_model.safetensors
-    facts = export_module(merged_for_export(net, peft_model), backbone.spec, ("logits",), tmp / "model.onnx")
+    facts = export_module(merged_for_export(net), backbone.spec, ("logits",), tmp / "model.onnx")
     (tmp / "export.json").write_text(json.dumps(facts, indent=2))
-    return {**resolved, "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"]}
+    return {**resolved, "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"], "refit_epochs": refit}
 
 
 def _onnx_section(tmp: Path, method: str, record, task: str) -> dict:
     """For LoRA adapters: the fields BackboneSession reads, as in a backbone export's manifest."""
     from edgetl.fsutil import sha256_file
 
-    if method == "head":
+    if method == "head" or not (tmp / "export.json").is_file():
         return {}
     facts = json.loads((tmp / "export.json").read_text())
     base = record.manifest

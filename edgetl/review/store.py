@@ -287,7 +287,7 @@ class ReviewStore:
         if query.page_size > MAX_PAGE:
             raise InvalidInput(f"page_size {query.page_size} is over the limit of {MAX_PAGE}")
         column, direction = ORDERS[query.order]
-        where = [f"task = ?", f"state IN ({', '.join('?' * len(states))})"]
+        where = ["task = ?", f"state IN ({', '.join('?' * len(states))})"]
         params: list = [query.task, *states]
         if query.reasons:
             where.append(f"EXISTS (SELECT 1 FROM json_each(reasons) WHERE value IN ({', '.join('?' * len(query.reasons))}))")

@@ -8,7 +8,11 @@ An adapter directory holds ``manifest.json`` and its artifacts:
   own backbone session, plus ``peft/`` (adapter_config.json +
   adapter_model.safetensors) for retraining and audit;
 - both: ``probe.npz``, a few preprocessed inputs and the probabilities the
-  training process computed for them with ONNX Runtime.
+  training process computed for them with ONNX Runtime;
+- ``holdout/``: the same kind of model trained on the training split only
+  (``head.npz`` or ``model.onnx``), which the evaluation gate compares. The
+  served model learned from every label. Adapters from before there was a
+  holdout model have none: their served model is their holdout model.
 
 Loading checks every file against the manifest's sha256, then runs the
 probe inputs through the loaded adapter and compares: a damaged, truncated
@@ -32,6 +36,7 @@ from edgetl.runtime.store import ExportRecord
 from edgetl.settings import Settings
 
 MANIFEST = "manifest.json"
+HOLDOUT_DIR = "holdout"
 PROBE = "probe.npz"
 PROBE_TOLERANCE = 1e-3
 
@@ -66,12 +71,21 @@ def load_adapter(path: Path, base: dict[str, MicroBatcher], settings: Settings, 
     return adapter
 
 
-def open_adapter(path: Path, base: dict[str, MicroBatcher], settings: Settings, trt_cache_root: Path, verify: bool = True) -> LoadedAdapter:
-    """Load without the probe check (the training process uses this to make the probe)."""
+def open_adapter(
+    path: Path, base: dict[str, MicroBatcher], settings: Settings, trt_cache_root: Path, verify: bool = True, holdout: bool = False
+) -> LoadedAdapter:
+    """Load without the probe check (the training process uses this to make the probe).
+
+    `holdout` loads the model trained without the validation split (the
+    gate's evidence), where the adapter has one; otherwise the served model.
+    """
     path = Path(path)
     manifest = read_manifest(path)
     if verify:
         verify_files(path, manifest)
+    if holdout and "holdout" in manifest:
+        manifest = {**manifest, "onnx": manifest["holdout"].get("onnx"), "version": f"{manifest.get('version', 'candidate')}-holdout"}
+        path = path / HOLDOUT_DIR
     method = manifest["method"]
     if method == "head":
         batcher = base.get(manifest["backbone"])

@@ -41,13 +41,48 @@ def test_full_loop_with_a_head(server):
     assert listed.active_version == "1" and listed.adapters[0].state == "active" and listed.adapters[0].label_count == 30
 
 
+def test_the_gate_judges_a_model_trained_without_the_validation_split_and_the_served_one_learns_from_all(server, data_dir):
+    import json
+
+    from edgetl.adapt.metrics import metrics
+    from edgetl.runtime.adapters import open_adapter, predict
+    from edgetl.runtime.preprocess import EncodedImage, decode
+
+    create_and_label(server)
+    _, job = train(server)
+    version_dir = data_dir / "adapters" / "parts" / job.version
+    manifest = json.loads((version_dir / "manifest.json").read_text())
+    counts = adapt_pb2_grpc.LabelServiceStub(server.channel).GetLabelCounts(adapt_pb2.GetLabelCountsRequest(task="parts"), timeout=10)
+    assert manifest["holdout"]["trained_on"] == counts.train and "holdout/head.npz" in manifest["files"]
+    with np.load(version_dir / "head.npz") as served, np.load(version_dir / "holdout" / "head.npz") as holdout:
+        assert not np.allclose(served["weight"], holdout["weight"])  # the served head saw the validation images too
+
+    # The job's validation figure is the holdout model's, on images it never saw.
+    from edgetl.adapt.labels import LabelStore
+    from edgetl.db import DB_FILE
+
+    engine = server.server.engine
+    settings, trt = server.server.settings, server.server.store.trt_cache
+    val = [l for l in LabelStore(data_dir, data_dir / DB_FILE, readonly=True).current("parts") if l.split == "val"]
+    session = engine.batchers["efficientnet_lite0"].session
+    x = np.stack([session.preprocess(decode(EncodedImage(l.path.read_bytes()), 10**8)) for l in val])
+    y = [["ok", "pit", "burn"].index(l.class_name) for l in val]
+    holdout = open_adapter(version_dir, engine.batchers, settings, trt, holdout=True)
+    assert metrics(y, predict(holdout, x).argmax(1), ["ok", "pit", "burn"])["accuracy"] == pytest.approx(job.metrics.accuracy)
+    # An adapter from before holdout models (no section) is its own holdout model.
+    legacy = dict(manifest)
+    legacy.pop("holdout")
+    (version_dir / "manifest.json").write_text(json.dumps(legacy))
+    assert open_adapter(version_dir, engine.batchers, settings, trt, holdout=True).version == job.version
+
+
 def test_lora_adapter_runs_its_own_backbone(server, data_dir):
     create_and_label(server, task="tinytask", backbone=TINY, size=64, per_class=8)
     events, job = train(server, task="tinytask", method="lora", epochs=2, batch_size=8)
     assert job.state == "succeeded", job.error
     assert [e for e in events if e.phase == "export"]
     version_dir = data_dir / "adapters" / "tinytask" / job.version
-    assert {"model.onnx", "manifest.json", "probe.npz", "peft/adapter_config.json", "peft/adapter_model.safetensors"} <= {
+    assert {"model.onnx", "manifest.json", "probe.npz", "peft/adapter_config.json", "peft/adapter_model.safetensors", "holdout/model.onnx"} <= {
         p.relative_to(version_dir).as_posix() for p in version_dir.rglob("*") if p.is_file()
     }
     engine = server.server.engine
@@ -265,3 +300,28 @@ def test_activating_an_unknown_version_is_not_found(server, version, phrase):
         adapters(server).ActivateAdapter(adapt_pb2.ActivateAdapterRequest(task="parts", version=version), timeout=10)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND and phrase in info.value.details()
     assert classify(server, np.zeros((96, 96, 3), np.uint8), task="imagenet").label  # still serving
+
+
+def test_auto_tries_lora_when_the_head_leaves_room_and_says_why(server, data_dir):
+    """On the tiny random backbone the head is poor, so auto times LoRA, trains it and keeps the better one."""
+    import json
+
+    create_and_label(server, task="tinyauto", backbone=TINY, size=64, per_class=10)
+    events, job = train(server, task="tinyauto", method="auto", epochs=2, batch_size=8)
+    assert job.state == "succeeded", job.error
+    messages = [e.message for e in events if e.phase == "auto"]
+    assert messages[0] == "auto: training a head first" and any(m.startswith("auto chose") for m in messages)
+    assert job.gate.startswith("auto chose ") and job.method == "auto"
+    manifest = json.loads((data_dir / "adapters" / "tinyauto" / job.version / "manifest.json").read_text())
+    summary = manifest["options"]["auto"]
+    assert manifest["method"] == summary["chosen"] in ("head", "lora")
+    if summary["tried_lora"]:
+        assert summary["lora_estimate_s"] > 0 and "lora_val_accuracy" in summary
+    listed = adapters(server).ListAdapters(adapt_pb2.ListAdaptersRequest(task="tinyauto"), timeout=10)
+    assert listed.adapters[-1].method == summary["chosen"]
+    assert not list((data_dir / "adapters" / "tinyauto").glob(f"{job.version}/.auto-*"))
+
+    # With a budget no LoRA job can meet, the head serves, and the summary says so.
+    _, quick = train(server, task="tinyauto", method="auto", force=True, time_budget_s=1)
+    manifest = json.loads((data_dir / "adapters" / "tinyauto" / quick.version / "manifest.json").read_text())
+    assert manifest["method"] == "head" and ("over the time budget of 1 s" in quick.gate or "leaves nothing to gain" in quick.gate or "too few" in quick.gate)

@@ -204,6 +204,8 @@ def test_an_operators_day_review_label_train_watch_roll_back(line, page, shots, 
             if (phase && window.seenPhases.at(-1) !== phase.textContent) window.seenPhases.push(phase.textContent);
         }).observe(document.querySelector('#page'), { childList: true, subtree: true, characterData: true });
     }""")
+    assert page.get_attribute(".method[data-method=auto]", "aria-pressed") == "true"  # auto is the default
+    page.click(".method[data-method=head]")  # seconds, for the test
     page.click("#start-training")
     page.wait_for_selector("#job-progress:not([hidden])")
     page.wait_for_selector("#gate", timeout=180_000)

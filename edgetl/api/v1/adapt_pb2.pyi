@@ -79,7 +79,7 @@ class ClassCount(_message.Message):
     def __init__(self, class_name: _Optional[str] = ..., train: _Optional[int] = ..., val: _Optional[int] = ...) -> None: ...
 
 class TrainingOptions(_message.Message):
-    __slots__ = ("epochs", "rank", "learning_rate", "head_learning_rate", "batch_size", "patience", "augment", "weight_decay", "seed")
+    __slots__ = ("epochs", "rank", "learning_rate", "head_learning_rate", "batch_size", "patience", "augment", "weight_decay", "seed", "refit_epochs", "time_budget_s")
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +89,8 @@ class TrainingOptions(_message.Message):
     AUGMENT_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    REFIT_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    TIME_BUDGET_S_FIELD_NUMBER: _ClassVar[int]
     epochs: int
     rank: int
     learning_rate: float
@@ -98,7 +100,9 @@ class TrainingOptions(_message.Message):
     augment: bool
     weight_decay: float
     seed: int
-    def __init__(self, epochs: _Optional[int] = ..., rank: _Optional[int] = ..., learning_rate: _Optional[float] = ..., head_learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., patience: _Optional[int] = ..., augment: _Optional[bool] = ..., weight_decay: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+    refit_epochs: int
+    time_budget_s: int
+    def __init__(self, epochs: _Optional[int] = ..., rank: _Optional[int] = ..., learning_rate: _Optional[float] = ..., head_learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., patience: _Optional[int] = ..., augment: _Optional[bool] = ..., weight_decay: _Optional[float] = ..., seed: _Optional[int] = ..., refit_epochs: _Optional[int] = ..., time_budget_s: _Optional[int] = ...) -> None: ...
 
 class StartTrainingRequest(_message.Message):
     __slots__ = ("task", "method", "options", "force", "compare_scratch")

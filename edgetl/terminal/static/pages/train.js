@@ -14,7 +14,7 @@ export async function render(ctx) {
   }
   const path = `/api/tasks/${encodeURIComponent(task.name)}`;
   let source = null;
-  let method = "head";
+  let method = "auto";
   let latest = {};  // the job's figures so far: events carry only what changed
 
   const counts = h("div", { id: "train-counts" });
@@ -28,8 +28,9 @@ export async function render(ctx) {
   const history = h("div", { id: "job-history" });
 
   const METHODS = [
-    ["head", "Head", "Seconds. A classifier on the frozen backbone: a good first adapter."],
-    ["lora", "LoRA", "Minutes. Fine-tunes the backbone itself: the most accurate."],
+    ["auto", "Auto", "A head first; LoRA too if it does better and fits the time budget. The usual choice."],
+    ["head", "Head", "Seconds. A classifier on the frozen backbone; shares the backbone with other tasks."],
+    ["lora", "LoRA", "Minutes. Fine-tunes the backbone itself: often the most accurate."],
   ];
   function drawMethods() {
     clear(methodRow);

@@ -1,0 +1,205 @@
+"""Accuracy on defects nobody here tuned on: held-out generators, more surfaces, several seeds.
+
+    python benchmarks/heldout.py run [--generators relief blend] [--surfaces ...] [--labels 10 20 50]
+                                     [--seeds 0 1 2] [--methods head lora] [--results FILE] [--option k=v ...]
+    python benchmarks/heldout.py report [--results FILE] [--generators ...]
+
+A cell is (surface, generator, labels per class, seed, method, variant). Its
+training set has that many labels per class of the generator's six classes
+drawn on the surface (seed), its test set 30 per class (another seed, never
+seen in training or by any decision). Training is the training process's
+own `run()` (edgetl.adapt.worker, what a server's job runs, here in-process
+with `train_threads` threads), and the test set is classified by the adapter
+loaded as the server loads it (ONNX Runtime, the same preprocessing and
+heads). Each cell is appended to the results file as a JSON line as soon as
+it ends, so a long run can stop and resume; `report` prints the tables.
+
+Generators and surfaces are in benchmarks/defects/. The defaults are tuned on
+benchmarks.defects.TUNING generators and TUNING_SURFACES only; report the
+HELD_OUT generators.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.defects import CLASSES, HELD_OUT, TUNING, make_set  # noqa: E402
+from benchmarks.defects.surfaces import SURFACES  # noqa: E402
+
+TEST_PER_CLASS = 30
+TEST_SEED_OFFSET = 1000
+
+
+def _png(img) -> bytes:
+    return cv2.imencode(".png", img)[1].tobytes()
+
+
+class Bench:
+    """One data directory with the backbone export; a task per cell, trained and tested in-process."""
+
+    def __init__(self, store: Path, threads: int):
+        from edgetl.backbones.registry import BackboneRegistry
+        from edgetl.runtime.batcher import MicroBatcher
+        from edgetl.runtime.session import BackboneSession
+        from edgetl.runtime.store import ModelStore
+        from edgetl.settings import Settings
+
+        self.root = Path(tempfile.mkdtemp(prefix="edgetl-heldout-"))
+        (self.root / "store").symlink_to(store.resolve(), target_is_directory=True)
+        self.settings = Settings(data_dir=self.root, providers=("cpu",), train_threads=threads, metrics=False)
+        backbone = BackboneRegistry.from_settings(self.settings).get(self.settings.default_backbone)
+        self.store = ModelStore(self.root / "store")
+        self.record = self.store.ensure(backbone, self.settings.to_dict())
+        session = BackboneSession(self.record, self.settings, self.store.trt_cache)
+        self.base = {backbone.name: MicroBatcher(session, self.settings.max_batch)}
+        self.session = session
+        os.environ["EDGETL_TRAIN_THREADS"] = str(threads)
+
+    def cell(self, surface: str, generator: str, n: int, seed: int, method: str, options: dict) -> dict:
+        from edgetl.adapt.labels import LabelStore
+        from edgetl.adapt.worker import run
+        from edgetl.db import DB_FILE
+        from edgetl.runtime.adapters import open_adapter, predict
+        from edgetl.runtime.preprocess import EncodedImage, decode
+
+        task = f"t{int(time.time() * 1e6)}"
+        labels = LabelStore(self.root, self.root / DB_FILE)
+        try:
+            for kind, img in make_set(surface, generator, n, 224, seed):
+                labels.add(task, CLASSES, _png(img), kind, "bench")
+        finally:
+            labels.close()
+        tmp = self.root / "adapters" / task / ".tmp"
+        request = {
+            "settings": self.settings.to_dict(), "task": task, "method": method, "class_names": list(CLASSES),
+            "backbone": self.settings.default_backbone, "tmp_dir": str(tmp), "options": options, "compare_scratch": False,
+            "active_path": None, "parent_pid": os.getpid(),
+        }
+        started = time.monotonic()
+        result = run(request, lambda event: None)
+        train_s = time.monotonic() - started
+        adapter = open_adapter(tmp, self.base, self.settings, self.store.trt_cache)
+        test = list(make_set(surface, generator, TEST_PER_CLASS, 224, seed + TEST_SEED_OFFSET))
+        tensors = np.stack([self.session.preprocess(decode(EncodedImage(_png(img)), 10**8)) for _, img in test])
+        predicted = predict(adapter, tensors).argmax(1)
+        truth = np.array([CLASSES.index(kind) for kind, _ in test])
+        confusion = np.zeros((len(CLASSES), len(CLASSES)), int)
+        for t, p in zip(truth, predicted):
+            confusion[t, p] += 1
+        shutil.rmtree(self.root / "adapters" / task, ignore_errors=True)
+        return {
+            "test_accuracy": float((predicted == truth).mean()), "val_accuracy": result["metrics"]["accuracy"], "val_n": result["metrics"]["n"],
+            "train_s": round(train_s, 2), "confusion": confusion.tolist(), "options": result.get("options", {}),
+        }
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _key(row: dict) -> tuple:
+    return (row["surface"], row["generator"], row["labels"], row["seed"], row["method"], row["variant"])
+
+
+def run_cells(args) -> None:
+    done = set()
+    if args.results.is_file():
+        done = {_key(json.loads(line)) for line in args.results.read_text().splitlines() if line.strip()}
+    options = dict(_option(o) for o in args.option)
+    bench = Bench(args.store, args.threads)
+    try:
+        for n in args.labels:
+            for seed in args.seeds:
+                for generator in args.generators:
+                    for surface in args.surfaces:
+                        for method in args.methods:
+                            row = {"surface": surface, "generator": generator, "labels": n, "seed": seed, "method": method, "variant": args.variant}
+                            if _key(row) in done:
+                                continue
+                            row.update(bench.cell(surface, generator, n, seed, method, options))
+                            row["requested_options"] = options
+                            with open(args.results, "a") as f:
+                                f.write(json.dumps(row) + "\n")
+                            print(f"{surface:7} {generator:9} {n:3}/class seed {seed} {method:5} {args.variant:12} test {row['test_accuracy']:.3f}  val {row['val_accuracy']:.3f}  {row['train_s']:.1f} s", flush=True)
+    finally:
+        bench.close()
+
+
+def _option(text: str) -> tuple[str, object]:
+    key, _, value = text.partition("=")
+    for kind in (int, float):
+        try:
+            return key, kind(value)
+        except ValueError:
+            pass
+    return key, {"true": True, "false": False}.get(value.lower(), value)
+
+
+def report(args) -> None:
+    rows = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r["generator"] in args.generators and r["surface"] in args.surfaces]
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["method"], r["variant"], r["labels"])].append(r)
+    print(f"generators: {', '.join(args.generators)}; surfaces: {', '.join(args.surfaces)}\n")
+    print("| method | variant | labels/class | mean test accuracy | spread over seeds (min–max of the seeds' means) | worst surface | cells | train s (median) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (method, variant, n), cells in sorted(groups.items()):
+        by_seed = defaultdict(list)
+        by_surface = defaultdict(list)
+        for c in cells:
+            by_seed[c["seed"]].append(c["test_accuracy"])
+            by_surface[c["surface"]].append(c["test_accuracy"])
+        seed_means = [statistics.mean(v) for v in by_seed.values()]
+        worst = min(by_surface.items(), key=lambda kv: statistics.mean(kv[1]))
+        print(
+            f"| {method} | {variant} | {n} | {statistics.mean(c['test_accuracy'] for c in cells):.3f} | "
+            f"{min(seed_means):.3f}–{max(seed_means):.3f} ({len(seed_means)} seeds) | {worst[0]} {statistics.mean(worst[1]):.3f} | {len(cells)} | "
+            f"{statistics.median(c['train_s'] for c in cells):.1f} |"
+        )
+    print("\nper surface (mean over generators and seeds):\n")
+    surfaces = [s for s in args.surfaces if any(r["surface"] == s for r in rows)]
+    print("| method | variant | labels/class | " + " | ".join(surfaces) + " |")
+    print("|---|---|---|" + "---|" * len(surfaces))
+    for (method, variant, n), cells in sorted(groups.items()):
+        means = []
+        for s in surfaces:
+            values = [c["test_accuracy"] for c in cells if c["surface"] == s]
+            means.append(f"{statistics.mean(values):.3f}" if values else "–")
+        print(f"| {method} | {variant} | {n} | " + " | ".join(means) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["run", "report"])
+    parser.add_argument("--generators", nargs="+", default=list(HELD_OUT), help=f"tuning: {TUNING}; held out: {HELD_OUT}")
+    parser.add_argument("--surfaces", nargs="+", default=list(SURFACES))
+    parser.add_argument("--labels", type=int, nargs="+", default=[10, 20, 50])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=["head"])
+    parser.add_argument("--variant", default="default", help="a name for the recipe being measured (options, code state)")
+    parser.add_argument("--option", action="append", default=[], help="a training option, e.g. epochs=10")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--store", type=Path, default=ROOT / "edgetl-data" / "store")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "heldout.jsonl")
+    args = parser.parse_args()
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    run_cells(args) if args.action == "run" else report(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""`--method auto`: a head first, then LoRA if the evidence and the time budget say it may pay.
+
+The head trains in seconds and serves for free (it shares the backbone run
+with every other head task), so it is always trained first and is the
+answer unless LoRA does clearly better:
+
+1. the head's holdout model is scored on the validation split;
+2. if that is already (near) perfect, or the split is too small to tell two
+   models apart, the head is served;
+3. otherwise a few LoRA training steps are timed on this machine; if the
+   whole LoRA job would not fit the time budget (`time_budget_s`), the head
+   is served;
+4. otherwise LoRA trains, and is served only if its holdout accuracy beats
+   the head's by at least `MARGIN` on the same split.
+
+Every step's numbers go into the job's summary, so the operator reads why.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+DEFAULT_BUDGET_S = 300.0
+#: LoRA must beat the head by this much on the validation split to be served instead.
+MARGIN = 0.01
+#: A head at or above this validation accuracy is kept without trying LoRA.
+SATISFIED = 0.995
+#: Below this many validation images, one image is worth more than MARGIN: the head is kept.
+MIN_VAL = 6
+#: Seconds for the things besides epochs: building the network, the linear probe, two exports.
+LORA_FIXED_S = 25.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    train_lora: bool
+    reason: str
+
+
+def should_try_lora(head_accuracy: float, n_val: int, estimate_s: float | None, budget_s: float) -> Decision:
+    """Step 2 and 3: is LoRA worth its time here?"""
+    if head_accuracy >= SATISFIED:
+        return Decision(False, f"head validation accuracy {head_accuracy:.3f} leaves nothing to gain")
+    if n_val < MIN_VAL:
+        return Decision(False, f"only {n_val} validation images: too few to tell LoRA from the head; label more")
+    if estimate_s is None:
+        return Decision(False, "the backbone offers no LoRA targets")
+    if estimate_s > budget_s:
+        return Decision(False, f"LoRA would take about {estimate_s:.0f} s, over the time budget of {budget_s:.0f} s (time_budget_s)")
+    return Decision(True, f"head validation accuracy {head_accuracy:.3f}; LoRA should take about {estimate_s:.0f} s (budget {budget_s:.0f} s)")
+
+
+def choose(head_accuracy: float, lora_accuracy: float) -> tuple[str, str]:
+    """Step 4: (method, why)."""
+    if lora_accuracy >= head_accuracy + MARGIN:
+        return "lora", f"LoRA {lora_accuracy:.3f} beats the head {head_accuracy:.3f} on the validation split"
+    return "head", f"LoRA {lora_accuracy:.3f} does not beat the head {head_accuracy:.3f} by {MARGIN:.2f}; the head serves (it shares the backbone)"
+
+
+def estimate_lora_seconds(backbone, num_classes: int, options: dict, n_train: int, n_all: int) -> float | None:
+    """Time a few real training steps here, and scale to the whole job (None if the backbone has no LoRA targets)."""
+    import numpy as np
+    import torch
+
+    from edgetl.adapt.trainer_lora import _epoch, _loss, _optimizer, build_tasknet
+
+    if not backbone.spec.lora_targets:
+        return None
+    started = time.monotonic()
+    net, _ = build_tasknet(backbone, num_classes, options)
+    build_s = time.monotonic() - started
+    batch = int(options["batch_size"])
+    h, w = backbone.spec.input_size
+    x = torch.randn(batch * 2, 3, h, w)
+    y = torch.from_numpy(np.arange(batch * 2) % num_classes).long()
+    probe_options = {**options}
+    optimizer, loss_fn = _optimizer(net, probe_options), _loss(y.numpy(), num_classes)
+    generator = torch.Generator().manual_seed(0)
+    _epoch(net, optimizer, loss_fn, x[:batch], y[:batch], probe_options, generator, False, lambda: False)  # warm-up
+    started = time.monotonic()
+    _epoch(net, optimizer, loss_fn, x, y, probe_options, generator, False, lambda: False)
+    per_image = (time.monotonic() - started) / len(x)
+    # Each training epoch also scores the validation split (forward only, about a third of a step).
+    epochs, refit = int(options["epochs"]), int(options["refit_epochs"])
+    images = n_train * epochs + (n_all - n_train) * epochs / 3 + n_all * refit
+    return LORA_FIXED_S + build_s + per_image * images
