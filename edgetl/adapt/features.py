@@ -20,24 +20,40 @@ from edgetl.runtime.batcher import MicroBatcher
 from edgetl.runtime.heads import pool_features
 
 
-def cached_features(batcher: MicroBatcher, labels, tensors: np.ndarray, names: tuple[str, ...], cache_dir: Path, emit=lambda e: None) -> np.ndarray:
-    """Pooled features [N, D] for `labels` (whose preprocessed images are `tensors`)."""
+#: The eight flips and quarter turns of a square image (the dihedral group), identity first.
+#: A part can lie on the line any way up, and a defect is a defect in every one of them.
+VIEWS = (
+    lambda x: x,
+    lambda x: x[:, :, ::-1],
+    lambda x: x[:, ::-1, :],
+    lambda x: x[:, ::-1, ::-1],
+    lambda x: np.rot90(x, 1, (1, 2)),
+    lambda x: np.rot90(x, 3, (1, 2)),
+    lambda x: np.swapaxes(x, 1, 2),
+    lambda x: np.rot90(np.swapaxes(x, 1, 2), 2, (1, 2)),
+)
+
+
+def cached_features(batcher: MicroBatcher, labels, tensors: np.ndarray, names: tuple[str, ...], cache_dir: Path, emit=lambda e: None, view: int = 0) -> np.ndarray:
+    """Pooled features [N, D] for `labels` (whose preprocessed images are `tensors`), seen in `view` (an index into VIEWS)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     rows: list[np.ndarray | None] = []
     missing = []
+    suffix = "" if view == 0 else f".v{view}"
     for i, label in enumerate(labels):
-        path = cache_dir / f"{label.image_sha256}.npy"
+        path = cache_dir / f"{label.image_sha256}{suffix}.npy"
         if path.is_file():
             rows.append(np.load(path))
         else:
             rows.append(None)
             missing.append(i)
     started = time.monotonic()
+    transform = VIEWS[view]
     for done, i in enumerate(missing, 1):
-        result = batcher.run(tensors[i], names)
+        result = batcher.run(np.ascontiguousarray(transform(tensors[i])), names)
         row = pool_features({k: v[None] for k, v in result.features.items()}, names)[0]
         # Atomic (rename) but not fsynced: a lost cache file is only recomputed.
-        final = cache_dir / f"{labels[i].image_sha256}.npy"
+        final = cache_dir / f"{labels[i].image_sha256}{suffix}.npy"
         tmp = final.with_suffix(f".{os.getpid()}.tmp")
         with open(tmp, "wb") as f:
             np.save(f, row)

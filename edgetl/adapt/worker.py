@@ -281,16 +281,26 @@ def _train_head(tmp, session, batcher, labels, tensors, is_val, y, class_names, 
     from edgetl.adapt.trainer_head import DEFAULTS, train_head
     from edgetl.backbones.spec import POOLED
 
+    from edgetl.adapt.features import VIEWS
+    from edgetl.errors import InvalidInput
+
     names = (POOLED, *session.record.manifest["spec"]["feature_maps"])
     cache = data_dir / "features" / session.record.export_id
-    x = cached_features(batcher, labels, tensors, names, cache, emit)
     resolved = {**DEFAULTS, **{k: v for k, v in options.items() if k in DEFAULTS and v is not None}}
+    views = int(resolved["views"])
+    if not 1 <= views <= len(VIEWS):
+        raise InvalidInput(f"head option views must be 1-{len(VIEWS)}, got {views}")
+    # Each labelled image in `views` of its flips and turns: more rows to fit, nothing more to serve.
+    x = np.stack([cached_features(batcher, labels, tensors, names, cache, emit, view) for view in range(views)])  # [V, N, D]
+    train = ~is_val
+
+    def fit(rows: np.ndarray, progress=lambda e: None) -> dict:
+        return train_head(x[:, rows].reshape(-1, x.shape[2]), np.tile(y[rows], views), len(class_names), resolved, progress)
+
     (tmp / HOLDOUT_DIR).mkdir(parents=True, exist_ok=True)
-    holdout = train_head(x[~is_val], y[~is_val], len(class_names), resolved, emit)
-    np.savez(tmp / HOLDOUT_DIR / "head.npz", inputs=np.array(names), **holdout)
+    np.savez(tmp / HOLDOUT_DIR / "head.npz", inputs=np.array(names), **fit(train, emit))
     emit({"phase": "refit", "message": f"fitting the served head on all {len(y)} labels"})
-    served = train_head(x, y, len(class_names), resolved)
-    np.savez(tmp / "head.npz", inputs=np.array(names), **served)
+    np.savez(tmp / "head.npz", inputs=np.array(names), **fit(np.ones_like(train)))
     return resolved
 
 

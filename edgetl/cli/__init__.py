@@ -122,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--head-lr", type=float, dest="head_learning_rate", help="LoRA: the classifier's learning rate")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--patience", type=int)
+    train.add_argument("--views", type=int, help="head: fit each image in this many of its flips and turns (1-8, default 8)")
     train.add_argument("--refit-epochs", type=int, help="LoRA: epochs the served model goes on with the validation images added (default 2; 0: serve the holdout model)")
     train.add_argument("--no-augment", action="store_true")
     train.add_argument("--seed", type=int)

@@ -325,3 +325,23 @@ def test_auto_tries_lora_when_the_head_leaves_room_and_says_why(server, data_dir
     _, quick = train(server, task="tinyauto", method="auto", force=True, time_budget_s=1)
     manifest = json.loads((data_dir / "adapters" / "tinyauto" / quick.version / "manifest.json").read_text())
     assert manifest["method"] == "head" and ("over the time budget of 1 s" in quick.gate or "leaves nothing to gain" in quick.gate or "too few" in quick.gate)
+
+
+def test_the_head_learns_from_every_flip_and_turn_of_each_image(server, data_dir):
+    create_and_label(server, per_class=6)
+    _, job = train(server)
+    assert job.state == "succeeded" and adapter_options(server, job.version)["views"] == 8
+    cached = {p.name.split(".", 1)[1] for p in (data_dir / "features").rglob("*.npy")}
+    assert cached == {"npy", *(f"v{i}.npy" for i in range(1, 8))}  # each view cached once, for the next job
+    _, plain = train(server, force=True, views=1)
+    assert plain.state == "succeeded" and adapter_options(server, plain.version)["views"] == 1
+    _, bad = train(server, views=9)
+    assert bad.state == "failed" and "views must be 1-8" in bad.error
+
+
+def adapter_options(server, version: str) -> dict:
+    """The options a version was trained with, defaults filled in."""
+    import json
+
+    listed = adapters(server).ListAdapters(adapt_pb2.ListAdaptersRequest(task="parts"), timeout=10).adapters
+    return json.loads(next(a for a in listed if a.version == version).options_json)

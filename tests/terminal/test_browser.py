@@ -162,8 +162,9 @@ def test_an_operators_day_review_label_train_watch_roll_back(line, page, shots, 
     page.click("#capture-policy summary")
     page.wait_for_selector("#capture-policy input[name=random_rate]")
     page.fill("#capture-policy input[name=random_rate]", "0.02")
-    page.click("#capture-policy button[type=submit]")
-    page.wait_for_function("() => document.querySelector('#capture-policy p').textContent.includes('Set for this task by local')")
+    with page.expect_response(lambda r: r.url.endswith("/capture-policy") and r.request.method == "PUT") as saved:
+        page.click("#capture-policy button[type=submit]")
+    assert saved.value.ok
     policy = _review_stub(server).GetCapturePolicy(review_pb2.GetCapturePolicyRequest(task="parts"), timeout=10)
     assert policy.random_rate == pytest.approx(0.02) and policy.customized
 

@@ -79,7 +79,7 @@ class ClassCount(_message.Message):
     def __init__(self, class_name: _Optional[str] = ..., train: _Optional[int] = ..., val: _Optional[int] = ...) -> None: ...
 
 class TrainingOptions(_message.Message):
-    __slots__ = ("epochs", "rank", "learning_rate", "head_learning_rate", "batch_size", "patience", "augment", "weight_decay", "seed", "refit_epochs", "time_budget_s")
+    __slots__ = ("epochs", "rank", "learning_rate", "head_learning_rate", "batch_size", "patience", "augment", "weight_decay", "seed", "refit_epochs", "time_budget_s", "views")
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +91,7 @@ class TrainingOptions(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     REFIT_EPOCHS_FIELD_NUMBER: _ClassVar[int]
     TIME_BUDGET_S_FIELD_NUMBER: _ClassVar[int]
+    VIEWS_FIELD_NUMBER: _ClassVar[int]
     epochs: int
     rank: int
     learning_rate: float
@@ -102,7 +103,8 @@ class TrainingOptions(_message.Message):
     seed: int
     refit_epochs: int
     time_budget_s: int
-    def __init__(self, epochs: _Optional[int] = ..., rank: _Optional[int] = ..., learning_rate: _Optional[float] = ..., head_learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., patience: _Optional[int] = ..., augment: _Optional[bool] = ..., weight_decay: _Optional[float] = ..., seed: _Optional[int] = ..., refit_epochs: _Optional[int] = ..., time_budget_s: _Optional[int] = ...) -> None: ...
+    views: int
+    def __init__(self, epochs: _Optional[int] = ..., rank: _Optional[int] = ..., learning_rate: _Optional[float] = ..., head_learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., patience: _Optional[int] = ..., augment: _Optional[bool] = ..., weight_decay: _Optional[float] = ..., seed: _Optional[int] = ..., refit_epochs: _Optional[int] = ..., time_budget_s: _Optional[int] = ..., views: _Optional[int] = ...) -> None: ...
 
 class StartTrainingRequest(_message.Message):
     __slots__ = ("task", "method", "options", "force", "compare_scratch")
