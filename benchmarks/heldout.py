@@ -149,15 +149,35 @@ def _option(text: str) -> tuple[str, object]:
     return key, {"true": True, "false": False}.get(value.lower(), value)
 
 
+def with_auto(rows: list[dict]) -> list[dict]:
+    """Add method "auto" cells: auto's rule (edgetl.adapt.auto) replayed where a head and a LoRA cell
+    of the same variant were both trained. They are the models auto itself would train (same data,
+    seed and options); its choice reads their validation accuracies, and LoRA's real training time
+    stands in for auto's estimate against the default budget."""
+    from edgetl.adapt.auto import DEFAULT_BUDGET_S, MIN_VAL, SATISFIED, choose
+
+    by_key = {(r["surface"], r["generator"], r["labels"], r["seed"], r["variant"], r["method"]): r for r in rows}
+    out = []
+    for key, head in by_key.items():
+        if key[-1] != "head" or (*key[:-1], "lora") not in by_key:
+            continue
+        lora = by_key[(*key[:-1], "lora")]
+        tried = head["val_accuracy"] < SATISFIED and head["val_n"] >= MIN_VAL and lora["train_s"] <= DEFAULT_BUDGET_S
+        chosen = choose(head["val_accuracy"], lora["val_accuracy"])[0] if tried else "head"
+        pick = lora if chosen == "lora" else head
+        out.append({**pick, "method": "auto", "chose": chosen, "train_s": head["train_s"] + (lora["train_s"] if tried else 0)})
+    return rows + out
+
+
 def report(args) -> None:
     rows = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r["generator"] in args.generators and r["surface"] in args.surfaces]
+    rows = with_auto([r for r in rows if r["generator"] in args.generators and r["surface"] in args.surfaces and r["seed"] in args.seeds])
     groups = defaultdict(list)
     for r in rows:
         groups[(r["method"], r["variant"], r["labels"])].append(r)
     print(f"generators: {', '.join(args.generators)}; surfaces: {', '.join(args.surfaces)}\n")
-    print("| method | variant | labels/class | mean test accuracy | spread over seeds (min–max of the seeds' means) | worst surface | cells | train s (median) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| method | variant | labels/class | mean test accuracy | spread over seeds (min–max of the seeds' means) | worst surface | cells | train s (median) | auto chose LoRA |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for (method, variant, n), cells in sorted(groups.items()):
         by_seed = defaultdict(list)
         by_surface = defaultdict(list)
@@ -169,7 +189,8 @@ def report(args) -> None:
         print(
             f"| {method} | {variant} | {n} | {statistics.mean(c['test_accuracy'] for c in cells):.3f} | "
             f"{min(seed_means):.3f}–{max(seed_means):.3f} ({len(seed_means)} seeds) | {worst[0]} {statistics.mean(worst[1]):.3f} | {len(cells)} | "
-            f"{statistics.median(c['train_s'] for c in cells):.1f} |"
+            f"{statistics.median(c['train_s'] for c in cells):.1f} | "
+            + (f"{sum(c.get('chose') == 'lora' for c in cells)} of {len(cells)} |" if method == "auto" else "|")
         )
     print("\nper surface (mean over generators and seeds):\n")
     surfaces = [s for s in args.surfaces if any(r["surface"] == s for r in rows)]
