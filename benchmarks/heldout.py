@@ -38,8 +38,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.defects import CLASSES, HELD_OUT, TUNING, make_set  # noqa: E402
-from benchmarks.defects.surfaces import SURFACES  # noqa: E402
+from benchmarks.defects import CLASSES, HELD_OUT, TUNING, make_set
+from benchmarks.defects.surfaces import SURFACES
 
 TEST_PER_CLASS = 30
 TEST_SEED_OFFSET = 1000
