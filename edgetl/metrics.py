@@ -15,7 +15,16 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, PlatformCollector, ProcessCollector, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 
 import edgetl
 from edgetl.errors import ConfigError
@@ -59,14 +68,19 @@ REVIEW_DROPPED = Counter(
 REVIEW_EVICTED = Counter("edgetl_review_evicted_total", "Unreviewed items removed by a task's review disk cap", ["task"], registry=REGISTRY)
 REVIEW_PENDING = Gauge("edgetl_review_pending", "Review items waiting for an operator, by task", ["task"], registry=REGISTRY)
 REVIEW_RESOLVED = Counter("edgetl_review_resolved_total", "Review items resolved, by task and action", ["task", "action"], registry=REGISTRY)
+DRIFT_STATE = Gauge("edgetl_drift_state", "Drift state of what a task serves: 0 ok, 1 warning, 2 drifted", ["task"], registry=REGISTRY)
+DRIFT_Z = Gauge(
+    "edgetl_drift_statistic", "The last window's z value per drift test (reference, features, classes, confidence); the threshold is [drift] threshold_z", ["task", "test"],
+    registry=REGISTRY,
+)
 
 
 class PredictionMetrics:
     """Per-image figures for one (task, adapter version), label children looked up once."""
 
-    __slots__ = ("images", "decode", "queue", "inference", "total")
+    __slots__ = ("decode", "images", "inference", "queue", "total")
 
-    _cache: dict[tuple[str, str], "PredictionMetrics"] = {}
+    _cache: dict[tuple[str, str], PredictionMetrics] = {}
 
     def __init__(self, task: str, version: str):
         self.images = IMAGES.labels(task, version)
@@ -76,7 +90,7 @@ class PredictionMetrics:
         self.total = TOTAL_SECONDS.labels(task, version)
 
     @classmethod
-    def of(cls, task: str, version: str) -> "PredictionMetrics":
+    def of(cls, task: str, version: str) -> PredictionMetrics:
         key = (task, version)
         found = cls._cache.get(key)
         if found is None:

@@ -90,6 +90,14 @@ class Settings:
     capture_per_day: int = 3000
     capture_disk_mb: float = 1024.0  # review images kept per task; oldest unreviewed go first
     capture_queue: int = 256  # images waiting to be written; past it, captures are dropped (and counted)
+    # -- [drift]: drift monitoring of what each task serves (edgetl/monitor/)
+    drift: bool = True
+    drift_window: int = 100  # images per window; each window is tested
+    drift_burn_in: int = 500  # an adapter's first images on the line: the baseline of its class mix and confidence
+    drift_threshold_z: float = 4.0  # a window test past this z is an alarm (two-sided p 6e-5)
+    drift_windows_to_drift: int = 3  # alarms in a row: "drifted" (one: "warning")
+    drift_windows_to_clear: int = 3  # quiet windows in a row: back to "ok"
+    drift_capture_rate: float = 0.05  # while drifted, this share of images goes to the review queue ("drifted")
     # -- [terminal]: the operator terminal `edgetl serve` starts beside the gRPC server
     terminal: bool = True
     terminal_host: str = ""  # default: the gRPC server's address (loopback unless configured)
@@ -126,11 +134,20 @@ class Settings:
             "capture_disk_mb",
             "capture_queue",
         ),
+        "drift": (
+            "drift",
+            "drift_window",
+            "drift_burn_in",
+            "drift_threshold_z",
+            "drift_windows_to_drift",
+            "drift_windows_to_clear",
+            "drift_capture_rate",
+        ),
         "terminal": ("terminal", "terminal_host", "terminal_port", "terminal_tls_cert", "terminal_tls_key", "terminal_session_idle_s"),
     }
 
     @classmethod
-    def load(cls, config: Path | None = None, data_dir: Path | None = None, **overrides: Any) -> "Settings":
+    def load(cls, config: Path | None = None, data_dir: Path | None = None, **overrides: Any) -> Settings:
         """Read settings: defaults, then the file, then non-None `overrides`."""
         settings = cls()
         if data_dir is not None:
@@ -202,7 +219,7 @@ class Settings:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Settings":
+    def from_dict(cls, data: dict[str, Any]) -> Settings:
         data = dict(data)
         data["data_dir"] = Path(data["data_dir"])
         for key in ("providers", "disabled_plugins", "allowed_plugins"):

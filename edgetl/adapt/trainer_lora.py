@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -73,8 +73,9 @@ class TaskNet(nn.Module):
         self.classifier = nn.Linear(feature_dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        pooled = torch_pool(self.backbone(x), self.feature_names)
-        return {"logits": self.classifier(self.norm(pooled))}
+        embedding = self.norm(torch_pool(self.backbone(x), self.feature_names))
+        # The embedding is exported beside the logits: drift monitoring reads it.
+        return {"logits": self.classifier(embedding), "embedding": embedding}
 
 
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

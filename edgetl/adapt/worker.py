@@ -37,7 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.runtime.adapters import HOLDOUT_DIR  # where an adapter keeps its holdout model
+from edgetl.runtime.adapters import (
+    HOLDOUT_DIR,  # where an adapter keeps its holdout model
+)
 
 log = logging.getLogger("edgetl.worker")
 
@@ -147,6 +149,7 @@ def run(request: dict, emit) -> dict:
     manifest = json.loads((tmp / "manifest.json").read_text())
     candidate = open_adapter(tmp, base, settings, store.trt_cache, verify=False)
     np.savez(tmp / "probe.npz", inputs=probe_x, probs=predict(candidate, probe_x))
+    _drift_reference(tmp, candidate, manifest, labels, tensors, y, class_names, session, data_dir, emit)
     manifest["files"] = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file() and p.name != "manifest.json"}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
     # The server's checks on this very directory, without loading the adapter a second time.
@@ -199,9 +202,16 @@ def _auto(tmp, build, options, backbone, base, settings, store, val_x, val_y, is
     """Head first; LoRA when the evidence and the time budget allow; the better one ends up in `tmp`."""
     import shutil
 
-    from edgetl.runtime.adapters import open_adapter, predict
-    from edgetl.adapt.auto import DEFAULT_BUDGET_S, MIN_VAL, SATISFIED, choose, estimate_lora_seconds, should_try_lora
+    from edgetl.adapt.auto import (
+        DEFAULT_BUDGET_S,
+        MIN_VAL,
+        SATISFIED,
+        choose,
+        estimate_lora_seconds,
+        should_try_lora,
+    )
     from edgetl.adapt.trainer_lora import DEFAULTS as LORA_DEFAULTS
+    from edgetl.runtime.adapters import open_adapter, predict
 
     def holdout_accuracy(directory) -> float:
         model = open_adapter(directory, base, settings, store.trt_cache, verify=False, holdout=True)
@@ -242,6 +252,31 @@ def _auto(tmp, build, options, backbone, base, settings, store, val_x, val_y, is
     return chosen, chosen_options, summary
 
 
+def _drift_reference(tmp, candidate, manifest, labels, tensors, y, class_names, session, data_dir, emit) -> None:
+    """drift.npz: how every labelled image looks to the served model (edgetl.monitor.reference)."""
+    from edgetl.adapt.features import cached_features
+    from edgetl.monitor.reference import FILE, fit_reference
+    from edgetl.runtime.heads import EMBEDDING, probabilities_and_embedding
+
+    emit({"phase": "reference", "message": f"drift reference from {len(labels)} labelled images"})
+    if manifest["method"] == "head":
+        # The head's standardised features of each image as served (no flips), from the cache.
+        names = candidate.head.inputs
+        pooled = cached_features(candidate.batcher, labels, tensors, names, data_dir / "features" / session.record.export_id, emit)
+        z = (pooled - candidate.head.mean) * candidate.head.inv_std
+    elif EMBEDDING in candidate.outputs:
+        rows = []
+        for x in tensors:
+            result = candidate.batcher.run(x, candidate.outputs)
+            rows.append(probabilities_and_embedding(candidate.head, {k: v[None] for k, v in result.features.items()})[1][0])
+        z = np.stack(rows)
+    else:
+        return
+    if len(z) < 4:
+        return
+    np.savez(tmp / FILE, **fit_reference(z, y, len(class_names)))
+
+
 def _known_class_comparison(val_y, predicted, active_predicted, class_names, known: int) -> dict:
     """Both adapters on the validation images of the classes the active one knows.
 
@@ -277,11 +312,9 @@ def _check_labels(labels, class_names) -> None:
 
 def _train_head(tmp, session, batcher, labels, tensors, is_val, y, class_names, options, data_dir, emit) -> dict:
     """The holdout head on the training split, then the served head on every label (a fit is a fraction of a second)."""
-    from edgetl.adapt.features import cached_features
+    from edgetl.adapt.features import VIEWS, cached_features
     from edgetl.adapt.trainer_head import DEFAULTS, train_head
     from edgetl.backbones.spec import POOLED
-
-    from edgetl.adapt.features import VIEWS
     from edgetl.errors import InvalidInput
 
     names = (POOLED, *session.record.manifest["spec"]["feature_maps"])
@@ -307,8 +340,15 @@ def _train_head(tmp, session, batcher, labels, tensors, is_val, y, class_names, 
 def _train_lora(tmp, backbone, train_x, train_y, val_x, val_y, class_names, options, emit, scratch: bool) -> dict:
     import torch
 
-    from edgetl.adapt.trainer_lora import DEFAULTS, build_tasknet, continue_tasknet, merged_for_export, train_tasknet
+    from edgetl.adapt.trainer_lora import (
+        DEFAULTS,
+        build_tasknet,
+        continue_tasknet,
+        merged_for_export,
+        train_tasknet,
+    )
     from edgetl.backbones.export import export_module
+    from edgetl.runtime.heads import EMBEDDING
 
     torch.set_num_threads(max(1, int(os.environ.get("EDGETL_TRAIN_THREADS", "1"))))
     resolved = {**DEFAULTS, **{k: v for k, v in options.items() if k in DEFAULTS and v is not None}}
@@ -325,7 +365,7 @@ def _train_lora(tmp, backbone, train_x, train_y, val_x, val_y, class_names, opti
     emit({"phase": "export", "message": "merging and exporting the served model"})
     if peft_model is not None:
         peft_model.save_pretrained(str(tmp / "peft"))  # adapter_config.json + adapter_model.safetensors
-    facts = export_module(merged_for_export(net), backbone.spec, ("logits",), tmp / "model.onnx")
+    facts = export_module(merged_for_export(net), backbone.spec, ("logits", EMBEDDING), tmp / "model.onnx")
     (tmp / "export.json").write_text(json.dumps(facts, indent=2))
     return {**resolved, "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"], "refit_epochs": refit}
 
@@ -346,15 +386,21 @@ def _scratch(backbone, method, session, train_x, train_y, val_x, val_y, class_na
     import torch
 
     from edgetl.adapt.metrics import metrics
-    from edgetl.adapt.trainer_head import DEFAULTS as HEAD_DEFAULTS, train_head
-    from edgetl.adapt.trainer_lora import SCRATCH_DEFAULTS, build_tasknet, torch_pool, train_tasknet
+    from edgetl.adapt.trainer_head import DEFAULTS as HEAD_DEFAULTS
+    from edgetl.adapt.trainer_head import train_head
+    from edgetl.adapt.trainer_lora import (
+        SCRATCH_DEFAULTS,
+        build_tasknet,
+        torch_pool,
+        train_tasknet,
+    )
     from edgetl.backbones.spec import POOLED
 
     if method == "head":
         net, _ = build_tasknet(backbone, len(class_names), SCRATCH_DEFAULTS, scratch=True)  # random, frozen
         names = (POOLED, *backbone.spec.feature_maps)
         with torch.no_grad():
-            feats = lambda x: torch.cat([torch_pool(net.backbone.eval()(torch.from_numpy(x[i : i + 16])), names) for i in range(0, len(x), 16)]).numpy()  # noqa: E731
+            feats = lambda x: torch.cat([torch_pool(net.backbone.eval()(torch.from_numpy(x[i : i + 16])), names) for i in range(0, len(x), 16)]).numpy()
             ftrain, fval = feats(train_x), feats(val_x)
         head = train_head(ftrain, train_y, len(class_names), HEAD_DEFAULTS)
         logits = ((fval - head["mean"]) / head["std"]) @ head["weight"].T + head["bias"]

@@ -18,7 +18,7 @@ from typing import Sequence
 import edgetl
 from edgetl.cli.adapt import cmd_adapters, cmd_eval, cmd_jobs, cmd_label, cmd_train
 from edgetl.cli.common import DEFAULT_SERVER, CliError, Parser
-from edgetl.cli.inference import cmd_backbones, cmd_predict, cmd_tasks
+from edgetl.cli.inference import cmd_backbones, cmd_drift, cmd_predict, cmd_tasks
 from edgetl.cli.review import add_review_arguments, cmd_review
 from edgetl.cli.serve import cmd_serve
 
@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     task_actions["create"].add_argument("--backbone", default="", help="default: the server's")
     task_actions["add-class"].add_argument("name", help="task name")
     task_actions["add-class"].add_argument("--class", dest="class_name", required=True, help="the new class, e.g. porosity")
+
+    drift = client("drift", "does what each task sees still look like what its adapter learned from? (exit 4 if a task has drifted)")
+    drift.add_argument("--task", default="", help="one task; default: every task with an adapter")
+    drift.add_argument("--json", action="store_true", help="one JSON object per task")
+    drift.set_defaults(func=cmd_drift)
 
     health = client("health", "exit 0 if the server answers SERVING (for container and Kubernetes probes)")
     health.add_argument("--service", default="", help="a service name; default: the whole server")

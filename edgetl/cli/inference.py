@@ -88,3 +88,39 @@ def cmd_predict(args) -> int:
     if failures:
         raise CliError(f"{failures} of {len(args.files)} files failed")
     return 0
+
+
+#: `edgetl drift`: some task has drifted (3 is "server unreachable").
+EXIT_DRIFTED = 4
+
+
+def cmd_drift(args) -> int:
+    """Each task's drift state; exit 4 when one has drifted, so a cron job or a PLC script can act on it."""
+    from edgetl.api.v1 import model_pb2, model_pb2_grpc
+
+    with open_channel(args) as channel:
+        stub = model_pb2_grpc.ModelServiceStub(channel)
+        if args.task:
+            tasks = [call(args, stub.GetTask, model_pb2.GetTaskRequest(name=args.task))]
+        else:
+            tasks = [t for t in call(args, stub.ListTasks, model_pb2.ListTasksRequest()).tasks if not t.builtin]
+    drifted = False
+    for t in tasks:
+        d = t.drift
+        if not t.active_adapter_version or not d.state:
+            if args.json:
+                print_json({"task": t.name, "state": None, "message": "no adapter: nothing is watched"})
+            else:
+                print(f"{t.name:24} {'-':8} no adapter: nothing is watched")
+            continue
+        drifted |= d.state == "drifted"
+        if args.json:
+            print_json(
+                {"task": t.name, "adapter_version": d.adapter_version, "state": d.state, "since": d.since, "test": d.test, "statistic": d.statistic,
+                 "threshold": d.threshold, "images": d.images, "window": d.window, "has_reference": d.has_reference, "burn_in_left": d.burn_in_left,
+                 "last": dict(d.last), "message": d.message}
+            )
+        else:
+            last = "  ".join(f"{k} {v:+.1f}" for k, v in sorted(d.last.items()))
+            print(f"{t.name:24} {d.state:8} {d.message}" + (f"  [last window z: {last}]" if last else ""))
+    return EXIT_DRIFTED if drifted else 0

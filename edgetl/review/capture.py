@@ -16,13 +16,14 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Container
 from dataclasses import dataclass
-from typing import Container
 
 import cv2
 
 from edgetl import metrics
 from edgetl.errors import EdgetlError
+from edgetl.monitor.monitor import DRIFTED
 from edgetl.review.policy import CapturePolicies, CapturePolicy, margin_of
 from edgetl.review.store import Capture, Item, ReviewStore
 from edgetl.runtime.imageheader import read_header
@@ -77,10 +78,15 @@ class Capturer:
             labelled, so reviewing it would lead nowhere).
         max_pixels: the server's pixel cap, for decoding raw frames.
         queue_size: items waiting for the writer; past it, offers are dropped.
+        drift_rate: while a task's drift state is "drifted", the share of its
+            images kept with the reason "drifted".
     """
 
-    def __init__(self, store: ReviewStore, policies: CapturePolicies, skip: Container[str], max_pixels: int, queue_size: int = 256):
+    def __init__(
+        self, store: ReviewStore, policies: CapturePolicies, skip: Container[str], max_pixels: int, queue_size: int = 256, drift_rate: float = 0.05
+    ):
         self.store = store
+        self.drift_rate = drift_rate
         self.policies = policies
         self.skip = skip
         self.max_pixels = max_pixels
@@ -98,7 +104,12 @@ class Capturer:
             return []
         top = prediction.top
         margin = top[0][1] - top[1][1] if len(top) >= 2 else margin_of(prediction.scores)
-        reasons = self.policies.get(task).reasons(prediction.score, margin, flagged, self.policies.draw())
+        policy = self.policies.get(task)
+        draw = self.policies.draw()
+        reasons = policy.reasons(prediction.score, margin, flagged, draw)
+        if getattr(prediction, "drift", "") == DRIFTED and policy.enabled and draw < self.drift_rate:
+            # While the line has drifted, a share of its images goes to the operator: what the new normal looks like.
+            reasons.append(DRIFTED)
         if not reasons:
             return reasons
         offered = _Offered(

@@ -9,6 +9,9 @@ An adapter directory holds ``manifest.json`` and its artifacts:
   adapter_model.safetensors) for retraining and audit;
 - both: ``probe.npz``, a few preprocessed inputs and the probabilities the
   training process computed for them with ONNX Runtime;
+- ``drift.npz``: the drift reference (edgetl.monitor.reference), fitted
+  on the served model's embeddings of every label; adapters from before
+  drift monitoring have none;
 - ``holdout/``: the same kind of model trained on the training split only
   (``head.npz`` or ``model.onnx``), which the evaluation gate compares. The
   served model learned from every label. Adapters from before there was a
@@ -29,8 +32,10 @@ import numpy as np
 
 from edgetl.errors import Damaged, ExportError, NotReady
 from edgetl.fsutil import sha256_file
+from edgetl.monitor.reference import FILE as DRIFT_FILE
+from edgetl.monitor.reference import DriftReference
 from edgetl.runtime.batcher import MicroBatcher
-from edgetl.runtime.heads import Head, LinearHead, LogitsHead
+from edgetl.runtime.heads import EMBEDDING, Head, LinearHead, LogitsHead
 from edgetl.runtime.session import BackboneSession
 from edgetl.runtime.store import ExportRecord
 from edgetl.settings import Settings
@@ -47,6 +52,8 @@ class LoadedAdapter:
     head: Head
     batcher: MicroBatcher  # the backbone it runs on: shared (head) or its own (lora)
     manifest: dict
+    drift: object | None = None  # its DriftReference, when it has one
+    outputs: tuple[str, ...] = ()  # outputs to fetch beyond the head's inputs (a LoRA model's embedding)
 
 
 def read_manifest(path: Path) -> dict:
@@ -103,7 +110,12 @@ def open_adapter(
         head = LogitsHead()
     else:
         raise ExportError(f"adapter {manifest['version']}: unknown method {method!r}")
-    return LoadedAdapter(str(manifest.get("version", "candidate")), head, batcher, manifest)
+    drift, outputs = None, ()
+    if not holdout and (path / DRIFT_FILE).is_file():
+        drift = DriftReference.load(path / DRIFT_FILE)
+    if method != "head" and EMBEDDING in (manifest.get("onnx") or {}).get("outputs", {}):
+        outputs = (*head.inputs, EMBEDDING)
+    return LoadedAdapter(str(manifest.get("version", "candidate")), head, batcher, manifest, drift, outputs)
 
 
 def predict(adapter: LoadedAdapter, tensors: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 from edgetl import metrics
 from edgetl.errors import DeadlineExceeded, EdgetlError, NotFound, NotReady, Unavailable
 from edgetl.runtime.batcher import BackboneResult, MicroBatcher
-from edgetl.runtime.heads import Head
+from edgetl.runtime.heads import Head, probabilities_and_embedding
 from edgetl.runtime.preprocess import ImageInput, decode
 from edgetl.runtime.stats import RecentStats
 from edgetl.tasks.store import Task, TaskStore
@@ -35,6 +35,14 @@ class ActiveAdapter:
     version: str
     head: Head
     batcher: MicroBatcher | None = None
+    #: The adapter's drift reference (edgetl.monitor), when it has one.
+    drift: object | None = None
+    #: Backbone outputs to fetch, when more than the head reads (a LoRA model's embedding).
+    outputs: tuple[str, ...] = ()
+
+    @property
+    def fetch(self) -> tuple[str, ...]:
+        return self.outputs or self.head.inputs
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,8 @@ class Prediction:
     queue_ms: float
     inference_ms: float
     total_ms: float
+    #: The task's drift state after this image: "ok", "warning" or "drifted".
+    drift: str = "ok"
 
 
 class InferenceEngine:
@@ -74,6 +84,8 @@ class InferenceEngine:
         self._in_flight = 0
         self._lock = threading.Lock()
         self.stats = RecentStats()
+        #: Drift monitoring (edgetl.monitor.DriftMonitor), set by the server; None: not watched.
+        self.monitor = None
         metrics.IN_FLIGHT.set_function(lambda: self._in_flight)
 
     def add_builtin_task(self, task: Task, adapter: ActiveAdapter) -> None:
@@ -149,17 +161,21 @@ class InferenceEngine:
             self._in_flight += 1
         try:
             loop = asyncio.get_running_loop()
-            decode_ms, result = await loop.run_in_executor(self._workers, self._run, image, batcher, adapter.head.inputs, deadline)
+            decode_ms, result = await loop.run_in_executor(self._workers, self._run, image, batcher, adapter.fetch, deadline)
         finally:
             with self._lock:
                 self._in_flight -= 1
         head_started = time.perf_counter()
-        probs = adapter.head({k: v[None] for k, v in result.features.items()})[0]
+        probs, embedding = probabilities_and_embedding(adapter.head, {k: v[None] for k, v in result.features.items()})
+        probs = probs[0]
         if len(probs) < len(task.class_names):
             # Trained before a class was added (classes are only appended): it
             # cannot know the new class, so it answers 0 for it.
             probs = np.concatenate([probs, np.zeros(len(task.class_names) - len(probs), probs.dtype)])
         head_ms = (time.perf_counter() - head_started) * 1000
+        drift = "ok"
+        if self.monitor is not None and task.name not in self.builtin_tasks:
+            drift = self.monitor.observe(task.name, adapter.version, adapter.drift, len(task.class_names), None if embedding is None else embedding[0], probs)
         k = min(len(probs), top_k or DEFAULT_TOP_K)
         best = np.argpartition(-probs, k - 1)[:k] if k < len(probs) else np.arange(len(probs))
         best = best[np.argsort(-probs[best], kind="stable")]
@@ -175,6 +191,7 @@ class InferenceEngine:
             queue_ms=result.queue_ms,
             inference_ms=result.inference_ms + head_ms,
             total_ms=(time.perf_counter() - received) * 1000,
+            drift=drift,
         )
         metrics.PredictionMetrics.of(task.name, adapter.version).observe(decode_ms, result.queue_ms, prediction.inference_ms, prediction.total_ms)
         self.stats.record(task.name, prediction.total_ms)

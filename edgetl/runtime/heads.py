@@ -5,7 +5,8 @@ A head names the backbone outputs it needs, so the runtime fetches only those.
 
 from __future__ import annotations
 
-from typing import Mapping, Protocol
+from collections.abc import Mapping
+from typing import Protocol
 
 import numpy as np
 
@@ -63,10 +64,29 @@ class LinearHead:
         self.bias = bias.astype(np.float32)
 
     @classmethod
-    def load(cls, path) -> "LinearHead":
+    def load(cls, path) -> LinearHead:
         with np.load(path) as z:
             return cls(tuple(str(n) for n in z["inputs"]), z["mean"], z["std"], z["weight"], z["bias"])
 
-    def __call__(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
-        z = (pool_features(features, self.inputs) - self.mean) * self.inv_std
+    def standardize(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The vector [N, D] the linear layer reads (the adapter's embedding, for drift monitoring)."""
+        return (pool_features(features, self.inputs) - self.mean) * self.inv_std
+
+    def classify(self, z: np.ndarray) -> np.ndarray:
         return softmax(z @ self.weight_t + self.bias)
+
+    def __call__(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self.classify(self.standardize(features))
+
+
+#: The output of a LoRA adapter's model that holds its embedding (the
+#: normalised pooled features its classifier reads); older exports lack it.
+EMBEDDING = "embedding"
+
+
+def probabilities_and_embedding(head: Head, features: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    """A head's probabilities [N, K] and the embedding [N, D] its classifier read (None when there is none in reach)."""
+    if isinstance(head, LinearHead):
+        z = head.standardize(features)
+        return head.classify(z), z
+    return head(features), features.get(EMBEDDING)

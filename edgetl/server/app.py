@@ -14,26 +14,37 @@ import os
 import signal
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import grpc
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from edgetl import metrics
 from edgetl.adapt.activation import Activator
 from edgetl.adapt.jobs import JobManager
 from edgetl.adapt.labels import LabelStore
 from edgetl.adapt.versions import AdapterVersions
 from edgetl.api.kserve import grpc_service_pb2 as kserve_pb2
 from edgetl.api.kserve import grpc_service_pb2_grpc as kserve_pb2_grpc
-from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc, inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc, review_pb2, review_pb2_grpc
-from edgetl.db import DB_FILE
+from edgetl.api.v1 import (
+    adapt_pb2,
+    adapt_pb2_grpc,
+    inference_pb2,
+    inference_pb2_grpc,
+    model_pb2,
+    model_pb2_grpc,
+    review_pb2,
+    review_pb2_grpc,
+)
+from edgetl.audit import AuditLog
 from edgetl.backbones.registry import BackboneRegistry
+from edgetl.db import DB_FILE
 from edgetl.errors import ConfigError, EdgetlError
-from edgetl import metrics
 from edgetl.metrics import start_metrics_server
+from edgetl.monitor.monitor import DriftMonitor, DriftSettings
 from edgetl.review.capture import Capturer
 from edgetl.review.policy import CapturePolicies, default_policy
 from edgetl.review.store import ReviewStore
@@ -51,7 +62,6 @@ from edgetl.server.label_servicer import LabelServicer
 from edgetl.server.model_servicer import ModelServicer
 from edgetl.server.review_servicer import ReviewServicer
 from edgetl.server.security import Authenticator, check_bind, server_credentials
-from edgetl.audit import AuditLog
 from edgetl.server.training_servicer import TrainingServicer
 from edgetl.settings import Settings
 from edgetl.tasks.store import Task, TaskStore
@@ -102,6 +112,7 @@ class EdgetlServer:
         self.certificates = None  # CertificateFiles when serving TLS; re-read on change
         self.kserve: KServeServicer | None = None
         self.capture: Capturer | None = None
+        self.monitor: DriftMonitor | None = None
         self.metrics_port: int | None = None
         self._metrics_http = None
         self.terminal = None  # edgetl.terminal.app.Terminal when [terminal] terminal = true
@@ -144,9 +155,15 @@ class EdgetlServer:
         if swept:
             log.info("removed %d review image(s) no item needs (left by an interrupted write)", swept)
         self.policies = CapturePolicies(data_dir / DB_FILE, default_policy(settings))
-        self.capture = Capturer(self.reviews, self.policies, self.engine.builtin_tasks, settings.max_pixels, settings.capture_queue)
+        self.capture = Capturer(
+            self.reviews, self.policies, self.engine.builtin_tasks, settings.max_pixels, settings.capture_queue, drift_rate=settings.drift_capture_rate
+        )
         for task in tasks.list():
             metrics.REVIEW_PENDING.labels(task.name).set(self.reviews.pending(task.name))
+
+        self.audit = AuditLog(Path(settings.audit_log) if settings.audit_log else data_dir / "audit.jsonl")
+        self.monitor = DriftMonitor(data_dir / DB_FILE, DriftSettings.of(settings), self.audit, enabled=settings.drift)
+        self.engine.monitor = self.monitor
 
         self.activator = Activator(self.engine, self.versions, settings, self.store.trt_cache)
         await self.activator.restore()
@@ -159,7 +176,6 @@ class EdgetlServer:
         authenticator = Authenticator(settings)
         if credentials is not None and not authenticator.enforcing:
             log.warning("TLS without client certificates or tokens: traffic is encrypted, but every caller is admin")
-        self.audit = AuditLog(Path(settings.audit_log) if settings.audit_log else data_dir / "audit.jsonl")
         self._server = grpc.aio.server(
             interceptors=[ErrorMappingInterceptor(authenticator, self.audit)],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None,
@@ -279,6 +295,8 @@ class EdgetlServer:
             self._metrics_http.server_close()
         if self.capture is not None:
             await asyncio.to_thread(self.capture.close)  # write what the line already handed over
+        if self.monitor is not None:
+            await asyncio.to_thread(self.monitor.close)
         if self.engine is not None:
             self.engine.close()
             self.engine.tasks.close()

@@ -43,13 +43,22 @@ def prediction_to_proto(p: Prediction, request_id: str = "") -> inference_pb2.Cl
     return response
 
 
-def task_to_proto(task: Task, active_version: str = "") -> model_pb2.Task:
+def task_to_proto(task: Task, active_version: str = "", drift=None) -> model_pb2.Task:
+    """`drift`: the task's edgetl.monitor.monitor.DriftStatus, when it is watched."""
     return model_pb2.Task(
         name=task.name,
         backbone=task.backbone,
         class_names=list(task.class_names),
         active_adapter_version=active_version,
         builtin=task.builtin,
+        drift=drift_to_proto(drift) if drift is not None else None,
+    )
+
+
+def drift_to_proto(s) -> model_pb2.DriftStatus:
+    return model_pb2.DriftStatus(
+        state=s.state, since=s.since, test=s.test, statistic=s.statistic, threshold=s.threshold, images=s.images, window=s.window,
+        adapter_version=s.adapter_version, has_reference=s.has_reference, burn_in_left=s.burn_in_left, last=dict(s.last), message=s.message,
     )
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
+import edgetl
 from edgetl.api.v1 import model_pb2, model_pb2_grpc
 from edgetl.backbones.registry import BackboneRegistry
-from edgetl.runtime.engine import InferenceEngine
-import edgetl
 from edgetl.errors import AlreadyExists, InvalidInput
+from edgetl.runtime.engine import InferenceEngine
 from edgetl.server.convert import task_to_proto
 from edgetl.server.security import CURRENT_CALLER, LOCAL
 
@@ -51,11 +52,11 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
 
     async def ListTasks(self, request, context):
         tasks = await asyncio.to_thread(self.engine.list_tasks)
-        return model_pb2.ListTasksResponse(tasks=[task_to_proto(t, self._version(t.name)) for t in tasks])
+        return model_pb2.ListTasksResponse(tasks=[self._task(t) for t in tasks])
 
     async def GetTask(self, request, context):
         task = await asyncio.to_thread(self.engine.get_task, request.name)
-        return task_to_proto(task, self._version(task.name))
+        return self._task(task)
 
     async def CreateTask(self, request, context):
         backbone = request.backbone or self.default_backbone
@@ -71,7 +72,7 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         if task.builtin:
             raise InvalidInput(f"task {task.name!r} is built in; its classes are the backbone's")
         task = await asyncio.to_thread(self.engine.tasks.add_class, task.name, request.class_name)
-        return task_to_proto(task, self._version(task.name))
+        return self._task(task)
 
     async def WhoAmI(self, request, context):
         caller = CURRENT_CALLER.get()
@@ -89,3 +90,12 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
     def _version(self, task_name: str) -> str:
         adapter = self.engine.adapters.get(task_name)
         return adapter.version if adapter else ""
+
+    def _task(self, task) -> model_pb2.Task:
+        version = self._version(task.name)
+        monitor = self.engine.monitor
+        if task.builtin or not version or monitor is None or not monitor.enabled:
+            return task_to_proto(task, version)
+        adapter = self.engine.adapters.get(task.name)
+        status = dataclasses.replace(monitor.status(task.name, version), has_reference=adapter is not None and adapter.drift is not None)
+        return task_to_proto(task, version, status)

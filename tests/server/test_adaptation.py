@@ -8,6 +8,7 @@ benchmark on Lite0 is in benchmarks/adapt.py.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -82,13 +83,17 @@ def test_lora_adapter_runs_its_own_backbone(server, data_dir):
     assert job.state == "succeeded", job.error
     assert [e for e in events if e.phase == "export"]
     version_dir = data_dir / "adapters" / "tinytask" / job.version
-    assert {"model.onnx", "manifest.json", "probe.npz", "peft/adapter_config.json", "peft/adapter_model.safetensors", "holdout/model.onnx"} <= {
+    assert {"model.onnx", "manifest.json", "probe.npz", "drift.npz", "peft/adapter_config.json", "peft/adapter_model.safetensors", "holdout/model.onnx"} <= {
         p.relative_to(version_dir).as_posix() for p in version_dir.rglob("*") if p.is_file()
     }
     engine = server.server.engine
     assert engine.adapters["tinytask"].batcher is not engine.batchers[TINY]  # its own session
+    # The served model exports its embedding beside the logits, and drift monitoring reads it.
+    assert "embedding" in json.loads((version_dir / "manifest.json").read_text())["onnx"]["outputs"]
+    assert engine.adapters["tinytask"].drift is not None and "embedding" in engine.adapters["tinytask"].fetch
     r = classify(server, np.zeros((64, 64, 3), np.uint8), task="tinytask")
     assert r.adapter_version == job.version and len(r.scores) == 3
+    assert server.server.monitor.status("tinytask", job.version).images == 1
 
 
 def test_gate_keeps_a_worse_adapter_as_candidate_and_force_activates(server):

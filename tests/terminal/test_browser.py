@@ -111,6 +111,9 @@ def test_an_operators_day_review_label_train_watch_roll_back(line, page, shots, 
     server, url = line, line.server.terminal.url
     page.goto(url)
     page.wait_for_selector(".task-card[data-task=parts]")
+    # A new adapter learns the line's class mix and confidence from its first images.
+    assert "ok · as trained" in page.text_content(".task-card[data-task=parts] .chip.drift")
+    assert "learning the line: 476 images to go" in page.text_content(".task-card[data-task=parts] .drift-detail")
     page.screenshot(path=str(shots / "overview.png"))
 
     # -- the review queue, with the keyboard ---------------------------------------------------
@@ -292,3 +295,23 @@ def test_a_server_that_is_down_is_said_so(page):
     finally:
         asyncio.run_coroutine_threadsafe(terminal.stop(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
+
+
+def test_a_line_that_changed_shows_on_the_overview(server_factory, page, shots):
+    """Another material on the line: the task's card turns red and says what changed and what to do."""
+    from tests.server.test_drift import DRIFT, _stream
+
+    server = server_factory(**DRIFT)
+    create_and_label(server)
+    _, job = train(server)
+    assert job.activated
+    _stream(server, "brick", 150, seed=5)
+    _stream(server, "grass", 150, seed=6)
+    page.goto(server.server.terminal.url)
+    page.wait_for_selector(".task-card.drift-drifted[data-task=parts]")
+    chip = page.text_content(".task-card[data-task=parts] .chip.drift")
+    detail = page.text_content(".task-card[data-task=parts] .drift-detail")
+    assert chip == "drifted · has changed"
+    assert "the images look different from what this version first saw (features z =" in detail
+    assert "review the drifted images, then retrain" in detail
+    page.screenshot(path=str(shots / "drift.png"))

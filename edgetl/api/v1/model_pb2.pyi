@@ -59,18 +59,55 @@ class ListBackbonesResponse(_message.Message):
     def __init__(self, backbones: _Optional[_Iterable[_Union[Backbone, _Mapping]]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("name", "backbone", "class_names", "active_adapter_version", "builtin")
+    __slots__ = ("name", "backbone", "class_names", "active_adapter_version", "builtin", "drift")
     NAME_FIELD_NUMBER: _ClassVar[int]
     BACKBONE_FIELD_NUMBER: _ClassVar[int]
     CLASS_NAMES_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_ADAPTER_VERSION_FIELD_NUMBER: _ClassVar[int]
     BUILTIN_FIELD_NUMBER: _ClassVar[int]
+    DRIFT_FIELD_NUMBER: _ClassVar[int]
     name: str
     backbone: str
     class_names: _containers.RepeatedScalarFieldContainer[str]
     active_adapter_version: str
     builtin: bool
-    def __init__(self, name: _Optional[str] = ..., backbone: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., active_adapter_version: _Optional[str] = ..., builtin: _Optional[bool] = ...) -> None: ...
+    drift: DriftStatus
+    def __init__(self, name: _Optional[str] = ..., backbone: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., active_adapter_version: _Optional[str] = ..., builtin: _Optional[bool] = ..., drift: _Optional[_Union[DriftStatus, _Mapping]] = ...) -> None: ...
+
+class DriftStatus(_message.Message):
+    __slots__ = ("state", "since", "test", "statistic", "threshold", "images", "window", "adapter_version", "has_reference", "burn_in_left", "last", "message")
+    class LastEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    TEST_FIELD_NUMBER: _ClassVar[int]
+    STATISTIC_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    ADAPTER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    HAS_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    BURN_IN_LEFT_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    since: float
+    test: str
+    statistic: float
+    threshold: float
+    images: int
+    window: int
+    adapter_version: str
+    has_reference: bool
+    burn_in_left: int
+    last: _containers.ScalarMap[str, float]
+    message: str
+    def __init__(self, state: _Optional[str] = ..., since: _Optional[float] = ..., test: _Optional[str] = ..., statistic: _Optional[float] = ..., threshold: _Optional[float] = ..., images: _Optional[int] = ..., window: _Optional[int] = ..., adapter_version: _Optional[str] = ..., has_reference: _Optional[bool] = ..., burn_in_left: _Optional[int] = ..., last: _Optional[_Mapping[str, float]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
     __slots__ = ()

@@ -1,4 +1,4 @@
-// Overview: every task at a glance — active version, pending reviews, throughput, latency, live accuracy.
+// Overview: every task at a glance — active version, drift, pending reviews, throughput, latency, live accuracy.
 
 import { api, attempt } from "../core.js";
 import { add, clear, h, pct } from "../dom.js";
@@ -30,10 +30,12 @@ export async function render(ctx) {
   function card(task, s, review, live) {
     const active = (live?.versions || []).find((v) => v.active);
     const pending = Number(review?.pending || 0);
-    return h("section", { class: "card task-card", dataset: { task: task.name } }, [
+    const state = task.drift?.state || "";
+    return h("section", { class: `card task-card ${state ? `drift-${state}` : ""}`, dataset: { task: task.name } }, [
       h("h2", {}, [task.name, task.builtin ? h("span", { class: "chip" }, "built in") : null]),
       h("dl", { class: "facts" }, [
         fact("Active version", task.active_adapter_version ? `v${task.active_adapter_version}`.replace("vbuiltin", "built in") : "none yet"),
+        state ? fact("Line", drift(task.drift)) : null,
         fact("Classes", task.class_names.length > 8 ? `${task.class_names.length}` : task.class_names.join(", ")),
         task.builtin ? null : fact("Pending review", h("a", { href: "#/review", class: pending ? "pending" : "" }, String(pending))),
         fact("Images / s", s ? Number(s.images_per_second).toFixed(1) : "0.0"),
@@ -47,6 +49,24 @@ export async function render(ctx) {
   await refresh();
   timer = setInterval(refresh, REFRESH_MS);
   return () => clearInterval(timer);
+}
+
+// The task's drift state: does the line still look like what the adapter learned from?
+function drift(d) {
+  const words = { ok: "as trained", warning: "changing", drifted: "has changed" };
+  const what = {
+    features: "the images look different from what this version first saw",
+    reference: "the images look unlike the labelled ones",
+    classes: "the mix of answers changed",
+    confidence: "the answers grew unsure",
+  };
+  const detail = d.state === "ok"
+    ? (Number(d.burn_in_left) ? `learning the line: ${Number(d.burn_in_left)} images to go` : "")
+    : `${what[d.test] || d.test} (${d.test} z = ${Number(d.statistic).toFixed(1)}, since ${new Date(Number(d.since) * 1000).toLocaleString()})`;
+  return h("span", { class: "drift", title: d.message }, [
+    h("span", { class: `chip drift ${d.state}` }, `${d.state} · ${words[d.state] || d.state}`),
+    detail ? h("span", { class: "muted drift-detail" }, ` ${detail}${d.state === "drifted" ? " — review the drifted images, then retrain" : ""}`) : null,
+  ]);
 }
 
 function fact(name, value) {
