@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
-import threading
 import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -37,6 +35,7 @@ from edgetl.db import connect
 from edgetl.errors import ConfigError
 from edgetl.monitor.reference import DriftReference
 from edgetl.monitor.statistics import Moments, class_mix_z, features_z, mean_z
+from edgetl.writer import WriterThread
 
 log = logging.getLogger(__name__)
 
@@ -217,9 +216,7 @@ class DriftMonitor:
         columns = ("task", "adapter_version", "state", "since", "test", "statistic", "images", "baseline", "updated_at")
         self._stored = {row[0]: dict(zip(columns, row)) for row in self._db.execute(f"SELECT {', '.join(columns)} FROM drift_state")}
         self._tasks: dict[str, TaskMonitor] = {}
-        self._queue: queue.Queue[dict | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._write_loop, name="drift-writer", daemon=True)
-        self._thread.start()
+        self._writer: WriterThread[dict] = WriterThread("drift-writer", self._write, self._failed)
 
     def observe(self, task: str, version: str, reference: DriftReference | None, num_classes: int, embedding: np.ndarray | None, probs: np.ndarray) -> str:
         """Add one answer of `task` served by adapter `version`; returns the task's drift state."""
@@ -231,11 +228,11 @@ class DriftMonitor:
             monitor = self._tasks[task] = TaskMonitor(task, version, reference, num_classes, self.config, self._stored.get(task))
             metrics.DRIFT_STATE.labels(task).set(LEVEL[monitor.status.state])
             if monitor.status.images == 0:
-                self._queue.put({**monitor._row(), "previous": None})
+                self._writer.offer({**monitor._row(), "previous": None})
         state, events = monitor.observe(embedding, probs)
         for event in events:
             self._stored[task] = {k: v for k, v in event.items() if k != "previous"}
-            self._queue.put(event)
+            self._writer.offer(event)
         return state
 
     def status(self, task: str, version: str = "") -> DriftStatus:
@@ -252,17 +249,9 @@ class DriftMonitor:
         return DriftStatus(task, version, threshold=self.config.threshold_z, window=self.config.window, burn_in_left=self.config.burn_in)
 
     # -- the writer thread ----------------------------------------------------
-    def _write_loop(self) -> None:
-        while True:
-            event = self._queue.get()
-            try:
-                if event is None:
-                    return
-                self._write(event)
-            except Exception:
-                log.exception("drift state of task %s not stored", event.get("task") if event else "?")
-            finally:
-                self._queue.task_done()
+    @staticmethod
+    def _failed(event: dict, exc: Exception) -> None:
+        log.error("drift state of task %s not stored", event.get("task"), exc_info=exc)  # monitoring never stops serving
 
     def _write(self, event: dict) -> None:
         previous = event.pop("previous", None)
@@ -279,12 +268,9 @@ class DriftMonitor:
             self.audit.record("edgetl", "server", "DriftStateChanged", SimpleNamespace(task=event["task"], version=event["adapter_version"]), message=message)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return not self._queue.unfinished_tasks
+        """Wait until every state change so far is stored and audited (tests, shutdown)."""
+        return self._writer.flush(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout)
+        self._writer.close(timeout)
         self._db.close()

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import queue
-import threading
 import time
 from collections.abc import Container
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from edgetl.review.policy import CapturePolicies, CapturePolicy, margin_of
 from edgetl.review.store import Capture, Item, ReviewStore
 from edgetl.runtime.imageheader import read_header
 from edgetl.runtime.preprocess import EncodedImage, ImageInput, decode
+from edgetl.writer import WriterThread
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +89,9 @@ class Capturer:
         self.policies = policies
         self.skip = skip
         self.max_pixels = max_pixels
-        self._queue: queue.Queue[_Offered | None] = queue.Queue(maxsize=max(1, queue_size))
         now = time.time()
         self._windows = {task: RateWindow(times) for task, times in store.captured_since(now - DAY_S).items()}
-        self._thread = threading.Thread(target=self._write_loop, name="review-capture", daemon=True)
-        self._thread.start()
+        self._writer: WriterThread[_Offered] = WriterThread("review-capture", self._write, self._failed, maxsize=max(1, queue_size))
 
     # -- the serving path -----------------------------------------------------
     def offer(self, prediction, image: ImageInput, flagged: bool = False, caller: str = "", request_id: str = "") -> list[str]:
@@ -116,25 +113,14 @@ class Capturer:
             task, image, prediction.adapter_version, prediction.label, prediction.score, margin, prediction.scores.tolist(), reasons, caller,
             request_id, time.time(),
         )
-        try:
-            self._queue.put_nowait(offered)
-        except queue.Full:
+        if not self._writer.offer(offered):
             metrics.REVIEW_DROPPED.labels(task, "queue_full").inc()
         return reasons
 
     # -- the writer thread ----------------------------------------------------
-    def _write_loop(self) -> None:
-        while True:
-            offered = self._queue.get()
-            try:
-                if offered is None:
-                    return
-                self._write(offered)
-            except Exception:  # noqa: BLE001 - one bad item must not stop capture
-                log.exception("review capture of a %s image failed; dropped", offered.task)
-                metrics.REVIEW_DROPPED.labels(offered.task, "error").inc()
-            finally:
-                self._queue.task_done()
+    def _failed(self, offered: _Offered, exc: Exception) -> None:
+        log.error("review capture of a %s image failed; dropped", offered.task, exc_info=exc)
+        metrics.REVIEW_DROPPED.labels(offered.task, "error").inc()
 
     def _write(self, offered: _Offered) -> None:
         policy = self.policies.get(offered.task)
@@ -178,12 +164,8 @@ class Capturer:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything offered so far is written (tests, shutdown). True if it was."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return not self._queue.unfinished_tasks
+        return self._writer.flush(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, then stop the writer."""
-        self._queue.put(None)
-        self._thread.join(timeout)
+        self._writer.close(timeout)

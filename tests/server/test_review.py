@@ -282,7 +282,7 @@ def test_a_full_hand_off_drops_instead_of_waiting(tmp_path):
     try:
         capturer.offer(prediction, image)
         deadline = time.monotonic() + 10
-        while capturer._queue.qsize() and time.monotonic() < deadline:
+        while capturer._writer.waiting and time.monotonic() < deadline:
             time.sleep(0.01)  # the writer has taken the first item and is stuck on the lock
         offers = threading.Thread(target=lambda: [capturer.offer(prediction, image) for _ in range(5)])
         offers.start()
