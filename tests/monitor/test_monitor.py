@@ -177,3 +177,16 @@ def test_bad_drift_settings_are_refused_with_the_values():
         DriftSettings.of(Settings(drift_window=3))
     with pytest.raises(ConfigError, match="capture_rate must be between 0 and 1"):
         DriftSettings.of(Settings(drift_capture_rate=2.0))
+
+
+def test_a_store_that_fails_never_stops_the_monitor(tmp_path, line, reference, caplog):
+    """The writer's database goes away (a full disk, a bad sector): answers and states go on, the error is logged."""
+    monitor = DriftMonitor(tmp_path / "edgetl.db", DriftSettings())
+    rng = np.random.default_rng(7)
+    feed(monitor, reference, line, rng, 500)
+    assert monitor.flush()  # the writer is idle: closing under a running statement is not the fault tested
+    monitor._db.close()
+    states = feed(monitor, reference, line, rng, 300, shift=0.8)
+    assert states[-1] == DRIFTED and monitor.flush()
+    assert "drift state of task t not stored" in caplog.text
+    monitor._writer.close()

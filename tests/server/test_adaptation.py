@@ -150,17 +150,18 @@ def test_hot_swap_under_load_drops_nothing(server):
         assert version in allowed, (start, end, version, timeline)
 
 
-def test_a_damaged_adapter_does_not_replace_the_active_one(server, data_dir):
+@pytest.mark.parametrize("name", ["head.npz", "drift.npz"])
+def test_a_damaged_adapter_does_not_replace_the_active_one(server, data_dir, name):
     images = create_and_label(server)
     _, v1 = train(server)
     _, v2 = train(server, force=True, seed=1)
     stub = adapters(server)
     stub.ActivateAdapter(adapt_pb2.ActivateAdapterRequest(task="parts", version=v1.version), timeout=60)
-    head = data_dir / "adapters" / "parts" / v2.version / "head.npz"
-    head.write_bytes(head.read_bytes()[:-100])  # truncated on disk
+    damaged = data_dir / "adapters" / "parts" / v2.version / name
+    damaged.write_bytes(damaged.read_bytes()[:-100])  # truncated on disk
     with pytest.raises(grpc.RpcError) as info:
         stub.ActivateAdapter(adapt_pb2.ActivateAdapterRequest(task="parts", version=v2.version), timeout=60)
-    assert info.value.code() == grpc.StatusCode.DATA_LOSS and "head.npz is damaged" in info.value.details()
+    assert info.value.code() == grpc.StatusCode.DATA_LOSS and f"{name} is damaged" in info.value.details()
     assert classify(server, images[0][1]).adapter_version == v1.version
     assert stub.ListAdapters(adapt_pb2.ListAdaptersRequest(task="parts"), timeout=10).active_version == v1.version
 
