@@ -3,6 +3,7 @@
     python benchmarks/heldout.py run [--generators relief blend] [--surfaces ...] [--labels 10 20 50]
                                      [--seeds 0 1 2] [--methods head lora] [--results FILE] [--option k=v ...]
     python benchmarks/heldout.py report [--results FILE] [--generators ...]
+    python benchmarks/heldout.py samples [--surfaces ...] [--generators ...] [--out FILE]
 
 A cell is (surface, generator, labels per class, seed, method, variant). Its
 training set has that many labels per class of the generator's six classes
@@ -70,7 +71,7 @@ class Bench:
         self.session = session
         os.environ["EDGETL_TRAIN_THREADS"] = str(threads)
 
-    def cell(self, surface: str, generator: str, n: int, seed: int, method: str, options: dict) -> dict:
+    def cell(self, surface: str, generator: str, n: int, seed: int, method: str, options: dict, scratch: bool = False) -> dict:
         from edgetl.adapt.labels import LabelStore
         from edgetl.adapt.worker import run
         from edgetl.db import DB_FILE
@@ -87,7 +88,7 @@ class Bench:
         tmp = self.root / "adapters" / task / ".tmp"
         request = {
             "settings": self.settings.to_dict(), "task": task, "method": method, "class_names": list(CLASSES),
-            "backbone": self.settings.default_backbone, "tmp_dir": str(tmp), "options": options, "compare_scratch": False,
+            "backbone": self.settings.default_backbone, "tmp_dir": str(tmp), "options": options, "compare_scratch": scratch,
             "active_path": None, "parent_pid": os.getpid(),
         }
         started = time.monotonic()
@@ -105,6 +106,7 @@ class Bench:
         return {
             "test_accuracy": float((predicted == truth).mean()), "val_accuracy": result["metrics"]["accuracy"], "val_n": result["metrics"]["n"],
             "train_s": round(train_s, 2), "confusion": confusion.tolist(), "options": result.get("options", {}),
+            **({"scratch_val_accuracy": result["scratch_metrics"]["accuracy"]} if scratch and result.get("scratch_metrics") else {}),
         }
 
     def close(self) -> None:
@@ -130,7 +132,7 @@ def run_cells(args) -> None:
                             row = {"surface": surface, "generator": generator, "labels": n, "seed": seed, "method": method, "variant": args.variant}
                             if _key(row) in done:
                                 continue
-                            row.update(bench.cell(surface, generator, n, seed, method, options))
+                            row.update(bench.cell(surface, generator, n, seed, method, options, args.scratch))
                             row["requested_options"] = options
                             with open(args.results, "a") as f:
                                 f.write(json.dumps(row) + "\n")
@@ -192,6 +194,14 @@ def report(args) -> None:
             f"{statistics.median(c['train_s'] for c in cells):.1f} | "
             + (f"{sum(c.get('chose') == 'lora' for c in cells)} of {len(cells)} |" if method == "auto" else "|")
         )
+    scratch = [r for r in rows if "scratch_val_accuracy" in r]
+    if scratch:
+        print("\ntransfer vs scratch (the same cells' validation split; scratch for a head = the same head on a random-weight backbone's features,"
+              " for LoRA = the same network from random weights with every parameter trained):\n")
+        print("| surface | generator | labels/class | variant | transfer (this method) val | scratch val |")
+        print("|---|---|---|---|---|---|")
+        for r in scratch:
+            print(f"| {r['surface']} | {r['generator']} | {r['labels']} | {r['variant']} ({r['method']}) | {r['val_accuracy']:.3f} | {r['scratch_val_accuracy']:.3f} |")
     print("\nper surface (mean over generators and seeds):\n")
     surfaces = [s for s in args.surfaces if any(r["surface"] == s for r in rows)]
     print("| method | variant | labels/class | " + " | ".join(surfaces) + " |")
@@ -204,9 +214,24 @@ def report(args) -> None:
         print(f"| {method} | {variant} | {n} | " + " | ".join(means) + " |")
 
 
+def samples(args) -> None:
+    """A sheet of test images, one row per (surface, generator), two per class at full size: what the figures are about."""
+    rows = []
+    for surface in args.surfaces:
+        for generator in args.generators:
+            images = list(make_set(surface, generator, 2, seed=TEST_SEED_OFFSET))
+            row = np.hstack([img for _, img in images])
+            for i, (kind, _) in enumerate(images[::2]):
+                cv2.putText(row, f"{surface} {generator}: {kind}", (i * 448 + 6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 255, 255), 2)
+            rows.append(row)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(args.out), np.vstack(rows), [cv2.IMWRITE_JPEG_QUALITY, 75])
+    print(args.out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["run", "report"])
+    parser.add_argument("action", choices=["run", "report", "samples"])
     parser.add_argument("--generators", nargs="+", default=list(HELD_OUT), help=f"tuning: {TUNING}; held out: {HELD_OUT}")
     parser.add_argument("--surfaces", nargs="+", default=list(SURFACES))
     parser.add_argument("--labels", type=int, nargs="+", default=[10, 20, 50])
@@ -215,11 +240,13 @@ def main() -> None:
     parser.add_argument("--variant", default="default", help="a name for the recipe being measured (options, code state)")
     parser.add_argument("--option", action="append", default=[], help="a training option, e.g. epochs=10")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--scratch", action="store_true", help="also train the LoRA network from random weights (the job's compare_scratch) and record its validation accuracy")
     parser.add_argument("--store", type=Path, default=ROOT / "edgetl-data" / "store")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "heldout.jsonl")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "heldout-samples.jpg", help="samples: where the sheet goes")
     args = parser.parse_args()
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    run_cells(args) if args.action == "run" else report(args)
+    {"run": run_cells, "report": report, "samples": samples}[args.action](args)
 
 
 if __name__ == "__main__":
