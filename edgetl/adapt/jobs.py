@@ -33,7 +33,7 @@ from edgetl.tasks.store import Task
 
 log = logging.getLogger(__name__)
 
-METHODS = ("head", "lora", "auto")
+METHODS = ("head", "lora", "auto", "anomaly")
 FINISHED = ("succeeded", "failed", "cancelled")
 
 SCHEMA = """
@@ -107,6 +107,12 @@ class JobManager:
             raise InvalidInput(f"task {task.name!r} is built in and cannot be trained; create a task of your own")
         if method not in METHODS:
             raise InvalidInput(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+        if task.kind == "anomaly":
+            if method not in ("anomaly", "auto"):
+                raise InvalidInput(f"task {task.name!r} is an anomaly task: train it with --method anomaly (from good images), not {method!r}")
+            method = "anomaly"
+        elif method == "anomaly":
+            raise InvalidInput(f"task {task.name!r} is a classify task; --method anomaly needs a task created with --kind anomaly")
         running = [j for j in self._jobs.values() if j.task == task.name and j.state not in FINISHED]
         if running:
             raise NotReady(f"task {task.name!r} already has job {running[0].id} {running[0].state}; wait for it or cancel it")
@@ -256,7 +262,8 @@ class JobManager:
             manifest_path.write_text(json.dumps(manifest, indent=2))
             return {
                 "method": done.get("method", job.method), "backbone": task.backbone, "export_id": manifest["export_id"], "metrics": done["metrics"],
-                "options": done.get("options", {}), "labels": done.get("labels", {}), "extra": {"scratch_metrics": done.get("scratch_metrics")},
+                "options": done.get("options", {}), "labels": done.get("labels", {}),
+                "extra": {"scratch_metrics": done.get("scratch_metrics"), **({"anomaly": done["anomaly"]} if done.get("anomaly") else {})},
             }
 
         adapter = await asyncio.to_thread(self.versions.register, task.name, tmp, fields)
@@ -267,6 +274,9 @@ class JobManager:
         activate, result["gate"] = self._gate(job, done)
         if done.get("auto"):
             result["gate"] = f"auto chose {done['auto']['chosen']} ({done['auto']['reason']}); {result['gate']}"
+        if done.get("anomaly"):
+            result["anomaly"] = done["anomaly"]
+            result["gate"] = f"{result['gate']}; {done['anomaly']['message']}"
         if activate:
             try:
                 await self.activator.activate(task.name, adapter.version, reason="trained")

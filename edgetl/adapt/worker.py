@@ -115,7 +115,10 @@ def run(request: dict, emit) -> dict:
     emit({"phase": "start", "message": f"{method} adapter for task {task!r}"})
 
     labels = LabelStore(data_dir, data_dir / DB_FILE, readonly=True).current(task)
-    _check_labels(labels, class_names)
+    if method == "anomaly":
+        _check_good_labels(labels, class_names)
+    else:
+        _check_labels(labels, class_names)
     index = {name: i for i, name in enumerate(class_names)}
     registry = BackboneRegistry.from_settings(settings)
     backbone = registry.get(request["backbone"])
@@ -139,10 +142,10 @@ def run(request: dict, emit) -> dict:
     auto = None
     if method == "auto":
         method, options, auto = _auto(tmp, build, options, backbone, base, settings, store, val_x, val_y, is_val, class_names, emit)
-    elif method in ("head", "lora"):
+    elif method in ("head", "lora", "anomaly"):
         options = build(tmp, method, options)
     else:
-        raise InvalidInput(f"unknown method {method!r}; use 'head', 'lora' or 'auto'")
+        raise InvalidInput(f"unknown method {method!r}; use 'head', 'lora', 'auto' or 'anomaly'")
 
     emit({"phase": "evaluate", "message": f"validation split: {len(val_y)} images"})
     probe_x = (val_x if len(val_x) else train_x)[:4]
@@ -160,6 +163,8 @@ def run(request: dict, emit) -> dict:
     holdout = open_adapter(tmp, base, settings, store.trt_cache, verify=False, holdout=True)
     predicted = predict(holdout, val_x).argmax(1)
     result = {"metrics": metrics(val_y, predicted, class_names), "options": options, "labels": manifest["labels"], "method": method}
+    if method == "anomaly":
+        result["anomaly"] = _anomaly_evidence(holdout, manifest, predict(holdout, val_x)[:, 1], val_y, predict(holdout, tensors[y == 1])[:, 1] if (y == 1).any() else None)
     if auto:
         result["auto"] = auto
     active_path = request.get("active_path")
@@ -173,7 +178,7 @@ def run(request: dict, emit) -> dict:
                 result["known_classes"] = _known_class_comparison(val_y, predicted, active_predicted, class_names, known)
         except Exception as exc:  # noqa: BLE001 - an unloadable active adapter must not block a new one
             emit({"phase": "evaluate", "message": f"the active adapter could not be evaluated: {exc}"})
-    if request.get("compare_scratch"):
+    if request.get("compare_scratch") and method != "anomaly":
         emit({"phase": "scratch", "message": "training the same network from random weights"})
         result["scratch_metrics"] = _scratch(backbone, method, session, train_x, train_y, val_x, val_y, class_names, options, emit)
     return result
@@ -186,6 +191,8 @@ def _build(directory, method, options, backbone, session, base, record, labels, 
     directory.mkdir(parents=True, exist_ok=True)
     if method == "head":
         options = _train_head(directory, session, base[backbone.name], labels, tensors, is_val, y, class_names, options, data_dir, emit)
+    elif method == "anomaly":
+        options = _train_anomaly(directory, session, base[backbone.name], tensors, is_val, y, options, emit)
     else:
         options = _train_lora(directory, backbone, tensors[~is_val], y[~is_val], tensors[is_val], y[is_val], class_names, options, emit, scratch=False)
     manifest = {
@@ -297,6 +304,21 @@ def _known_class_comparison(val_y, predicted, active_predicted, class_names, kno
     }
 
 
+def _check_good_labels(labels, class_names) -> None:
+    """An anomaly task trains from good images alone; defect labels are optional evidence."""
+    from edgetl.anomaly.model import MIN_GOOD
+    from edgetl.errors import InvalidInput
+
+    good = [l for l in labels if l.class_name == class_names[0]]
+    if len(good) < MIN_GOOD + 2:
+        raise InvalidInput(
+            f"an anomaly task needs good images to learn from: {len(good)} labelled {class_names[0]!r}, at least {MIN_GOOD + 2} needed "
+            f"(10 or more recommended; edgetl label add --task T --class {class_names[0]} FILES)"
+        )
+    if not any(l.split == "val" for l in good):
+        raise InvalidInput(f"none of the {len(good)} good images falls in the validation split (~20% by image hash); label more good images")
+
+
 def _check_labels(labels, class_names) -> None:
     from edgetl.errors import InvalidInput
 
@@ -335,6 +357,76 @@ def _train_head(tmp, session, batcher, labels, tensors, is_val, y, class_names, 
     emit({"phase": "refit", "message": f"fitting the served head on all {len(y)} labels"})
     np.savez(tmp / "head.npz", inputs=np.array(names), **fit(np.ones_like(train)))
     return resolved
+
+
+def _train_anomaly(tmp, session, batcher, tensors, is_val, y, options, emit) -> dict:
+    """The holdout bank from the training split's good images, the served bank from all of them.
+
+    Only `good` labels (class 0) build a bank; `anomaly` labels are evidence
+    (AUROC), never enrolled.
+    """
+    from edgetl.adapt.features import VIEWS
+    from edgetl.anomaly.model import DEFAULTS, MIN_GOOD, fit
+    from edgetl.errors import InvalidInput
+
+    names = anomaly_maps(session.record.manifest["spec"])
+    resolved = {**DEFAULTS, **{k: v for k, v in options.items() if k in DEFAULTS and v is not None}}
+    views = int(resolved["views"])
+    if not 1 <= views <= len(VIEWS):
+        raise InvalidInput(f"anomaly option views must be 1-{len(VIEWS)}, got {views}")
+    good = np.flatnonzero(y == 0)
+    emit({"phase": "features", "message": f"feature maps of {len(good)} good images in {views} view(s)"})
+    maps = {}
+    for done, i in enumerate(good, 1):
+        maps[int(i)] = [batcher.run(np.ascontiguousarray(VIEWS[v](tensors[i])), names).features for v in range(views)]
+        if done % 10 == 0 or done == len(good):
+            emit({"phase": "features", "epoch": done, "epochs": len(good), "message": f"good image {done}/{len(good)}"})
+    train_good = [int(i) for i in good if not is_val[i]]
+    if len(train_good) < MIN_GOOD:
+        raise InvalidInput(f"only {len(train_good)} good image(s) fall in the training split; label at least {MIN_GOOD + 2} good images")
+    try:
+        emit({"phase": "train", "message": f"holdout bank from the {len(train_good)} good images of the training split"})
+        holdout, _ = fit([maps[i] for i in train_good], names, resolved)
+        (tmp / HOLDOUT_DIR).mkdir(parents=True, exist_ok=True)
+        holdout.save(tmp / HOLDOUT_DIR / "bank.npz")
+        emit({"phase": "refit", "message": f"served bank from all {len(good)} good images"})
+        served, summary = fit([maps[int(i)] for i in good], names, resolved)
+    except ValueError as exc:
+        raise InvalidInput(f"anomaly training: {exc}") from exc
+    served.save(tmp / "bank.npz")
+    summary.pop("leave_one_out_scores")
+    return {**resolved, "maps": list(names), "bank": summary}
+
+
+def anomaly_maps(spec: dict) -> tuple[str, ...]:
+    """The feature maps an anomaly bank reads: the backbone's first two (plugins list them finest first)."""
+    return tuple(spec["feature_maps"][:2])
+
+
+def _anomaly_evidence(holdout, manifest, val_scores, val_y, defect_scores) -> dict:
+    """What the job reports for an anomaly adapter: the calibration, and with labelled defects the AUROC.
+
+    The holdout bank never saw the validation split's good images nor any
+    defect (defects are never enrolled), so all of them are fair evidence.
+    """
+    from edgetl.anomaly.threshold import auroc
+
+    calibration = manifest["options"]["bank"]["calibration"]
+    evidence = {"calibration": calibration, "bank_patches": manifest["options"]["bank"]["bank_patches"]}
+    good_val = val_scores[val_y == 0]
+    evidence["validation_good"] = len(good_val)
+    if defect_scores is not None and len(good_val):
+        # Probabilities rank like scores (a monotone map), so the AUROC is the same.
+        evidence["auroc"] = auroc(good_val, defect_scores)
+        evidence["defects"] = len(defect_scores)
+    n = calibration["n"]
+    evidence["message"] = (
+        f"threshold for a {calibration['false_alarm_rate']:.1%} false-alarm rate, from {n} good images scored against the others; "
+        f"distribution-free bound {calibration['guaranteed_false_alarm_rate']:.1%}"
+        + ("; label at least 10 good images for a tighter one" if n < 10 else "")
+        + (f"; AUROC {evidence['auroc']:.3f} on {evidence['defects']} labelled defects" if "auroc" in evidence else "")
+    )
+    return evidence
 
 
 def _train_lora(tmp, backbone, train_x, train_y, val_x, val_y, class_names, options, emit, scratch: bool) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 import edgetl
-from edgetl.cli.adapt import cmd_adapters, cmd_eval, cmd_jobs, cmd_label, cmd_train
+from edgetl.cli.adapt import cmd_adapters, cmd_enroll, cmd_eval, cmd_jobs, cmd_label, cmd_train
 from edgetl.cli.common import DEFAULT_SERVER, CliError, Parser
 from edgetl.cli.inference import cmd_backbones, cmd_drift, cmd_predict, cmd_tasks
 from edgetl.cli.review import add_review_arguments, cmd_review
@@ -83,9 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for p in (tasks, *task_actions.values()):
         p.add_argument("--json", action="store_true")
-        p.set_defaults(func=cmd_tasks, name=None, classes=None, backbone="", class_name=None)
+        p.set_defaults(func=cmd_tasks, name=None, classes=None, backbone="", class_name=None, kind="classify")
     task_actions["create"].add_argument("name", help="task name")
-    task_actions["create"].add_argument("--classes", required=True, help="comma-separated class names, e.g. ok,scratch,dent")
+    task_actions["create"].add_argument("--classes", help="comma-separated class names, e.g. ok,scratch,dent (a classify task)")
+    task_actions["create"].add_argument(
+        "--kind", choices=["classify", "anomaly"], default="classify", help="anomaly: trained from good parts only; its classes are good and anomaly"
+    )
     task_actions["create"].add_argument("--backbone", default="", help="default: the server's")
     task_actions["add-class"].add_argument("name", help="task name")
     task_actions["add-class"].add_argument("--class", dest="class_name", required=True, help="the new class, e.g. porosity")
@@ -104,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="one JSON object per file")
     predict.add_argument("--top-k", type=int, default=5, help="classes listed in `scores` (default 5)")
     predict.add_argument("--flag", action="store_true", help="keep the images for an operator to review (reason flagged)")
+    predict.add_argument("--map", dest="map_dir", type=Path, help="anomaly tasks: write each file's heatmap as DIR/<file>.anomaly.png")
     predict.add_argument("files", nargs="+", type=Path, metavar="FILE")
     predict.set_defaults(func=cmd_predict)
 
@@ -119,7 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = client("train", "train an adapter for a task")
     train.add_argument("--task", required=True)
-    train.add_argument("--method", choices=["auto", "head", "lora"], default="auto", help="auto (default): a head, then LoRA if it does better and fits --time-budget")
+    train.add_argument(
+        "--method", choices=["auto", "head", "lora", "anomaly"], default="auto",
+        help="auto (default): a head, then LoRA if it does better and fits --time-budget; on an anomaly task, anomaly (a bank of good patches)",
+    )
     train.add_argument("--time-budget", type=int, dest="time_budget_s", help="auto: the most seconds LoRA may take (default 300)")
     train.add_argument("--epochs", type=int)
     train.add_argument("--rank", type=int, help="LoRA rank (default 8)")
@@ -127,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--head-lr", type=float, dest="head_learning_rate", help="LoRA: the classifier's learning rate")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--patience", type=int)
-    train.add_argument("--views", type=int, help="head: fit each image in this many of its flips and turns (1-8, default 8)")
+    train.add_argument("--views", type=int, help="head: fit each image in this many of its flips and turns (1-8, default 8); anomaly: enrol each good image in this many (default 8)")
+    train.add_argument("--max-patches", type=int, help="anomaly: the most patches the bank keeps (default 4096)")
+    train.add_argument("--false-alarm-rate", type=float, help="anomaly: the false-alarm rate on good parts the threshold is set for (default 0.01)")
     train.add_argument("--refit-epochs", type=int, help="LoRA: epochs the served model goes on with the validation images added (default 2; 0: serve the holdout model)")
     train.add_argument("--no-augment", action="store_true")
     train.add_argument("--seed", type=int)
@@ -186,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_review_arguments(review)
     for p in review.values():
         p.set_defaults(func=cmd_review)
+
+    enroll = client("enroll", "anomaly tasks: add confirmed good parts to the active bank, no training job (a new version each)")
+    enroll.add_argument("--task", required=True)
+    enroll.add_argument("--operator", default=os.environ.get("USER", ""), help="who confirmed them (without security; default $USER)")
+    enroll.add_argument("--json", action="store_true", help="one JSON object per file")
+    enroll.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    enroll.set_defaults(func=cmd_enroll)
 
     _, adapters = group("adapters", "list, activate or roll back adapter versions", {"list": "a task's versions", "activate": "activate a version", "rollback": "go back to the previously active version"})
     adapters["activate"].add_argument("version")

@@ -116,7 +116,7 @@ def cmd_train(args) -> int:
     from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc
 
     options = adapt_pb2.TrainingOptions()
-    for name in ("epochs", "rank", "learning_rate", "head_learning_rate", "batch_size", "patience", "seed", "refit_epochs", "time_budget_s", "views"):
+    for name in ("epochs", "rank", "learning_rate", "head_learning_rate", "batch_size", "patience", "seed", "refit_epochs", "time_budget_s", "views", "max_patches", "false_alarm_rate"):
         if getattr(args, name) is not None:
             setattr(options, name, getattr(args, name))
     if args.no_augment:
@@ -191,6 +191,31 @@ def cmd_eval(args) -> int:
         print(f"task {args.task}: accuracy {result['accuracy']:.3f} on {result['n']} images (adapter {', '.join(sorted(versions))})")
         for name, m in result["per_class"].items():
             print(f"  {name:20} precision {m['precision']:.3f}  recall {m['recall']:.3f}  n {m['support']}")
+    return 0
+
+
+def cmd_enroll(args) -> int:
+    """Each file becomes a good label and a new bank version, activated at once."""
+    from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc, image_pb2
+
+    with open_channel(args) as channel:
+        stub = adapt_pb2_grpc.AdapterServiceStub(channel)
+        for path in args.files:
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise CliError(f"cannot read {path}: {exc.strerror}") from exc
+            r = call(args, stub.EnrollGood, adapt_pb2.EnrollGoodRequest(task=args.task, image=image_pb2.Image(encoded=data), operator_id=args.operator))
+            if args.json:
+                print_json(
+                    {"file": str(path), "version": r.version, "parent_version": r.parent_version, "score": round(r.score, 6), "threshold": round(r.threshold, 6),
+                     "previous_threshold": round(r.previous_threshold, 6), "patches_added": r.patches_added, "bank_patches": r.bank_patches, "elapsed_ms": round(r.elapsed_ms, 1)}
+                )
+            else:
+                print(
+                    f"{path}: v{r.version} (from v{r.parent_version}): score {r.score:.3f}, {r.patches_added} new patches ({r.bank_patches} in the bank), "
+                    f"threshold {r.previous_threshold:.3f} -> {r.threshold:.3f}  [{r.elapsed_ms:.0f} ms]"
+                )
     return 0
 
 

@@ -33,20 +33,22 @@ def cmd_tasks(args) -> int:
     with open_channel(args) as channel:
         stub = model_pb2_grpc.ModelServiceStub(channel)
         if args.action == "create":
-            if not args.name or not args.classes:
-                raise CliError("tasks create needs a NAME and --classes a,b,...", EXIT_USAGE)
-            classes = [c for c in args.classes.split(",") if c.strip()]
-            tasks = [call(args, stub.CreateTask, model_pb2.CreateTaskRequest(name=args.name, class_names=classes, backbone=args.backbone))]
+            if not args.name or not (args.classes or args.kind == "anomaly"):
+                raise CliError("tasks create needs a NAME and --classes a,b,... (or --kind anomaly)", EXIT_USAGE)
+            classes = [c for c in (args.classes or "").split(",") if c.strip()]
+            request = model_pb2.CreateTaskRequest(name=args.name, class_names=classes, backbone=args.backbone, kind=args.kind)
+            tasks = [call(args, stub.CreateTask, request)]
         elif args.action == "add-class":
             tasks = [call(args, stub.AddClass, model_pb2.AddClassRequest(task=args.name, class_name=args.class_name))]
         else:
             tasks = call(args, stub.ListTasks, model_pb2.ListTasksRequest()).tasks
     for t in tasks:
         if args.json:
-            print_json({"name": t.name, "backbone": t.backbone, "classes": len(t.class_names), "class_names": list(t.class_names) if len(t.class_names) <= 50 else None, "active_adapter_version": t.active_adapter_version, "builtin": t.builtin})
+            print_json({"name": t.name, "backbone": t.backbone, "classes": len(t.class_names), "class_names": list(t.class_names) if len(t.class_names) <= 50 else None, "active_adapter_version": t.active_adapter_version, "builtin": t.builtin, "kind": t.kind or "classify"})
         else:
             version = t.active_adapter_version or "no adapter yet"
-            print(f"{t.name:24} {t.backbone:20} {len(t.class_names):5} classes  {version}")
+            what = "anomaly      " if t.kind == "anomaly" else f"{len(t.class_names):5} classes"
+            print(f"{t.name:24} {t.backbone:20} {what}  {version}")
     return 0
 
 
@@ -63,7 +65,7 @@ def cmd_predict(args) -> int:
                 report_failure(args, path, f"cannot read {path}: {exc.strerror}")
                 failures += 1
                 continue
-            request = inference_pb2.ClassifyRequest(task=args.task, image=image_pb2.Image(encoded=data), top_k=args.top_k, flag_for_review=args.flag, request_id=path.name)
+            request = inference_pb2.ClassifyRequest(task=args.task, image=image_pb2.Image(encoded=data), top_k=args.top_k, flag_for_review=args.flag, request_id=path.name, anomaly_map=bool(args.map_dir))
             try:
                 r = call(args, stub.Classify, request)
             except CliError as exc:
@@ -81,10 +83,20 @@ def cmd_predict(args) -> int:
                 "adapter_version": r.adapter_version,
                 "timing_ms": {"decode": round(r.timing.decode_ms, 3), "queue": round(r.timing.queue_ms, 3), "inference": round(r.timing.inference_ms, 3), "total": round(r.timing.total_ms, 3)},
             }
+            verdict = ""
+            if r.HasField("anomaly"):
+                a = r.anomaly
+                result["anomaly"] = {"score": round(a.score, 6), "threshold": round(a.threshold, 6), "anomalous": a.anomalous}
+                verdict = f", anomaly score {a.score:.3f} vs threshold {a.threshold:.3f}"
+                if args.map_dir and a.map_png:
+                    args.map_dir.mkdir(parents=True, exist_ok=True)
+                    out = args.map_dir / f"{path.name}.anomaly.png"
+                    out.write_bytes(a.map_png)
+                    result["anomaly"]["map"] = str(out)
             if args.json:
                 print_json(result)
             else:
-                print(f"{path}: {r.label} ({r.score:.3f})  [task {r.task}, adapter {r.adapter_version}, {r.timing.total_ms:.1f} ms]")
+                print(f"{path}: {r.label} ({r.score:.3f}{verdict})  [task {r.task}, adapter {r.adapter_version}, {r.timing.total_ms:.1f} ms]")
     if failures:
         raise CliError(f"{failures} of {len(args.files)} files failed")
     return 0

@@ -35,7 +35,7 @@ import numpy as np
 from edgetl.adapt.versions import AdapterVersions
 from edgetl.backbones.spec import LOGITS
 from edgetl.db import DB_FILE
-from edgetl.errors import ConfigError, NotFound, NotReady
+from edgetl.errors import ConfigError, InvalidInput, NotFound, NotReady
 from edgetl.runtime.adapters import read_manifest, verify_files
 from edgetl.runtime.store import ModelStore
 from edgetl.tasks.store import TaskStore
@@ -80,6 +80,10 @@ def export_triton(data_dir: Path, task_name: str, out: Path, max_batch: int = MA
         tasks.close()
         versions.close()
     manifest = read_manifest(adapter_dir)
+    if manifest["method"] == "anomaly":
+        # The bank's nearest-neighbour search and top-1 % pooling would be an ONNX graph of their own
+        # (MatMul against the bank as an initializer, ReduceMin, TopK); not built yet.
+        raise InvalidInput(f"task {task.name!r} is an anomaly task; the Triton export covers classify tasks (head and LoRA adapters) only, so far")
     verify_files(adapter_dir, manifest)  # never export a damaged adapter
     base = ModelStore(data_dir / "store").load(data_dir / "store" / "exports" / manifest["export_id"])
     spec = base.manifest["input"]

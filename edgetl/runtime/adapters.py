@@ -3,6 +3,8 @@
 An adapter directory holds ``manifest.json`` and its artifacts:
 
 - method ``head``: ``head.npz``, a LinearHead on the task's shared backbone;
+- method ``anomaly``: ``bank.npz``, a bank of good patches with its
+  threshold (edgetl.anomaly.model), on the task's shared backbone;
 - method ``lora``: ``model.onnx``, the backbone with the LoRA weights merged
   and the task's classifier on top (output ``logits``), run as the task's
   own backbone session, plus ``peft/`` (adapter_config.json +
@@ -30,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetl.anomaly.model import FILE as BANK_FILE
+from edgetl.anomaly.model import AnomalyModel
 from edgetl.errors import Damaged, ExportError, NotReady
 from edgetl.fsutil import sha256_file
 from edgetl.monitor.reference import FILE as DRIFT_FILE
@@ -94,7 +98,7 @@ def open_adapter(
         manifest = {**manifest, "onnx": manifest["holdout"].get("onnx"), "version": f"{manifest.get('version', 'candidate')}-holdout"}
         path = path / HOLDOUT_DIR
     method = manifest["method"]
-    if method == "head":
+    if method in ("head", "anomaly"):
         batcher = base.get(manifest["backbone"])
         if batcher is None:
             raise NotReady(f"backbone {manifest['backbone']!r} of adapter {manifest['version']} is not loaded")
@@ -103,7 +107,7 @@ def open_adapter(
                 f"adapter {manifest['version']} was trained on backbone export {manifest['export_id']}, "
                 f"but {batcher.session.record.export_id} is loaded; retrain it"
             )
-        head: Head = LinearHead.load(path / "head.npz")
+        head: Head = LinearHead.load(path / "head.npz") if method == "head" else _load_bank(path / BANK_FILE, manifest)
     elif method in ("lora", "scratch"):
         record = ExportRecord(f"{manifest['task']}-v{manifest.get('version', 'candidate')}", path, manifest["onnx"])
         batcher = MicroBatcher(BackboneSession(record, settings, trt_cache_root), settings.max_batch)
@@ -116,6 +120,13 @@ def open_adapter(
     if method != "head" and EMBEDDING in (manifest.get("onnx") or {}).get("outputs", {}):
         outputs = (*head.inputs, EMBEDDING)
     return LoadedAdapter(str(manifest.get("version", "candidate")), head, batcher, manifest, drift, outputs)
+
+
+def _load_bank(path: Path, manifest: dict) -> AnomalyModel:
+    try:
+        return AnomalyModel.load(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise Damaged(f"adapter {manifest.get('version')} of task {manifest.get('task')!r}: its bank {path.name} cannot be read ({exc})") from exc
 
 
 def predict(adapter: LoadedAdapter, tensors: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgetl import metrics
+from edgetl.anomaly.model import AnomalyAnswer, AnomalyModel
 from edgetl.errors import DeadlineExceeded, EdgetlError, NotFound, NotReady, Unavailable
 from edgetl.runtime.batcher import BackboneResult, MicroBatcher
 from edgetl.runtime.heads import Head, probabilities_and_embedding
@@ -59,6 +60,10 @@ class Prediction:
     total_ms: float
     #: The task's drift state after this image: "ok", "warning" or "drifted".
     drift: str = "ok"
+    #: An anomaly task's answer (edgetl.anomaly.model.AnomalyAnswer): score, threshold, verdict, map.
+    anomaly: AnomalyAnswer | None = None
+    #: (height, width) the backbone was fed: the size an anomaly heatmap is drawn at.
+    input_size: tuple[int, int] = (0, 0)
 
 
 class InferenceEngine:
@@ -166,8 +171,13 @@ class InferenceEngine:
             with self._lock:
                 self._in_flight -= 1
         head_started = time.perf_counter()
-        probs, embedding = probabilities_and_embedding(adapter.head, {k: v[None] for k, v in result.features.items()})
-        probs = probs[0]
+        anomaly = None
+        if isinstance(adapter.head, AnomalyModel):
+            anomaly = adapter.head.answer(result.features)
+            probs, embedding = adapter.head.probabilities(anomaly.score), None
+        else:
+            probs, embedding = probabilities_and_embedding(adapter.head, {k: v[None] for k, v in result.features.items()})
+            probs = probs[0]
         if len(probs) < len(task.class_names):
             # Trained before a class was added (classes are only appended): it
             # cannot know the new class, so it answers 0 for it.
@@ -192,6 +202,8 @@ class InferenceEngine:
             inference_ms=result.inference_ms + head_ms,
             total_ms=(time.perf_counter() - received) * 1000,
             drift=drift,
+            anomaly=anomaly,
+            input_size=tuple(batcher.session.input_size) if anomaly is not None else (0, 0),
         )
         metrics.PredictionMetrics.of(task.name, adapter.version).observe(decode_ms, result.queue_ms, prediction.inference_ms, prediction.total_ms)
         self.stats.record(task.name, prediction.total_ms)

@@ -7,15 +7,18 @@ import asyncio
 from edgetl.adapt.activation import Activator
 from edgetl.adapt.versions import AdapterVersions
 from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc
+from edgetl.errors import InvalidInput
 from edgetl.runtime.engine import InferenceEngine
 from edgetl.server.convert import adapter_to_proto
+from edgetl.server.security import LOCAL, current_caller_name
 
 
 class AdapterServicer(adapt_pb2_grpc.AdapterServiceServicer):
-    def __init__(self, engine: InferenceEngine, versions: AdapterVersions, activator: Activator):
+    def __init__(self, engine: InferenceEngine, versions: AdapterVersions, activator: Activator, enroller=None):
         self.engine = engine
         self.versions = versions
         self.activator = activator
+        self.enroller = enroller  # edgetl.anomaly.enrol.Enroller
 
     async def ListAdapters(self, request, context):
         task = self.engine.get_task(request.task)
@@ -34,6 +37,19 @@ class AdapterServicer(adapt_pb2_grpc.AdapterServiceServicer):
     async def Rollback(self, request, context):
         task = self.engine.get_task(request.task)
         return self._proto(await self.activator.rollback(task.name))
+
+    async def EnrollGood(self, request, context):
+        if request.image.WhichOneof("data") != "encoded":
+            raise InvalidInput("a good part is enrolled as encoded file bytes (image.encoded: JPEG, PNG or BMP), as a label is")
+        # With security the label names the authenticated caller; without it the caller may say who they are.
+        operator = current_caller_name(LOCAL)
+        if operator == LOCAL:
+            operator = request.operator_id or LOCAL
+        e = await self.enroller.enroll(request.task, request.image.encoded, operator)
+        return adapt_pb2.EnrollGoodResponse(
+            version=e.version, parent_version=e.parent_version, score=e.score, threshold=e.threshold, previous_threshold=e.previous_threshold,
+            patches_added=e.patches_added, bank_patches=e.bank_patches, image_sha256=e.image_sha256, elapsed_ms=e.elapsed_ms,
+        )
 
     def _proto(self, adapter):
         return adapter_to_proto(adapter, self.versions.active_version(adapter.task), self.versions.activated_versions(adapter.task))

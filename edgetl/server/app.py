@@ -27,6 +27,7 @@ from edgetl.adapt.activation import Activator
 from edgetl.adapt.jobs import JobManager
 from edgetl.adapt.labels import LabelStore
 from edgetl.adapt.versions import AdapterVersions
+from edgetl.anomaly.enrol import Enroller
 from edgetl.api.kserve import grpc_service_pb2 as kserve_pb2
 from edgetl.api.kserve import grpc_service_pb2_grpc as kserve_pb2_grpc
 from edgetl.api.v1 import (
@@ -191,7 +192,8 @@ class EdgetlServer:
         )
         adapt_pb2_grpc.add_LabelServiceServicer_to_server(LabelServicer(self.engine, self.labels, settings.max_pixels), self._server)
         adapt_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(self.engine, self.jobs), self._server)
-        adapt_pb2_grpc.add_AdapterServiceServicer_to_server(AdapterServicer(self.engine, self.versions, self.activator), self._server)
+        enroller = Enroller(self.engine, self.versions, self.activator, self.labels, settings.max_pixels)
+        adapt_pb2_grpc.add_AdapterServiceServicer_to_server(AdapterServicer(self.engine, self.versions, self.activator, enroller), self._server)
         review_pb2_grpc.add_ReviewServiceServicer_to_server(
             ReviewServicer(self.engine, self.reviews, self.labels, self.policies, settings.max_pixels), self._server
         )

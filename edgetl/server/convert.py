@@ -27,7 +27,7 @@ def image_from_proto(image: image_pb2.Image) -> ImageInput:
     raise InvalidInput("the request has no image; set image.encoded (JPEG, PNG or BMP bytes) or image.raw")
 
 
-def prediction_to_proto(p: Prediction, request_id: str = "") -> inference_pb2.ClassifyResponse:
+def prediction_to_proto(p: Prediction, request_id: str = "", anomaly_map: bool = False) -> inference_pb2.ClassifyResponse:
     response = inference_pb2.ClassifyResponse(
         task=p.task,
         label=p.label,
@@ -40,6 +40,15 @@ def prediction_to_proto(p: Prediction, request_id: str = "") -> inference_pb2.Cl
     )
     response.scores.extend(p.scores.tolist())
     response.top_classes.extend(inference_pb2.ClassScore(label=label, score=score) for label, score in p.top)
+    if p.anomaly is not None:
+        a = p.anomaly
+        response.anomaly.score, response.anomaly.threshold, response.anomaly.anomalous = a.score, a.threshold, a.anomalous
+        if anomaly_map:
+            from edgetl.anomaly.heatmap import heatmap_png
+
+            response.anomaly.map.extend(a.map.ravel().tolist())
+            response.anomaly.map_height, response.anomaly.map_width = a.map.shape
+            response.anomaly.map_png = heatmap_png(a.map, a.threshold, p.input_size)
     return response
 
 
@@ -51,6 +60,7 @@ def task_to_proto(task: Task, active_version: str = "", drift=None) -> model_pb2
         class_names=list(task.class_names),
         active_adapter_version=active_version,
         builtin=task.builtin,
+        kind=task.kind,
         drift=drift_to_proto(drift) if drift is not None else None,
     )
 

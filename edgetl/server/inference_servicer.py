@@ -36,7 +36,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         image = image_from_proto(request.image)
         prediction = await self.engine.classify(request.task, image, request.top_k, _deadline(context))
         self._offer(request, image, prediction)
-        return prediction_to_proto(prediction, request.request_id)
+        return prediction_to_proto(prediction, request.request_id, request.anomaly_map)
 
     def _offer(self, request, image, prediction) -> None:
         if self.capture is not None:
@@ -79,7 +79,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             image = image_from_proto(request.image)
             prediction = await self.engine.classify(request.task, image, request.top_k)
             self._offer(request, image, prediction)
-            return prediction_to_proto(prediction, request.request_id)
+            return prediction_to_proto(prediction, request.request_id, request.anomaly_map)
         except EdgetlError as exc:
             code, message = status_for(exc)
             return inference_pb2.ClassifyResponse(

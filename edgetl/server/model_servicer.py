@@ -63,7 +63,7 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         self.registry.get(backbone)  # NOT_FOUND with the list of backbones
         if request.name in self.engine.builtin_tasks:
             raise AlreadyExists(f"task {request.name!r} is built in")
-        task = await asyncio.to_thread(self.engine.tasks.create, request.name, list(request.class_names), backbone)
+        task = await asyncio.to_thread(self.engine.tasks.create, request.name, list(request.class_names), backbone, request.kind)
         await self.load_backbone(backbone)  # exported on first use, then kept loaded
         return task_to_proto(task)
 

@@ -63,6 +63,8 @@ METHOD_ROLES = {
     "/edgetl.v1.AdapterService/ListAdapters": "operator",
     "/edgetl.v1.AdapterService/ActivateAdapter": "admin",
     "/edgetl.v1.AdapterService/Rollback": "admin",
+    # Confirming a good part is an operator's call, like a label; it is gated and can be rolled back.
+    "/edgetl.v1.AdapterService/EnrollGood": "operator",
     # KServe v2: readiness and metadata go with inference (a camera checks before it sends).
     "/inference.GRPCInferenceService/ServerLive": "inference",
     "/inference.GRPCInferenceService/ServerReady": "inference",

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from edgetl.api.v1 import image_pb2 as edgetl_dot_api_dot_v1_dot_image__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64getl/api/v1/adapt.proto\x12\tedgetl.v1\x1a\x19\x65\x64getl/api/v1/image.proto\"\x86\x01\n\x0f\x41\x64\x64LabelRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x1f\n\x05image\x18\x02 \x01(\x0b\x32\x10.edgetl.v1.Image\x12\x12\n\nclass_name\x18\x03 \x01(\t\x12\x13\n\x0boperator_id\x18\x04 \x01(\t\x12\x1b\n\x13\x63orrects_prediction\x18\x05 \x01(\t\"\xab\x01\n\x10\x41\x64\x64LabelResponse\x12\x14\n\x0cimage_sha256\x18\x01 \x01(\t\x12\x10\n\x08label_id\x18\x02 \x01(\x03\x12\x11\n\tnew_image\x18\x03 \x01(\x08\x12\x12\n\nrelabelled\x18\x04 \x01(\x08\x12\x11\n\tunchanged\x18\x05 \x01(\x08\x12\r\n\x05split\x18\x06 \x01(\t\x12&\n\x06\x63ounts\x18\x07 \x01(\x0b\x32\x16.edgetl.v1.LabelCounts\"%\n\x15GetLabelCountsRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\"\xd8\x01\n\x0bLabelCounts\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x37\n\tper_class\x18\x02 \x03(\x0b\x32$.edgetl.v1.LabelCounts.PerClassEntry\x12\r\n\x05total\x18\x03 \x01(\x03\x12\r\n\x05train\x18\x04 \x01(\x03\x12\x0b\n\x03val\x18\x05 \x01(\x03\x12&\n\x07\x63lasses\x18\x06 \x03(\x0b\x32\x15.edgetl.v1.ClassCount\x1a/\n\rPerClassEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"<\n\nClassCount\x12\x12\n\nclass_name\x18\x01 \x01(\t\x12\r\n\x05train\x18\x02 \x01(\x03\x12\x0b\n\x03val\x18\x03 \x01(\x03\"\xe1\x03\n\x0fTrainingOptions\x12\x13\n\x06\x65pochs\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x11\n\x04rank\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x1a\n\rlearning_rate\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x1f\n\x12head_learning_rate\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x17\n\nbatch_size\x18\x05 \x01(\rH\x04\x88\x01\x01\x12\x15\n\x08patience\x18\x06 \x01(\rH\x05\x88\x01\x01\x12\x14\n\x07\x61ugment\x18\x07 \x01(\x08H\x06\x88\x01\x01\x12\x19\n\x0cweight_decay\x18\x08 \x01(\x02H\x07\x88\x01\x01\x12\x11\n\x04seed\x18\t \x01(\rH\x08\x88\x01\x01\x12\x19\n\x0crefit_epochs\x18\n \x01(\rH\t\x88\x01\x01\x12\x1a\n\rtime_budget_s\x18\x0b \x01(\rH\n\x88\x01\x01\x12\x12\n\x05views\x18\x0c \x01(\rH\x0b\x88\x01\x01\x42\t\n\x07_epochsB\x07\n\x05_rankB\x10\n\x0e_learning_rateB\x15\n\x13_head_learning_rateB\r\n\x0b_batch_sizeB\x0b\n\t_patienceB\n\n\x08_augmentB\x0f\n\r_weight_decayB\x07\n\x05_seedB\x0f\n\r_refit_epochsB\x10\n\x0e_time_budget_sB\x08\n\x06_views\"\x89\x01\n\x14StartTrainingRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12+\n\x07options\x18\x03 \x01(\x0b\x32\x1a.edgetl.v1.TrainingOptions\x12\r\n\x05\x66orce\x18\x04 \x01(\x08\x12\x17\n\x0f\x63ompare_scratch\x18\x05 \x01(\x08\"Q\n\x0c\x43lassMetrics\x12\r\n\x05label\x18\x01 \x01(\t\x12\x11\n\tprecision\x18\x02 \x01(\x02\x12\x0e\n\x06recall\x18\x03 \x01(\x02\x12\x0f\n\x07support\x18\x04 \x01(\x03\"e\n\x07Metrics\x12\x10\n\x08\x61\x63\x63uracy\x18\x01 \x01(\x02\x12\t\n\x01n\x18\x02 \x01(\x03\x12*\n\tper_class\x18\x03 \x03(\x0b\x32\x17.edgetl.v1.ClassMetrics\x12\x11\n\tconfusion\x18\x04 \x03(\x03\"\xbc\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\x11\n\tactivated\x18\x07 \x01(\x08\x12\x0c\n\x04gate\x18\x08 \x01(\t\x12#\n\x07metrics\x18\t \x01(\x0b\x32\x12.edgetl.v1.Metrics\x12*\n\x0e\x61\x63tive_metrics\x18\n \x01(\x0b\x32\x12.edgetl.v1.Metrics\x12+\n\x0fscratch_metrics\x18\x0b \x01(\x0b\x32\x12.edgetl.v1.Metrics\x12\x12\n\ncreated_at\x18\x0c \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\r \x01(\x01\x12\x14\n\x0coptions_json\x18\x0e \x01(\t\"\xbc\x01\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\r\x12\x0e\n\x06\x65pochs\x18\x04 \x01(\r\x12\x0c\n\x04loss\x18\x05 \x01(\x02\x12\x14\n\x0cval_accuracy\x18\x06 \x01(\x02\x12\x11\n\telapsed_s\x18\x07 \x01(\x02\x12\r\n\x05\x65ta_s\x18\x08 \x01(\x02\x12\x0f\n\x07message\x18\t \x01(\t\x12\x1b\n\x03job\x18\n \x01(\x0b\x32\x0e.edgetl.v1.Job\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x1f\n\x0fListJobsRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\"0\n\x10ListJobsResponse\x12\x1c\n\x04jobs\x18\x01 \x03(\x0b\x32\x0e.edgetl.v1.Job\"\x95\x02\n\x07\x41\x64\x61pter\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12#\n\x07metrics\x18\x05 \x01(\x0b\x32\x12.edgetl.v1.Metrics\x12\x14\n\x0coptions_json\x18\x06 \x01(\t\x12\x10\n\x08\x62\x61\x63kbone\x18\x07 \x01(\t\x12\x11\n\texport_id\x18\x08 \x01(\t\x12\x12\n\ncreated_at\x18\t \x01(\x01\x12\x13\n\x0blabel_count\x18\n \x01(\x03\x12\x16\n\x0elabel_snapshot\x18\x0b \x01(\t\x12+\n\x0fscratch_metrics\x18\x0c \x01(\x0b\x32\x12.edgetl.v1.Metrics\"#\n\x13ListAdaptersRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\"T\n\x14ListAdaptersResponse\x12$\n\x08\x61\x64\x61pters\x18\x01 \x03(\x0b\x32\x12.edgetl.v1.Adapter\x12\x16\n\x0e\x61\x63tive_version\x18\x02 \x01(\t\"7\n\x16\x41\x63tivateAdapterRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x1f\n\x0fRollbackRequest\x12\x0c\n\x04task\x18\x01 \x01(\t2\x9f\x01\n\x0cLabelService\x12\x43\n\x08\x41\x64\x64Label\x12\x1a.edgetl.v1.AddLabelRequest\x1a\x1b.edgetl.v1.AddLabelResponse\x12J\n\x0eGetLabelCounts\x12 .edgetl.v1.GetLabelCountsRequest\x1a\x16.edgetl.v1.LabelCounts2\x91\x02\n\x0fTrainingService\x12@\n\rStartTraining\x12\x1f.edgetl.v1.StartTrainingRequest\x1a\x0e.edgetl.v1.Job\x12=\n\x08WatchJob\x12\x1a.edgetl.v1.WatchJobRequest\x1a\x13.edgetl.v1.JobEvent0\x01\x12\x38\n\tCancelJob\x12\x1b.edgetl.v1.CancelJobRequest\x1a\x0e.edgetl.v1.Job\x12\x43\n\x08ListJobs\x12\x1a.edgetl.v1.ListJobsRequest\x1a\x1b.edgetl.v1.ListJobsResponse2\xe7\x01\n\x0e\x41\x64\x61pterService\x12O\n\x0cListAdapters\x12\x1e.edgetl.v1.ListAdaptersRequest\x1a\x1f.edgetl.v1.ListAdaptersResponse\x12H\n\x0f\x41\x63tivateAdapter\x12!.edgetl.v1.ActivateAdapterRequest\x1a\x12.edgetl.v1.Adapter\x12:\n\x08Rollback\x12\x1a.edgetl.v1.RollbackRequest\x1a\x12.edgetl.v1.Adapterb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64getl/api/v1/adapt.proto\x12\tedgetl.v1\x1a\x19\x65\x64getl/api/v1/image.proto\"\x86\x01\n\x0f\x41\x64\x64LabelRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x1f\n\x05image\x18\x02 \x01(\x0b\x32\x10.edgetl.v1.Image\x12\x12\n\nclass_name\x18\x03 \x01(\t\x12\x13\n\x0boperator_id\x18\x04 \x01(\t\x12\x1b\n\x13\x63orrects_prediction\x18\x05 \x01(\t\"\xab\x01\n\x10\x41\x64\x64LabelResponse\x12\x14\n\x0cimage_sha256\x18\x01 \x01(\t\x12\x10\n\x08label_id\x18\x02 \x01(\x03\x12\x11\n\tnew_image\x18\x03 \x01(\x08\x12\x12\n\nrelabelled\x18\x04 \x01(\x08\x12\x11\n\tunchanged\x18\x05 \x01(\x08\x12\r\n\x05split\x18\x06 \x01(\t\x12&\n\x06\x63ounts\x18\x07 \x01(\x0b\x32\x16.edgetl.v1.LabelCounts\"%\n\x15GetLabelCountsRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\"\xd8\x01\n\x0bLabelCounts\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x37\n\tper_class\x18\x02 \x03(\x0b\x32$.edgetl.v1.LabelCounts.PerClassEntry\x12\r\n\x05total\x18\x03 \x01(\x03\x12\r\n\x05train\x18\x04 \x01(\x03\x12\x0b\n\x03val\x18\x05 \x01(\x03\x12&\n\x07\x63lasses\x18\x06 \x03(\x0b\x32\x15.edgetl.v1.ClassCount\x1a/\n\rPerClassEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"<\n\nClassCount\x12\x12\n\nclass_name\x18\x01 \x01(\t\x12\r\n\x05train\x18\x02 \x01(\x03\x12\x0b\n\x03val\x18\x03 \x01(\x03\"\xbf\x04\n\x0fTrainingOptions\x12\x13\n\x06\x65pochs\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x11\n\x04rank\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x1a\n\rlearning_rate\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x1f\n\x12head_learning_rate\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x17\n\nbatch_size\x18\x05 \x01(\rH\x04\x88\x01\x01\x12\x15\n\x08patience\x18\x06 \x01(\rH\x05\x88\x01\x01\x12\x14\n\x07\x61ugment\x18\x07 \x01(\x08H\x06\x88\x01\x01\x12\x19\n\x0cweight_decay\x18\x08 \x01(\x02H\x07\x88\x01\x01\x12\x11\n\x04seed\x18\t \x01(\rH\x08\x88\x01\x01\x12\x19\n\x0crefit_epochs\x18\n \x01(\rH\t\x88\x01\x01\x12\x1a\n\rtime_budget_s\x18\x0b \x01(\rH\n\x88\x01\x01\x12\x12\n\x05views\x18\x0c \x01(\rH\x0b\x88\x01\x01\x12\x18\n\x0bmax_patches\x18\r \x01(\rH\x0c\x88\x01\x01\x12\x1d\n\x10\x66\x61lse_alarm_rate\x18\x0e \x01(\x02H\r\x88\x01\x01\x42\t\n\x07_epochsB\x07\n\x05_rankB\x10\n\x0e_learning_rateB\x15\n\x13_head_learning_rateB\r\n\x0b_batch_sizeB\x0b\n\t_patienceB\n\n\x08_augmentB\x0f\n\r_weight_decayB\x07\n\x05_seedB\x0f\n\r_refit_epochsB\x10\n\x0e_time_budget_sB\x08\n\x06_viewsB\x0e\n\x0c_max_patchesB\x13\n\x11_false_alarm_rate\"\x89\x01\n\x14StartTrainingRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12+\n\x07options\x18\x03 \x01(\x0b\x32\x1a.edgetl.v1.TrainingOptions\x12\r\n\x05\x66orce\x18\x04 \x01(\x08\x12\x17\n\x0f\x63ompare_scratch\x18\x05 \x01(\x08\"Q\n\x0c\x43lassMetrics\x12\r\n\x05label\x18\x01 \x01(\t\x12\x11\n\tprecision\x18\x02 \x01(\x02\x12\x0e\n\x06recall\x18\x03 \x01(\x02\x12\x0f\n\x07support\x18\x04 \x01(\x03\"e\n\x07Metrics\x12\x10\n\x08\x61\x63\x63uracy\x18\x01 \x01(\x02\x12\t\n\x01n\x18\x02 \x01(\x03\x12*\n\tper_class\x18\x03 \x03(\x0b\x32\x17.edgetl.v1.ClassMetrics\x12\x11\n\tconfusion\x18\x04 \x03(\x03\"\xbc\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\x11\n\tactivated\x18\x07 \x01(\x08\x12\x0c\n\x04gate\x18\x08 \x01(\t\x12#\n\x07metrics\x18\t \x01(\x0b\x32\x12.edgetl.v1.Metrics\x12*\n\x0e\x61\x63tive_metrics\x18\n \x01(\x0b\x32\x12.edgetl.v1.Metrics\x12+\n\x0fscratch_metrics\x18\x0b \x01(\x0b\x32\x12.edgetl.v1.Metrics\x12\x12\n\ncreated_at\x18\x0c \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\r \x01(\x01\x12\x14\n\x0coptions_json\x18\x0e \x01(\t\"\xbc\x01\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\r\x12\x0e\n\x06\x65pochs\x18\x04 \x01(\r\x12\x0c\n\x04loss\x18\x05 \x01(\x02\x12\x14\n\x0cval_accuracy\x18\x06 \x01(\x02\x12\x11\n\telapsed_s\x18\x07 \x01(\x02\x12\r\n\x05\x65ta_s\x18\x08 \x01(\x02\x12\x0f\n\x07message\x18\t \x01(\t\x12\x1b\n\x03job\x18\n \x01(\x0b\x32\x0e.edgetl.v1.Job\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x1f\n\x0fListJobsRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\"0\n\x10ListJobsResponse\x12\x1c\n\x04jobs\x18\x01 \x03(\x0b\x32\x0e.edgetl.v1.Job\"W\n\x11\x45nrollGoodRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x1f\n\x05image\x18\x02 \x01(\x0b\x32\x10.edgetl.v1.Image\x12\x13\n\x0boperator_id\x18\x03 \x01(\t\"\xd2\x01\n\x12\x45nrollGoodResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x16\n\x0eparent_version\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x11\n\tthreshold\x18\x04 \x01(\x02\x12\x1a\n\x12previous_threshold\x18\x05 \x01(\x02\x12\x15\n\rpatches_added\x18\x06 \x01(\r\x12\x14\n\x0c\x62\x61nk_patches\x18\x07 \x01(\r\x12\x14\n\x0cimage_sha256\x18\x08 \x01(\t\x12\x12\n\nelapsed_ms\x18\t \x01(\x02\"\x95\x02\n\x07\x41\x64\x61pter\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12#\n\x07metrics\x18\x05 \x01(\x0b\x32\x12.edgetl.v1.Metrics\x12\x14\n\x0coptions_json\x18\x06 \x01(\t\x12\x10\n\x08\x62\x61\x63kbone\x18\x07 \x01(\t\x12\x11\n\texport_id\x18\x08 \x01(\t\x12\x12\n\ncreated_at\x18\t \x01(\x01\x12\x13\n\x0blabel_count\x18\n \x01(\x03\x12\x16\n\x0elabel_snapshot\x18\x0b \x01(\t\x12+\n\x0fscratch_metrics\x18\x0c \x01(\x0b\x32\x12.edgetl.v1.Metrics\"#\n\x13ListAdaptersRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\"T\n\x14ListAdaptersResponse\x12$\n\x08\x61\x64\x61pters\x18\x01 \x03(\x0b\x32\x12.edgetl.v1.Adapter\x12\x16\n\x0e\x61\x63tive_version\x18\x02 \x01(\t\"7\n\x16\x41\x63tivateAdapterRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x1f\n\x0fRollbackRequest\x12\x0c\n\x04task\x18\x01 \x01(\t2\x9f\x01\n\x0cLabelService\x12\x43\n\x08\x41\x64\x64Label\x12\x1a.edgetl.v1.AddLabelRequest\x1a\x1b.edgetl.v1.AddLabelResponse\x12J\n\x0eGetLabelCounts\x12 .edgetl.v1.GetLabelCountsRequest\x1a\x16.edgetl.v1.LabelCounts2\x91\x02\n\x0fTrainingService\x12@\n\rStartTraining\x12\x1f.edgetl.v1.StartTrainingRequest\x1a\x0e.edgetl.v1.Job\x12=\n\x08WatchJob\x12\x1a.edgetl.v1.WatchJobRequest\x1a\x13.edgetl.v1.JobEvent0\x01\x12\x38\n\tCancelJob\x12\x1b.edgetl.v1.CancelJobRequest\x1a\x0e.edgetl.v1.Job\x12\x43\n\x08ListJobs\x12\x1a.edgetl.v1.ListJobsRequest\x1a\x1b.edgetl.v1.ListJobsResponse2\xb2\x02\n\x0e\x41\x64\x61pterService\x12O\n\x0cListAdapters\x12\x1e.edgetl.v1.ListAdaptersRequest\x1a\x1f.edgetl.v1.ListAdaptersResponse\x12H\n\x0f\x41\x63tivateAdapter\x12!.edgetl.v1.ActivateAdapterRequest\x1a\x12.edgetl.v1.Adapter\x12:\n\x08Rollback\x12\x1a.edgetl.v1.RollbackRequest\x1a\x12.edgetl.v1.Adapter\x12I\n\nEnrollGood\x12\x1c.edgetl.v1.EnrollGoodRequest\x1a\x1d.edgetl.v1.EnrollGoodResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,39 +47,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLASSCOUNT']._serialized_start=636
   _globals['_CLASSCOUNT']._serialized_end=696
   _globals['_TRAININGOPTIONS']._serialized_start=699
-  _globals['_TRAININGOPTIONS']._serialized_end=1180
-  _globals['_STARTTRAININGREQUEST']._serialized_start=1183
-  _globals['_STARTTRAININGREQUEST']._serialized_end=1320
-  _globals['_CLASSMETRICS']._serialized_start=1322
-  _globals['_CLASSMETRICS']._serialized_end=1403
-  _globals['_METRICS']._serialized_start=1405
-  _globals['_METRICS']._serialized_end=1506
-  _globals['_JOB']._serialized_start=1509
-  _globals['_JOB']._serialized_end=1825
-  _globals['_JOBEVENT']._serialized_start=1828
-  _globals['_JOBEVENT']._serialized_end=2016
-  _globals['_WATCHJOBREQUEST']._serialized_start=2018
-  _globals['_WATCHJOBREQUEST']._serialized_end=2051
-  _globals['_CANCELJOBREQUEST']._serialized_start=2053
-  _globals['_CANCELJOBREQUEST']._serialized_end=2087
-  _globals['_LISTJOBSREQUEST']._serialized_start=2089
-  _globals['_LISTJOBSREQUEST']._serialized_end=2120
-  _globals['_LISTJOBSRESPONSE']._serialized_start=2122
-  _globals['_LISTJOBSRESPONSE']._serialized_end=2170
-  _globals['_ADAPTER']._serialized_start=2173
-  _globals['_ADAPTER']._serialized_end=2450
-  _globals['_LISTADAPTERSREQUEST']._serialized_start=2452
-  _globals['_LISTADAPTERSREQUEST']._serialized_end=2487
-  _globals['_LISTADAPTERSRESPONSE']._serialized_start=2489
-  _globals['_LISTADAPTERSRESPONSE']._serialized_end=2573
-  _globals['_ACTIVATEADAPTERREQUEST']._serialized_start=2575
-  _globals['_ACTIVATEADAPTERREQUEST']._serialized_end=2630
-  _globals['_ROLLBACKREQUEST']._serialized_start=2632
-  _globals['_ROLLBACKREQUEST']._serialized_end=2663
-  _globals['_LABELSERVICE']._serialized_start=2666
-  _globals['_LABELSERVICE']._serialized_end=2825
-  _globals['_TRAININGSERVICE']._serialized_start=2828
-  _globals['_TRAININGSERVICE']._serialized_end=3101
-  _globals['_ADAPTERSERVICE']._serialized_start=3104
-  _globals['_ADAPTERSERVICE']._serialized_end=3335
+  _globals['_TRAININGOPTIONS']._serialized_end=1274
+  _globals['_STARTTRAININGREQUEST']._serialized_start=1277
+  _globals['_STARTTRAININGREQUEST']._serialized_end=1414
+  _globals['_CLASSMETRICS']._serialized_start=1416
+  _globals['_CLASSMETRICS']._serialized_end=1497
+  _globals['_METRICS']._serialized_start=1499
+  _globals['_METRICS']._serialized_end=1600
+  _globals['_JOB']._serialized_start=1603
+  _globals['_JOB']._serialized_end=1919
+  _globals['_JOBEVENT']._serialized_start=1922
+  _globals['_JOBEVENT']._serialized_end=2110
+  _globals['_WATCHJOBREQUEST']._serialized_start=2112
+  _globals['_WATCHJOBREQUEST']._serialized_end=2145
+  _globals['_CANCELJOBREQUEST']._serialized_start=2147
+  _globals['_CANCELJOBREQUEST']._serialized_end=2181
+  _globals['_LISTJOBSREQUEST']._serialized_start=2183
+  _globals['_LISTJOBSREQUEST']._serialized_end=2214
+  _globals['_LISTJOBSRESPONSE']._serialized_start=2216
+  _globals['_LISTJOBSRESPONSE']._serialized_end=2264
+  _globals['_ENROLLGOODREQUEST']._serialized_start=2266
+  _globals['_ENROLLGOODREQUEST']._serialized_end=2353
+  _globals['_ENROLLGOODRESPONSE']._serialized_start=2356
+  _globals['_ENROLLGOODRESPONSE']._serialized_end=2566
+  _globals['_ADAPTER']._serialized_start=2569
+  _globals['_ADAPTER']._serialized_end=2846
+  _globals['_LISTADAPTERSREQUEST']._serialized_start=2848
+  _globals['_LISTADAPTERSREQUEST']._serialized_end=2883
+  _globals['_LISTADAPTERSRESPONSE']._serialized_start=2885
+  _globals['_LISTADAPTERSRESPONSE']._serialized_end=2969
+  _globals['_ACTIVATEADAPTERREQUEST']._serialized_start=2971
+  _globals['_ACTIVATEADAPTERREQUEST']._serialized_end=3026
+  _globals['_ROLLBACKREQUEST']._serialized_start=3028
+  _globals['_ROLLBACKREQUEST']._serialized_end=3059
+  _globals['_LABELSERVICE']._serialized_start=3062
+  _globals['_LABELSERVICE']._serialized_end=3221
+  _globals['_TRAININGSERVICE']._serialized_start=3224
+  _globals['_TRAININGSERVICE']._serialized_end=3497
+  _globals['_ADAPTERSERVICE']._serialized_start=3500
+  _globals['_ADAPTERSERVICE']._serialized_end=3806
 # @@protoc_insertion_point(module_scope)

@@ -79,7 +79,7 @@ class ClassCount(_message.Message):
     def __init__(self, class_name: _Optional[str] = ..., train: _Optional[int] = ..., val: _Optional[int] = ...) -> None: ...
 
 class TrainingOptions(_message.Message):
-    __slots__ = ("epochs", "rank", "learning_rate", "head_learning_rate", "batch_size", "patience", "augment", "weight_decay", "seed", "refit_epochs", "time_budget_s", "views")
+    __slots__ = ("epochs", "rank", "learning_rate", "head_learning_rate", "batch_size", "patience", "augment", "weight_decay", "seed", "refit_epochs", "time_budget_s", "views", "max_patches", "false_alarm_rate")
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +92,8 @@ class TrainingOptions(_message.Message):
     REFIT_EPOCHS_FIELD_NUMBER: _ClassVar[int]
     TIME_BUDGET_S_FIELD_NUMBER: _ClassVar[int]
     VIEWS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PATCHES_FIELD_NUMBER: _ClassVar[int]
+    FALSE_ALARM_RATE_FIELD_NUMBER: _ClassVar[int]
     epochs: int
     rank: int
     learning_rate: float
@@ -104,7 +106,9 @@ class TrainingOptions(_message.Message):
     refit_epochs: int
     time_budget_s: int
     views: int
-    def __init__(self, epochs: _Optional[int] = ..., rank: _Optional[int] = ..., learning_rate: _Optional[float] = ..., head_learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., patience: _Optional[int] = ..., augment: _Optional[bool] = ..., weight_decay: _Optional[float] = ..., seed: _Optional[int] = ..., refit_epochs: _Optional[int] = ..., time_budget_s: _Optional[int] = ..., views: _Optional[int] = ...) -> None: ...
+    max_patches: int
+    false_alarm_rate: float
+    def __init__(self, epochs: _Optional[int] = ..., rank: _Optional[int] = ..., learning_rate: _Optional[float] = ..., head_learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., patience: _Optional[int] = ..., augment: _Optional[bool] = ..., weight_decay: _Optional[float] = ..., seed: _Optional[int] = ..., refit_epochs: _Optional[int] = ..., time_budget_s: _Optional[int] = ..., views: _Optional[int] = ..., max_patches: _Optional[int] = ..., false_alarm_rate: _Optional[float] = ...) -> None: ...
 
 class StartTrainingRequest(_message.Message):
     __slots__ = ("task", "method", "options", "force", "compare_scratch")
@@ -223,6 +227,38 @@ class ListJobsResponse(_message.Message):
     JOBS_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[Job]
     def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ...) -> None: ...
+
+class EnrollGoodRequest(_message.Message):
+    __slots__ = ("task", "image", "operator_id")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    image: _image_pb2.Image
+    operator_id: str
+    def __init__(self, task: _Optional[str] = ..., image: _Optional[_Union[_image_pb2.Image, _Mapping]] = ..., operator_id: _Optional[str] = ...) -> None: ...
+
+class EnrollGoodResponse(_message.Message):
+    __slots__ = ("version", "parent_version", "score", "threshold", "previous_threshold", "patches_added", "bank_patches", "image_sha256", "elapsed_ms")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PARENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    PATCHES_ADDED_FIELD_NUMBER: _ClassVar[int]
+    BANK_PATCHES_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    parent_version: str
+    score: float
+    threshold: float
+    previous_threshold: float
+    patches_added: int
+    bank_patches: int
+    image_sha256: str
+    elapsed_ms: float
+    def __init__(self, version: _Optional[str] = ..., parent_version: _Optional[str] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ..., previous_threshold: _Optional[float] = ..., patches_added: _Optional[int] = ..., bank_patches: _Optional[int] = ..., image_sha256: _Optional[str] = ..., elapsed_ms: _Optional[float] = ...) -> None: ...
 
 class Adapter(_message.Message):
     __slots__ = ("task", "version", "method", "state", "metrics", "options_json", "backbone", "export_id", "created_at", "label_count", "label_snapshot", "scratch_metrics")

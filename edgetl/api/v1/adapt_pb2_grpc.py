@@ -375,6 +375,11 @@ class AdapterServiceStub:
                 request_serializer=edgetl_dot_api_dot_v1_dot_adapt__pb2.RollbackRequest.SerializeToString,
                 response_deserializer=edgetl_dot_api_dot_v1_dot_adapt__pb2.Adapter.FromString,
                 _registered_method=True)
+        self.EnrollGood = channel.unary_unary(
+                '/edgetl.v1.AdapterService/EnrollGood',
+                request_serializer=edgetl_dot_api_dot_v1_dot_adapt__pb2.EnrollGoodRequest.SerializeToString,
+                response_deserializer=edgetl_dot_api_dot_v1_dot_adapt__pb2.EnrollGoodResponse.FromString,
+                _registered_method=True)
 
 
 class AdapterServiceServicer:
@@ -401,6 +406,17 @@ class AdapterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EnrollGood(self, request, context):
+        """Anomaly tasks: a good part an operator confirmed joins the active bank
+        without a training job. It is labelled `good`, its new patches (those
+        farther from the bank than the coreset's radius) are added, the
+        threshold is recalibrated with its score, and the result is a new
+        adapter version, activated at once (roll back like any other).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdapterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -418,6 +434,11 @@ def add_AdapterServiceServicer_to_server(servicer, server):
                     servicer.Rollback,
                     request_deserializer=edgetl_dot_api_dot_v1_dot_adapt__pb2.RollbackRequest.FromString,
                     response_serializer=edgetl_dot_api_dot_v1_dot_adapt__pb2.Adapter.SerializeToString,
+            ),
+            'EnrollGood': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnrollGood,
+                    request_deserializer=edgetl_dot_api_dot_v1_dot_adapt__pb2.EnrollGoodRequest.FromString,
+                    response_serializer=edgetl_dot_api_dot_v1_dot_adapt__pb2.EnrollGoodResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -502,6 +523,33 @@ class AdapterService:
             '/edgetl.v1.AdapterService/Rollback',
             edgetl_dot_api_dot_v1_dot_adapt__pb2.RollbackRequest.SerializeToString,
             edgetl_dot_api_dot_v1_dot_adapt__pb2.Adapter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnrollGood(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgetl.v1.AdapterService/EnrollGood',
+            edgetl_dot_api_dot_v1_dot_adapt__pb2.EnrollGoodRequest.SerializeToString,
+            edgetl_dot_api_dot_v1_dot_adapt__pb2.EnrollGoodResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,23 +25,25 @@ _sym_db = _symbol_database.Default()
 from edgetl.api.v1 import image_pb2 as edgetl_dot_api_dot_v1_dot_image__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x65\x64getl/api/v1/inference.proto\x12\tedgetl.v1\x1a\x19\x65\x64getl/api/v1/image.proto\"|\n\x0f\x43lassifyRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x1f\n\x05image\x18\x02 \x01(\x0b\x32\x10.edgetl.v1.Image\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x17\n\x0f\x66lag_for_review\x18\x05 \x01(\x08\"*\n\nClassScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"U\n\x06Timing\x12\x11\n\tdecode_ms\x18\x01 \x01(\x02\x12\x10\n\x08queue_ms\x18\x02 \x01(\x02\x12\x14\n\x0cinference_ms\x18\x03 \x01(\x02\x12\x10\n\x08total_ms\x18\x04 \x01(\x02\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xeb\x01\n\x10\x43lassifyResponse\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x0e\n\x06scores\x18\x04 \x03(\x02\x12*\n\x0btop_classes\x18\x05 \x03(\x0b\x32\x15.edgetl.v1.ClassScore\x12\x17\n\x0f\x61\x64\x61pter_version\x18\x06 \x01(\t\x12!\n\x06timing\x18\x07 \x01(\x0b\x32\x11.edgetl.v1.Timing\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\x1f\n\x05\x65rror\x18\t \x01(\x0b\x32\x10.edgetl.v1.Error2\xa6\x01\n\x10InferenceService\x12\x43\n\x08\x43lassify\x12\x1a.edgetl.v1.ClassifyRequest\x1a\x1b.edgetl.v1.ClassifyResponse\x12M\n\x0e\x43lassifyStream\x12\x1a.edgetl.v1.ClassifyRequest\x1a\x1b.edgetl.v1.ClassifyResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x65\x64getl/api/v1/inference.proto\x12\tedgetl.v1\x1a\x19\x65\x64getl/api/v1/image.proto\"\x91\x01\n\x0f\x43lassifyRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x1f\n\x05image\x18\x02 \x01(\x0b\x32\x10.edgetl.v1.Image\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x17\n\x0f\x66lag_for_review\x18\x05 \x01(\x08\x12\x13\n\x0b\x61nomaly_map\x18\x06 \x01(\x08\"*\n\nClassScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"U\n\x06Timing\x12\x11\n\tdecode_ms\x18\x01 \x01(\x02\x12\x10\n\x08queue_ms\x18\x02 \x01(\x02\x12\x14\n\x0cinference_ms\x18\x03 \x01(\x02\x12\x10\n\x08total_ms\x18\x04 \x01(\x02\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x96\x02\n\x10\x43lassifyResponse\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x0e\n\x06scores\x18\x04 \x03(\x02\x12*\n\x0btop_classes\x18\x05 \x03(\x0b\x32\x15.edgetl.v1.ClassScore\x12\x17\n\x0f\x61\x64\x61pter_version\x18\x06 \x01(\t\x12!\n\x06timing\x18\x07 \x01(\x0b\x32\x11.edgetl.v1.Timing\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\x1f\n\x05\x65rror\x18\t \x01(\x0b\x32\x10.edgetl.v1.Error\x12)\n\x07\x61nomaly\x18\n \x01(\x0b\x32\x18.edgetl.v1.AnomalyResult\"\x89\x01\n\rAnomalyResult\x12\r\n\x05score\x18\x01 \x01(\x02\x12\x11\n\tthreshold\x18\x02 \x01(\x02\x12\x11\n\tanomalous\x18\x03 \x01(\x08\x12\x0b\n\x03map\x18\x04 \x03(\x02\x12\x12\n\nmap_height\x18\x05 \x01(\r\x12\x11\n\tmap_width\x18\x06 \x01(\r\x12\x0f\n\x07map_png\x18\x07 \x01(\x0c\x32\xa6\x01\n\x10InferenceService\x12\x43\n\x08\x43lassify\x12\x1a.edgetl.v1.ClassifyRequest\x1a\x1b.edgetl.v1.ClassifyResponse\x12M\n\x0e\x43lassifyStream\x12\x1a.edgetl.v1.ClassifyRequest\x1a\x1b.edgetl.v1.ClassifyResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgetl.api.v1.inference_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CLASSIFYREQUEST']._serialized_start=71
-  _globals['_CLASSIFYREQUEST']._serialized_end=195
-  _globals['_CLASSSCORE']._serialized_start=197
-  _globals['_CLASSSCORE']._serialized_end=239
-  _globals['_TIMING']._serialized_start=241
-  _globals['_TIMING']._serialized_end=326
-  _globals['_ERROR']._serialized_start=328
-  _globals['_ERROR']._serialized_end=366
-  _globals['_CLASSIFYRESPONSE']._serialized_start=369
-  _globals['_CLASSIFYRESPONSE']._serialized_end=604
-  _globals['_INFERENCESERVICE']._serialized_start=607
-  _globals['_INFERENCESERVICE']._serialized_end=773
+  _globals['_CLASSIFYREQUEST']._serialized_start=72
+  _globals['_CLASSIFYREQUEST']._serialized_end=217
+  _globals['_CLASSSCORE']._serialized_start=219
+  _globals['_CLASSSCORE']._serialized_end=261
+  _globals['_TIMING']._serialized_start=263
+  _globals['_TIMING']._serialized_end=348
+  _globals['_ERROR']._serialized_start=350
+  _globals['_ERROR']._serialized_end=388
+  _globals['_CLASSIFYRESPONSE']._serialized_start=391
+  _globals['_CLASSIFYRESPONSE']._serialized_end=669
+  _globals['_ANOMALYRESULT']._serialized_start=672
+  _globals['_ANOMALYRESULT']._serialized_end=809
+  _globals['_INFERENCESERVICE']._serialized_start=812
+  _globals['_INFERENCESERVICE']._serialized_end=978
 # @@protoc_insertion_point(module_scope)

@@ -8,18 +8,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ClassifyRequest(_message.Message):
-    __slots__ = ("task", "image", "top_k", "request_id", "flag_for_review")
+    __slots__ = ("task", "image", "top_k", "request_id", "flag_for_review", "anomaly_map")
     TASK_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     FLAG_FOR_REVIEW_FIELD_NUMBER: _ClassVar[int]
+    ANOMALY_MAP_FIELD_NUMBER: _ClassVar[int]
     task: str
     image: _image_pb2.Image
     top_k: int
     request_id: str
     flag_for_review: bool
-    def __init__(self, task: _Optional[str] = ..., image: _Optional[_Union[_image_pb2.Image, _Mapping]] = ..., top_k: _Optional[int] = ..., request_id: _Optional[str] = ..., flag_for_review: _Optional[bool] = ...) -> None: ...
+    anomaly_map: bool
+    def __init__(self, task: _Optional[str] = ..., image: _Optional[_Union[_image_pb2.Image, _Mapping]] = ..., top_k: _Optional[int] = ..., request_id: _Optional[str] = ..., flag_for_review: _Optional[bool] = ..., anomaly_map: _Optional[bool] = ...) -> None: ...
 
 class ClassScore(_message.Message):
     __slots__ = ("label", "score")
@@ -50,7 +52,7 @@ class Error(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ClassifyResponse(_message.Message):
-    __slots__ = ("task", "label", "score", "scores", "top_classes", "adapter_version", "timing", "request_id", "error")
+    __slots__ = ("task", "label", "score", "scores", "top_classes", "adapter_version", "timing", "request_id", "error", "anomaly")
     TASK_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +62,7 @@ class ClassifyResponse(_message.Message):
     TIMING_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    ANOMALY_FIELD_NUMBER: _ClassVar[int]
     task: str
     label: str
     score: float
@@ -69,4 +72,23 @@ class ClassifyResponse(_message.Message):
     timing: Timing
     request_id: str
     error: Error
-    def __init__(self, task: _Optional[str] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., scores: _Optional[_Iterable[float]] = ..., top_classes: _Optional[_Iterable[_Union[ClassScore, _Mapping]]] = ..., adapter_version: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., request_id: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+    anomaly: AnomalyResult
+    def __init__(self, task: _Optional[str] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., scores: _Optional[_Iterable[float]] = ..., top_classes: _Optional[_Iterable[_Union[ClassScore, _Mapping]]] = ..., adapter_version: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., request_id: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., anomaly: _Optional[_Union[AnomalyResult, _Mapping]] = ...) -> None: ...
+
+class AnomalyResult(_message.Message):
+    __slots__ = ("score", "threshold", "anomalous", "map", "map_height", "map_width", "map_png")
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    ANOMALOUS_FIELD_NUMBER: _ClassVar[int]
+    MAP_FIELD_NUMBER: _ClassVar[int]
+    MAP_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    MAP_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    MAP_PNG_FIELD_NUMBER: _ClassVar[int]
+    score: float
+    threshold: float
+    anomalous: bool
+    map: _containers.RepeatedScalarFieldContainer[float]
+    map_height: int
+    map_width: int
+    map_png: bytes
+    def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., anomalous: _Optional[bool] = ..., map: _Optional[_Iterable[float]] = ..., map_height: _Optional[int] = ..., map_width: _Optional[int] = ..., map_png: _Optional[bytes] = ...) -> None: ...

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64getl/api/v1/model.proto\x12\tedgetl.v1\",\n\rFeatureOutput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\"\xb5\x02\n\x08\x42\x61\x63kbone\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06plugin\x18\x03 \x01(\t\x12\x14\n\x0cinput_height\x18\x04 \x01(\r\x12\x13\n\x0binput_width\x18\x05 \x01(\r\x12\x13\n\x0b\x63olor_order\x18\x06 \x01(\t\x12\x0c\n\x04mean\x18\x07 \x03(\x02\x12\x0b\n\x03std\x18\x08 \x03(\x02\x12)\n\x07outputs\x18\t \x03(\x0b\x32\x18.edgetl.v1.FeatureOutput\x12\x14\n\x0clora_targets\x18\n \x03(\t\x12\x0e\n\x06loaded\x18\x0b \x01(\x08\x12\x11\n\texport_id\x18\x0c \x01(\t\x12\x13\n\x0bonnx_sha256\x18\r \x01(\t\x12\x11\n\tproviders\x18\x0e \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x0f \x01(\t\"\x16\n\x14ListBackbonesRequest\"?\n\x15ListBackbonesResponse\x12&\n\tbackbones\x18\x01 \x03(\x0b\x32\x13.edgetl.v1.Backbone\"\x93\x01\n\x04Task\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61\x63kbone\x18\x02 \x01(\t\x12\x13\n\x0b\x63lass_names\x18\x03 \x03(\t\x12\x1e\n\x16\x61\x63tive_adapter_version\x18\x04 \x01(\t\x12\x0f\n\x07\x62uiltin\x18\x05 \x01(\x08\x12%\n\x05\x64rift\x18\x06 \x01(\x0b\x32\x16.edgetl.v1.DriftStatus\"\xb3\x02\n\x0b\x44riftStatus\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05since\x18\x02 \x01(\x01\x12\x0c\n\x04test\x18\x03 \x01(\t\x12\x11\n\tstatistic\x18\x04 \x01(\x01\x12\x11\n\tthreshold\x18\x05 \x01(\x01\x12\x0e\n\x06images\x18\x06 \x01(\x04\x12\x0e\n\x06window\x18\x07 \x01(\r\x12\x17\n\x0f\x61\x64\x61pter_version\x18\x08 \x01(\t\x12\x15\n\rhas_reference\x18\t \x01(\x08\x12\x14\n\x0c\x62urn_in_left\x18\n \x01(\x04\x12.\n\x04last\x18\x0b \x03(\x0b\x32 .edgetl.v1.DriftStatus.LastEntry\x12\x0f\n\x07message\x18\x0c \x01(\t\x1a+\n\tLastEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x12\n\x10ListTasksRequest\"3\n\x11ListTasksResponse\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.edgetl.v1.Task\"\x1e\n\x0eGetTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"H\n\x11\x43reateTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x63lass_names\x18\x02 \x03(\t\x12\x10\n\x08\x62\x61\x63kbone\x18\x03 \x01(\t\"3\n\x0f\x41\x64\x64\x43lassRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x12\n\nclass_name\x18\x02 \x01(\t\"\x0f\n\rWhoAmIRequest\"6\n\x06\x43\x61ller\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x10\n\x08security\x18\x03 \x01(\x08\"\x17\n\x15GetServerStatsRequest\"\x9c\x01\n\tTaskStats\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x14\n\x0cimages_total\x18\x02 \x01(\x04\x12\x16\n\x0e\x66\x61ilures_total\x18\x03 \x01(\x04\x12\x19\n\x11images_per_second\x18\x04 \x01(\x02\x12\x0e\n\x06p50_ms\x18\x05 \x01(\x02\x12\x0e\n\x06p95_ms\x18\x06 \x01(\x02\x12\x18\n\x10images_in_window\x18\x07 \x01(\x04\"g\n\x0bServerStats\x12\x10\n\x08uptime_s\x18\x01 \x01(\x01\x12\x10\n\x08window_s\x18\x02 \x01(\x02\x12#\n\x05tasks\x18\x03 \x03(\x0b\x32\x14.edgetl.v1.TaskStats\x12\x0f\n\x07version\x18\x04 \x01(\t2\xda\x03\n\x0cModelService\x12R\n\rListBackbones\x12\x1f.edgetl.v1.ListBackbonesRequest\x1a .edgetl.v1.ListBackbonesResponse\x12\x46\n\tListTasks\x12\x1b.edgetl.v1.ListTasksRequest\x1a\x1c.edgetl.v1.ListTasksResponse\x12\x35\n\x07GetTask\x12\x19.edgetl.v1.GetTaskRequest\x1a\x0f.edgetl.v1.Task\x12;\n\nCreateTask\x12\x1c.edgetl.v1.CreateTaskRequest\x1a\x0f.edgetl.v1.Task\x12\x37\n\x08\x41\x64\x64\x43lass\x12\x1a.edgetl.v1.AddClassRequest\x1a\x0f.edgetl.v1.Task\x12\x35\n\x06WhoAmI\x12\x18.edgetl.v1.WhoAmIRequest\x1a\x11.edgetl.v1.Caller\x12J\n\x0eGetServerStats\x12 .edgetl.v1.GetServerStatsRequest\x1a\x16.edgetl.v1.ServerStatsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64getl/api/v1/model.proto\x12\tedgetl.v1\",\n\rFeatureOutput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\"\xb5\x02\n\x08\x42\x61\x63kbone\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06plugin\x18\x03 \x01(\t\x12\x14\n\x0cinput_height\x18\x04 \x01(\r\x12\x13\n\x0binput_width\x18\x05 \x01(\r\x12\x13\n\x0b\x63olor_order\x18\x06 \x01(\t\x12\x0c\n\x04mean\x18\x07 \x03(\x02\x12\x0b\n\x03std\x18\x08 \x03(\x02\x12)\n\x07outputs\x18\t \x03(\x0b\x32\x18.edgetl.v1.FeatureOutput\x12\x14\n\x0clora_targets\x18\n \x03(\t\x12\x0e\n\x06loaded\x18\x0b \x01(\x08\x12\x11\n\texport_id\x18\x0c \x01(\t\x12\x13\n\x0bonnx_sha256\x18\r \x01(\t\x12\x11\n\tproviders\x18\x0e \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x0f \x01(\t\"\x16\n\x14ListBackbonesRequest\"?\n\x15ListBackbonesResponse\x12&\n\tbackbones\x18\x01 \x03(\x0b\x32\x13.edgetl.v1.Backbone\"\xa1\x01\n\x04Task\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61\x63kbone\x18\x02 \x01(\t\x12\x13\n\x0b\x63lass_names\x18\x03 \x03(\t\x12\x1e\n\x16\x61\x63tive_adapter_version\x18\x04 \x01(\t\x12\x0f\n\x07\x62uiltin\x18\x05 \x01(\x08\x12%\n\x05\x64rift\x18\x06 \x01(\x0b\x32\x16.edgetl.v1.DriftStatus\x12\x0c\n\x04kind\x18\x07 \x01(\t\"\xb3\x02\n\x0b\x44riftStatus\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05since\x18\x02 \x01(\x01\x12\x0c\n\x04test\x18\x03 \x01(\t\x12\x11\n\tstatistic\x18\x04 \x01(\x01\x12\x11\n\tthreshold\x18\x05 \x01(\x01\x12\x0e\n\x06images\x18\x06 \x01(\x04\x12\x0e\n\x06window\x18\x07 \x01(\r\x12\x17\n\x0f\x61\x64\x61pter_version\x18\x08 \x01(\t\x12\x15\n\rhas_reference\x18\t \x01(\x08\x12\x14\n\x0c\x62urn_in_left\x18\n \x01(\x04\x12.\n\x04last\x18\x0b \x03(\x0b\x32 .edgetl.v1.DriftStatus.LastEntry\x12\x0f\n\x07message\x18\x0c \x01(\t\x1a+\n\tLastEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x12\n\x10ListTasksRequest\"3\n\x11ListTasksResponse\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.edgetl.v1.Task\"\x1e\n\x0eGetTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"V\n\x11\x43reateTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x63lass_names\x18\x02 \x03(\t\x12\x10\n\x08\x62\x61\x63kbone\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\"3\n\x0f\x41\x64\x64\x43lassRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x12\n\nclass_name\x18\x02 \x01(\t\"\x0f\n\rWhoAmIRequest\"6\n\x06\x43\x61ller\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x10\n\x08security\x18\x03 \x01(\x08\"\x17\n\x15GetServerStatsRequest\"\x9c\x01\n\tTaskStats\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x14\n\x0cimages_total\x18\x02 \x01(\x04\x12\x16\n\x0e\x66\x61ilures_total\x18\x03 \x01(\x04\x12\x19\n\x11images_per_second\x18\x04 \x01(\x02\x12\x0e\n\x06p50_ms\x18\x05 \x01(\x02\x12\x0e\n\x06p95_ms\x18\x06 \x01(\x02\x12\x18\n\x10images_in_window\x18\x07 \x01(\x04\"g\n\x0bServerStats\x12\x10\n\x08uptime_s\x18\x01 \x01(\x01\x12\x10\n\x08window_s\x18\x02 \x01(\x02\x12#\n\x05tasks\x18\x03 \x03(\x0b\x32\x14.edgetl.v1.TaskStats\x12\x0f\n\x07version\x18\x04 \x01(\t2\xda\x03\n\x0cModelService\x12R\n\rListBackbones\x12\x1f.edgetl.v1.ListBackbonesRequest\x1a .edgetl.v1.ListBackbonesResponse\x12\x46\n\tListTasks\x12\x1b.edgetl.v1.ListTasksRequest\x1a\x1c.edgetl.v1.ListTasksResponse\x12\x35\n\x07GetTask\x12\x19.edgetl.v1.GetTaskRequest\x1a\x0f.edgetl.v1.Task\x12;\n\nCreateTask\x12\x1c.edgetl.v1.CreateTaskRequest\x1a\x0f.edgetl.v1.Task\x12\x37\n\x08\x41\x64\x64\x43lass\x12\x1a.edgetl.v1.AddClassRequest\x1a\x0f.edgetl.v1.Task\x12\x35\n\x06WhoAmI\x12\x18.edgetl.v1.WhoAmIRequest\x1a\x11.edgetl.v1.Caller\x12J\n\x0eGetServerStats\x12 .edgetl.v1.GetServerStatsRequest\x1a\x16.edgetl.v1.ServerStatsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,31 +42,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTBACKBONESRESPONSE']._serialized_start=422
   _globals['_LISTBACKBONESRESPONSE']._serialized_end=485
   _globals['_TASK']._serialized_start=488
-  _globals['_TASK']._serialized_end=635
-  _globals['_DRIFTSTATUS']._serialized_start=638
-  _globals['_DRIFTSTATUS']._serialized_end=945
-  _globals['_DRIFTSTATUS_LASTENTRY']._serialized_start=902
-  _globals['_DRIFTSTATUS_LASTENTRY']._serialized_end=945
-  _globals['_LISTTASKSREQUEST']._serialized_start=947
-  _globals['_LISTTASKSREQUEST']._serialized_end=965
-  _globals['_LISTTASKSRESPONSE']._serialized_start=967
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1018
-  _globals['_GETTASKREQUEST']._serialized_start=1020
-  _globals['_GETTASKREQUEST']._serialized_end=1050
-  _globals['_CREATETASKREQUEST']._serialized_start=1052
-  _globals['_CREATETASKREQUEST']._serialized_end=1124
-  _globals['_ADDCLASSREQUEST']._serialized_start=1126
-  _globals['_ADDCLASSREQUEST']._serialized_end=1177
-  _globals['_WHOAMIREQUEST']._serialized_start=1179
-  _globals['_WHOAMIREQUEST']._serialized_end=1194
-  _globals['_CALLER']._serialized_start=1196
-  _globals['_CALLER']._serialized_end=1250
-  _globals['_GETSERVERSTATSREQUEST']._serialized_start=1252
-  _globals['_GETSERVERSTATSREQUEST']._serialized_end=1275
-  _globals['_TASKSTATS']._serialized_start=1278
-  _globals['_TASKSTATS']._serialized_end=1434
-  _globals['_SERVERSTATS']._serialized_start=1436
-  _globals['_SERVERSTATS']._serialized_end=1539
-  _globals['_MODELSERVICE']._serialized_start=1542
-  _globals['_MODELSERVICE']._serialized_end=2016
+  _globals['_TASK']._serialized_end=649
+  _globals['_DRIFTSTATUS']._serialized_start=652
+  _globals['_DRIFTSTATUS']._serialized_end=959
+  _globals['_DRIFTSTATUS_LASTENTRY']._serialized_start=916
+  _globals['_DRIFTSTATUS_LASTENTRY']._serialized_end=959
+  _globals['_LISTTASKSREQUEST']._serialized_start=961
+  _globals['_LISTTASKSREQUEST']._serialized_end=979
+  _globals['_LISTTASKSRESPONSE']._serialized_start=981
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1032
+  _globals['_GETTASKREQUEST']._serialized_start=1034
+  _globals['_GETTASKREQUEST']._serialized_end=1064
+  _globals['_CREATETASKREQUEST']._serialized_start=1066
+  _globals['_CREATETASKREQUEST']._serialized_end=1152
+  _globals['_ADDCLASSREQUEST']._serialized_start=1154
+  _globals['_ADDCLASSREQUEST']._serialized_end=1205
+  _globals['_WHOAMIREQUEST']._serialized_start=1207
+  _globals['_WHOAMIREQUEST']._serialized_end=1222
+  _globals['_CALLER']._serialized_start=1224
+  _globals['_CALLER']._serialized_end=1278
+  _globals['_GETSERVERSTATSREQUEST']._serialized_start=1280
+  _globals['_GETSERVERSTATSREQUEST']._serialized_end=1303
+  _globals['_TASKSTATS']._serialized_start=1306
+  _globals['_TASKSTATS']._serialized_end=1462
+  _globals['_SERVERSTATS']._serialized_start=1464
+  _globals['_SERVERSTATS']._serialized_end=1567
+  _globals['_MODELSERVICE']._serialized_start=1570
+  _globals['_MODELSERVICE']._serialized_end=2044
 # @@protoc_insertion_point(module_scope)

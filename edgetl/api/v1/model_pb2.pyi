@@ -59,20 +59,22 @@ class ListBackbonesResponse(_message.Message):
     def __init__(self, backbones: _Optional[_Iterable[_Union[Backbone, _Mapping]]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("name", "backbone", "class_names", "active_adapter_version", "builtin", "drift")
+    __slots__ = ("name", "backbone", "class_names", "active_adapter_version", "builtin", "drift", "kind")
     NAME_FIELD_NUMBER: _ClassVar[int]
     BACKBONE_FIELD_NUMBER: _ClassVar[int]
     CLASS_NAMES_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_ADAPTER_VERSION_FIELD_NUMBER: _ClassVar[int]
     BUILTIN_FIELD_NUMBER: _ClassVar[int]
     DRIFT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     name: str
     backbone: str
     class_names: _containers.RepeatedScalarFieldContainer[str]
     active_adapter_version: str
     builtin: bool
     drift: DriftStatus
-    def __init__(self, name: _Optional[str] = ..., backbone: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., active_adapter_version: _Optional[str] = ..., builtin: _Optional[bool] = ..., drift: _Optional[_Union[DriftStatus, _Mapping]] = ...) -> None: ...
+    kind: str
+    def __init__(self, name: _Optional[str] = ..., backbone: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., active_adapter_version: _Optional[str] = ..., builtin: _Optional[bool] = ..., drift: _Optional[_Union[DriftStatus, _Mapping]] = ..., kind: _Optional[str] = ...) -> None: ...
 
 class DriftStatus(_message.Message):
     __slots__ = ("state", "since", "test", "statistic", "threshold", "images", "window", "adapter_version", "has_reference", "burn_in_left", "last", "message")
@@ -126,14 +128,16 @@ class GetTaskRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class CreateTaskRequest(_message.Message):
-    __slots__ = ("name", "class_names", "backbone")
+    __slots__ = ("name", "class_names", "backbone", "kind")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CLASS_NAMES_FIELD_NUMBER: _ClassVar[int]
     BACKBONE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     name: str
     class_names: _containers.RepeatedScalarFieldContainer[str]
     backbone: str
-    def __init__(self, name: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., backbone: _Optional[str] = ...) -> None: ...
+    kind: str
+    def __init__(self, name: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., backbone: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
 
 class AddClassRequest(_message.Message):
     __slots__ = ("task", "class_name")

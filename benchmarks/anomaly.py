@@ -1,0 +1,221 @@
+"""Good-only anomaly detection on defects nobody here tuned on: image AUROC by good images, surface and defect kind.
+
+    python benchmarks/anomaly.py run [--generators relief blend] [--surfaces ...] [--goods 1 5 10 20 50]
+                                     [--seeds 0] [--variant NAME] [--option k=v ...]
+    python benchmarks/anomaly.py report [--generators relief blend] [--variants NAME ...]
+    python benchmarks/anomaly.py figure --surfaces brick --generators relief   # the README's heatmaps
+
+A cell is (surface, generator, seed, variant). Its good images are the
+generator's `ok` parts of the surface (seed); its test set is 30 `ok` parts
+and 30 of each defect kind drawn with another seed. For each number of good
+images (the first n of the same draw, so the sets are nested) a bank is
+fitted exactly as the training job fits it (edgetl.anomaly.model.fit, on the
+exported backbone's maps through ONNX Runtime) and the test set is scored
+as the server scores it. Recorded per n: image AUROC per defect kind (ok
+against that kind), the false-alarm rate on the test's good parts and the
+miss rate per kind at the calibrated threshold, the bank's size, and the
+time to fit and to score one image (numpy only, the part serving adds to a
+backbone run).
+
+Tune on benchmarks.defects.TUNING generators (synthetic, strokes) and report
+HELD_OUT (relief, blend) only. Pixel AUROC needs defect masks, which the
+generators do not return yet; it is not measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.defects import CLASSES, HELD_OUT, TUNING, make_set
+from benchmarks.defects.surfaces import SURFACES
+
+TEST_PER_CLASS = 30
+TEST_SEED_OFFSET = 1000
+DEFECTS = CLASSES[1:]
+
+
+class Maps:
+    """The exported backbone (ONNX Runtime, CPU) and the maps it gives an image in each view."""
+
+    def __init__(self, store: Path, threads: int):
+        from edgetl.backbones.registry import BackboneRegistry
+        from edgetl.runtime.batcher import MicroBatcher
+        from edgetl.runtime.session import BackboneSession
+        from edgetl.runtime.store import ModelStore
+        from edgetl.settings import Settings
+
+        settings = Settings(data_dir=ROOT / "edgetl-data", providers=("cpu",), intra_op_threads=threads, metrics=False)
+        backbone = BackboneRegistry.from_settings(settings).get(settings.default_backbone)
+        model_store = ModelStore(store)
+        record = model_store.ensure(backbone, settings.to_dict())
+        self.session = BackboneSession(record, settings, model_store.trt_cache)
+        self.batcher = MicroBatcher(self.session, settings.max_batch)
+        self.names = tuple(record.manifest["spec"]["feature_maps"][:2])  # stride 8 and 16
+
+    def of(self, bgr: np.ndarray, views: int = 1) -> list[dict]:
+        from edgetl.adapt.features import VIEWS
+
+        x = self.session.preprocess(bgr)  # the generators draw BGR, as decode() returns it
+        return [self.batcher.run(np.ascontiguousarray(VIEWS[v](x)), self.names).features for v in range(views)]
+
+
+def run_cells(args) -> None:
+    from edgetl.anomaly.model import fit
+    from edgetl.anomaly.threshold import auroc
+
+    done = set()
+    if args.results.is_file():
+        done = {_key(json.loads(line)) for line in args.results.read_text().splitlines() if line.strip()}
+    options = dict(_option(o) for o in args.option)
+    views = int(options.get("views", 8))
+    maps = Maps(args.store, args.threads)
+    for seed in args.seeds:
+        for surface in args.surfaces:
+            for generator in args.generators:
+                todo = [n for n in args.goods if _key({"surface": surface, "generator": generator, "goods": n, "seed": seed, "variant": args.variant}) not in done]
+                if not todo:
+                    continue
+                goods = [img for _, (_, img) in zip(range(max(todo)), make_set(surface, generator, max(todo), seed=seed))]  # the ok parts come first
+                good_maps = [maps.of(img, views) for img in goods]
+                test = list(make_set(surface, generator, TEST_PER_CLASS, seed=seed + TEST_SEED_OFFSET))
+                test_maps = [(kind, maps.of(img)[0]) for kind, img in test]
+                for n in todo:
+                    started = time.perf_counter()
+                    model, summary = fit(good_maps[:n], maps.names, {**options, "views": views}, calibrated=n >= 2)
+                    fit_s = time.perf_counter() - started
+                    scores, score_ms = defaultdict(list), []
+                    for kind, m in test_maps:
+                        t = time.perf_counter()
+                        answer = model.answer(m)
+                        score_ms.append((time.perf_counter() - t) * 1000)
+                        scores[kind].append(answer.score)
+                    good = np.array(scores["ok"])
+                    threshold = model.calibration.threshold if n >= 2 else float("nan")
+                    row = {
+                        "surface": surface, "generator": generator, "goods": n, "seed": seed, "variant": args.variant,
+                        "auroc": {k: auroc(good, np.array(scores[k])) for k in DEFECTS},
+                        "auroc_all": auroc(good, np.concatenate([scores[k] for k in DEFECTS])),
+                        "false_alarm_rate": float((good > threshold).mean()) if n >= 2 else None,
+                        "miss_rate": {k: float((np.array(scores[k]) <= threshold).mean()) for k in DEFECTS} if n >= 2 else None,
+                        "guaranteed_false_alarm_rate": model.calibration.guaranteed_false_alarm_rate if n >= 2 else None,
+                        "bank_patches": summary["bank_patches"], "bank_bytes": summary["bank_bytes"],
+                        "fit_s": round(fit_s, 3), "score_ms_median": round(statistics.median(score_ms), 3), "options": summary["options"],
+                        "threshold": threshold, "scores": {k: [round(float(v), 5) for v in vals] for k, vals in scores.items()},
+                    }
+                    with open(args.results, "a") as f:
+                        f.write(json.dumps(row) + "\n")
+                    worst = min(row["auroc"], key=row["auroc"].get)
+                    print(
+                        f"{surface:7} {generator:9} {n:2} good  seed {seed}  {args.variant:10} AUROC {statistics.mean(row['auroc'].values()):.3f} "
+                        f"(worst {worst} {row['auroc'][worst]:.3f})  FAR {row['false_alarm_rate'] if n >= 2 else float('nan'):.3f}  "
+                        f"bank {row['bank_patches']}  fit {fit_s:.1f} s  score {row['score_ms_median']:.1f} ms",
+                        flush=True,
+                    )
+
+
+def figure(args) -> None:
+    """The README's picture: a bank from 20 good parts, then test parts of each kind with their heatmaps."""
+    import cv2
+
+    from edgetl.anomaly.heatmap import overlay
+    from edgetl.anomaly.model import fit
+
+    surface, generator = args.surfaces[0], args.generators[0]
+    maps = Maps(args.store, args.threads)
+    goods = [img for _, (_, img) in zip(range(20), make_set(surface, generator, 20, seed=0))]
+    model, _ = fit([maps.of(img, 8) for img in goods], maps.names)
+    tiles = []
+    firsts = {}
+    for kind, img in make_set(surface, generator, 1, seed=TEST_SEED_OFFSET):
+        firsts.setdefault(kind, img)
+    for kind, img in firsts.items():
+        answer = model.answer(maps.of(img)[0])
+        tile = np.vstack([img, overlay(img, answer.map, answer.threshold)])
+        verdict = "ANOMALY" if answer.anomalous else "good"
+        cv2.putText(tile, f"{kind}: {verdict}", (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 255, 255), 2)
+        cv2.putText(tile, f"{answer.score:.2f} / {answer.threshold:.2f}", (6, 244), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 2)
+        tiles.append(tile)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(args.out), np.hstack(tiles), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    print(args.out)
+
+
+def report(args) -> None:
+    rows = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r["generator"] in args.generators and r["surface"] in args.surfaces and (not args.variants or r["variant"] in args.variants)]
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["variant"], r["goods"])].append(r)
+    print(f"generators: {', '.join(args.generators)}; surfaces: {', '.join(sorted({r['surface'] for r in rows}))}\n")
+    print("| variant | good images | mean image AUROC | " + " | ".join(DEFECTS) + " | worst surface | false alarms (test goods) | miss rate | bank patches | fit s | score ms |")
+    print("|---|---|---|" + "---|" * len(DEFECTS) + "---|---|---|---|---|---|")
+    for (variant, n), cells in sorted(groups.items()):
+        per_kind = {k: statistics.mean(c["auroc"][k] for c in cells) for k in DEFECTS}
+        by_surface = defaultdict(list)
+        for c in cells:
+            by_surface[c["surface"]].append(statistics.mean(c["auroc"].values()))
+        worst = min(by_surface.items(), key=lambda kv: statistics.mean(kv[1]))
+        far = [c["false_alarm_rate"] for c in cells if c["false_alarm_rate"] is not None]
+        miss = [statistics.mean(c["miss_rate"].values()) for c in cells if c["miss_rate"]]
+        print(
+            f"| {variant} | {n} | {statistics.mean(per_kind.values()):.3f} | " + " | ".join(f"{v:.3f}" for v in per_kind.values())
+            + f" | {worst[0]} {statistics.mean(worst[1]):.3f} | "
+            + (f"{statistics.mean(far):.3f} | {statistics.mean(miss):.3f} | " if far else "– | – | ")
+            + f"{statistics.median(c['bank_patches'] for c in cells):.0f} | {statistics.median(c['fit_s'] for c in cells):.2f} | {statistics.median(c['score_ms_median'] for c in cells):.1f} |"
+        )
+    print("\nper surface, mean image AUROC over defect kinds and generators:\n")
+    surfaces = sorted({r["surface"] for r in rows}, key=list(SURFACES).index)
+    print("| variant | good images | " + " | ".join(surfaces) + " |")
+    print("|---|---|" + "---|" * len(surfaces))
+    for (variant, n), cells in sorted(groups.items()):
+        cols = []
+        for s in surfaces:
+            vals = [statistics.mean(c["auroc"].values()) for c in cells if c["surface"] == s]
+            cols.append(f"{statistics.mean(vals):.3f}" if vals else "–")
+        print(f"| {variant} | {n} | " + " | ".join(cols) + " |")
+
+
+def _key(row: dict) -> tuple:
+    return (row["surface"], row["generator"], row["goods"], row["seed"], row["variant"])
+
+
+def _option(text: str) -> tuple[str, object]:
+    key, _, value = text.partition("=")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["run", "report", "figure"])
+    parser.add_argument("--generators", nargs="+", default=list(HELD_OUT), help=f"tuning: {TUNING}; held out: {HELD_OUT}")
+    parser.add_argument("--surfaces", nargs="+", default=list(SURFACES))
+    parser.add_argument("--goods", type=int, nargs="+", default=[1, 5, 10, 20, 50])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--variant", default="default")
+    parser.add_argument("--variants", nargs="*", default=[], help="report: only these variants")
+    parser.add_argument("--option", action="append", default=[], help="a fit option, e.g. max_patches=8192 or views=1")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--store", type=Path, default=ROOT / "edgetl-data" / "store")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "anomaly.jsonl")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "anomaly-heatmap.jpg", help="figure: where the picture goes")
+    args = parser.parse_args()
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    {"run": run_cells, "report": report, "figure": figure}[args.action](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""An anomaly adapter: a bank of good patches with its threshold, fitted, saved, loaded and served.
+
+`fit` builds it from the backbone's feature maps of good images (each image
+in one or more views), `AnomalyModel.answer` answers one image in the serving
+process (numpy, no torch), and `AnomalyModel` is also the task's head: it
+turns backbone outputs into [p_good, p_anomaly] like any head, with 0.5 at
+the threshold, so the rest of the serving path (top classes, review capture,
+drift) treats an anomaly task like a two-class one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.anomaly.bank import (
+    anomaly_map,
+    greedy_coreset,
+    image_score,
+    map_scales,
+    nearest_distances,
+    patch_features,
+)
+from edgetl.anomaly.threshold import Calibration, calibrate
+
+FILE = "bank.npz"
+DEFAULTS = {"max_patches": 4096, "views": 8, "false_alarm_rate": 0.01, "seed": 0}
+#: Fewer good images than this cannot be calibrated (each is scored against the others).
+MIN_GOOD = 2
+#: Below this many, the job summary warns: the distribution-free false-alarm bound is 1/(n+1) at best.
+RECOMMENDED_GOOD = 10
+
+
+@dataclass(frozen=True)
+class AnomalyAnswer:
+    """One image's answer: its score, the threshold, the verdict, and the low-resolution map."""
+
+    score: float
+    threshold: float
+    anomalous: bool
+    map: np.ndarray  # [h, w] patch scores, smoothed
+
+
+class AnomalyModel:
+    """A bank of good patches [M, D] on maps `inputs`, with its calibration."""
+
+    def __init__(
+        self, inputs: tuple[str, ...], scales: np.ndarray, bank: np.ndarray, radius: float, calibration: Calibration,
+        origin: np.ndarray | None = None, loo: np.ndarray | None = None,
+    ):
+        self.inputs = tuple(inputs)
+        self.scales = np.asarray(scales, np.float32)
+        self.bank = np.ascontiguousarray(bank, np.float32)
+        self.bank_sq = np.einsum("md,md->m", self.bank, self.bank)
+        self.radius = float(radius)
+        self.calibration = calibration
+        #: Which enrolled image each bank row came from (training only: leave-one-out needs it).
+        self.origin = origin
+        #: The enrolled images' leave-one-out scores: the calibration's evidence, grown by online enrolment.
+        self.loo = None if loo is None else np.asarray(loo, np.float64)
+
+    # -- serving -----------------------------------------------------------
+    def patch_scores(self, maps: Mapping[str, np.ndarray]) -> tuple[np.ndarray, tuple[int, int]]:
+        patches, grid = patch_features(maps, self.inputs, self.scales)
+        return nearest_distances(patches, self.bank, self.bank_sq), grid
+
+    def answer(self, maps: Mapping[str, np.ndarray]) -> AnomalyAnswer:
+        """Maps of one image ([C, h, w] each) -> its answer."""
+        scores, grid = self.patch_scores(maps)
+        score = image_score(scores)
+        return AnomalyAnswer(score, self.calibration.threshold, score > self.calibration.threshold, anomaly_map(scores, grid))
+
+    def probabilities(self, score: float) -> np.ndarray:
+        """[p_good, p_anomaly] for an image score: 0.5 at the threshold."""
+        p = float(self.calibration.probability(score))
+        return np.array([1.0 - p, p], np.float32)
+
+    def __call__(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        """As a head: [N, 2] = [p_good, p_anomaly] for a batch of backbone outputs."""
+        n = len(features[self.inputs[0]])
+        return np.stack([self.probabilities(self.answer({k: v[i] for k, v in features.items()}).score) for i in range(n)]) if n else np.zeros((0, 2), np.float32)
+
+    # -- files -------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        c = self.calibration
+        np.savez(
+            path, inputs=np.array(self.inputs), scales=self.scales, bank=self.bank.astype(np.float16), radius=self.radius,
+            threshold=c.threshold, false_alarm_rate=c.false_alarm_rate, log_mean=c.log_mean, log_std=c.log_std,
+            n=c.n, exceeding=c.exceeding, guaranteed=c.guaranteed_false_alarm_rate, loo=self.loo if self.loo is not None else np.zeros(0),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> AnomalyModel:
+        with np.load(path) as z:
+            calibration = Calibration(
+                float(z["threshold"]), float(z["false_alarm_rate"]), float(z["log_mean"]), float(z["log_std"]), int(z["n"]), int(z["exceeding"]), float(z["guaranteed"])
+            )
+            bank = z["bank"].astype(np.float32)
+            if bank.ndim != 2 or not len(bank) or not np.all(np.isfinite(bank)):
+                raise ValueError(f"the bank holds {bank.shape} patches, or non-finite ones")
+            loo = z["loo"] if "loo" in z.files and len(z["loo"]) else None
+            return cls(tuple(str(n) for n in z["inputs"]), z["scales"], bank, float(z["radius"]), calibration, loo=loo)
+
+
+def fit(
+    images: Sequence[Sequence[Mapping[str, np.ndarray]]], inputs: tuple[str, ...], options: Mapping | None = None, calibrated: bool = True
+) -> tuple[AnomalyModel, dict]:
+    """A model from good images, each given as its views' maps ([C, h, w] per name; view 0 is the image as served).
+
+    Returns the model and a summary: the patches before and after the
+    coreset, the leave-one-out scores and the calibration. `calibrated=False`
+    skips the threshold (for measuring AUROC from a single good image).
+    """
+    opts = {**DEFAULTS, **{k: v for k, v in (options or {}).items() if k in DEFAULTS and v is not None}}
+    if calibrated and len(images) < MIN_GOOD:
+        raise ValueError(f"an anomaly model needs at least {MIN_GOOD} good images, got {len(images)}")
+    # Stored in float16 (half the memory); fitting sees the same rounding serving will.
+    scales = map_scales([views[0] for views in images], inputs)
+    rows, origin = [], []
+    for i, views in enumerate(images):
+        for maps in views:
+            patches, _ = patch_features(maps, inputs, scales)
+            rows.append(patches)
+            origin.append(np.full(len(patches), i))
+    patches, origin_all = np.concatenate(rows).astype(np.float16).astype(np.float32), np.concatenate(origin)
+    chosen, radius = greedy_coreset(patches, int(opts["max_patches"]), int(opts["seed"]))
+    bank, bank_origin = patches[chosen], origin_all[chosen]
+    model = AnomalyModel(inputs, scales, bank, radius, calibrate(np.ones(2)), bank_origin)
+    loo = leave_one_out_scores(model, [views[0] for views in images]) if calibrated else np.array([])
+    if calibrated:
+        model.calibration = calibrate(loo, float(opts["false_alarm_rate"]))
+        model.loo = loo
+    summary = {
+        "good_images": len(images), "views": len(images[0]), "patches": len(patches), "bank_patches": len(bank),
+        "bank_bytes": int(bank.size * 2), "coreset_radius": radius, "leave_one_out_scores": [round(float(s), 4) for s in loo],
+        "calibration": model.calibration.to_dict(), "options": opts,
+    }
+    return model, summary
+
+
+def leave_one_out_scores(model: AnomalyModel, served_views: Sequence[Mapping[str, np.ndarray]]) -> np.ndarray:
+    """Each enrolled image's score against the bank without its own patches (every view of it)."""
+    scores = []
+    for i, maps in enumerate(served_views):
+        patches, _ = patch_features(maps, model.inputs, model.scales)
+        excluded = model.origin == i
+        if excluded.all():
+            raise ValueError("leave-one-out needs patches of at least two images in the bank")
+        scores.append(image_score(nearest_distances(patches, model.bank, model.bank_sq, excluded)))
+    return np.array(scores)

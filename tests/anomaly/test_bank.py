@@ -1,0 +1,147 @@
+"""The anomaly bank's numpy parts against brute force, and the threshold's promises in simulation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgetl.anomaly.bank import (
+    greedy_coreset,
+    image_score,
+    local_mean,
+    nearest_distances,
+    patch_features,
+)
+from edgetl.anomaly.model import AnomalyModel, fit, leave_one_out_scores
+from edgetl.anomaly.threshold import auroc, calibrate, for_miss_rate
+
+
+def test_local_mean_averages_only_the_neighbours_that_exist():
+    x = np.arange(16, dtype=np.float32).reshape(1, 4, 4)
+    pooled = local_mean(x)
+    assert pooled[0, 0, 0] == pytest.approx(np.mean([0, 1, 4, 5]))  # a corner: 4 neighbours, no zeros
+    assert pooled[0, 0, 1] == pytest.approx(np.mean([0, 1, 2, 4, 5, 6]))  # an edge: 6
+    assert pooled[0, 1, 1] == pytest.approx(x[0, :3, :3].mean())  # inside: 9
+    flat = local_mean(np.ones((2, 5, 7), np.float32))
+    assert np.allclose(flat, 1.0)  # zero padding would darken the border
+
+
+def test_patch_features_put_both_scales_on_the_finest_grid():
+    rng = np.random.default_rng(0)
+    maps = {"fine": rng.random((3, 8, 8), np.float32), "coarse": rng.random((5, 4, 4), np.float32)}
+    patches, grid = patch_features(maps, ("fine", "coarse"), np.array([1.0, 2.0], np.float32))
+    assert grid == (8, 8) and patches.shape == (64, 8)
+    assert np.allclose(patches[:, :3], local_mean(maps["fine"]).reshape(3, -1).T, atol=1e-6)
+    # the coarse map is divided by its scale
+    unscaled, _ = patch_features(maps, ("fine", "coarse"))
+    assert np.allclose(patches[:, 3:] * 2.0, unscaled[:, 3:], atol=1e-6)
+
+
+def test_nearest_distances_match_brute_force_and_skip_excluded_rows():
+    rng = np.random.default_rng(1)
+    q, b = rng.standard_normal((30, 6)).astype(np.float32), rng.standard_normal((50, 6)).astype(np.float32)
+    brute = np.sqrt(((q[:, None, :] - b[None]) ** 2).sum(-1))
+    assert np.allclose(nearest_distances(q, b), brute.min(1), atol=1e-4)
+    excluded = np.zeros(50, bool)
+    excluded[brute.argmin(1)] = True
+    assert np.allclose(nearest_distances(q, b, excluded=excluded), np.where(excluded[None], np.inf, brute).min(1), atol=1e-4)
+
+
+def test_image_score_is_the_mean_of_the_worst_one_percent():
+    scores = np.zeros(1000)
+    scores[:10] = 5.0
+    assert image_score(scores) == pytest.approx(5.0)
+    scores[:5] = 0.0
+    assert image_score(scores) == pytest.approx(2.5)
+    assert image_score(np.array([1.0, 3.0])) == pytest.approx(3.0)  # at least one patch
+
+
+def test_the_coreset_covers_the_patches_it_drops():
+    rng = np.random.default_rng(2)
+    patches = np.concatenate([rng.standard_normal((500, 8)), rng.standard_normal((5, 8)) + 20]).astype(np.float32)  # a rare cluster
+    chosen, radius = greedy_coreset(patches, 40)
+    assert len(set(chosen.tolist())) == 40
+    assert (chosen >= 500).any()  # k-centre keeps the rare patches a random sample would likely miss
+    distances = nearest_distances(patches, patches[chosen])
+    assert np.percentile(distances, 99) <= radius * 1.25  # the radius (measured on a sample) describes the rest
+    assert greedy_coreset(patches, 1000)[0].tolist() == list(range(len(patches)))  # small enough: all kept
+
+
+def _maps(rng, n, bump=0.0):
+    """n images of two feature maps; `bump` raises one patch of the fine map (a local defect)."""
+    out = []
+    for _ in range(n):
+        fine, coarse = rng.normal(0, 1, (4, 8, 8)).astype(np.float32), rng.normal(0, 1, (6, 4, 4)).astype(np.float32)
+        fine[:, 3, 3] += bump
+        out.append({"fine": fine, "coarse": coarse})
+    return out
+
+
+def test_a_fitted_bank_scores_a_local_defect_above_good_parts_and_survives_save_and_load(tmp_path):
+    rng = np.random.default_rng(3)
+    model, summary = fit([[m] for m in _maps(rng, 20)], ("fine", "coarse"), {"max_patches": 1024})
+    assert summary["bank_patches"] == 1024 and summary["patches"] == 20 * 64
+    good = [model.answer(m).score for m in _maps(rng, 30)]
+    bad = [model.answer(m).score for m in _maps(rng, 30, bump=12.0)]
+    assert auroc(np.array(good), np.array(bad)) > 0.95
+    answer = model.answer(_maps(rng, 1, bump=12.0)[0])
+    assert answer.map.shape == (8, 8) and np.unravel_index(answer.map.argmax(), (8, 8)) == (3, 3)
+    assert answer.anomalous == (answer.score > answer.threshold)
+
+    model.save(tmp_path / "bank.npz")
+    loaded = AnomalyModel.load(tmp_path / "bank.npz")
+    probe = _maps(rng, 1, bump=3.0)[0]
+    assert loaded.answer(probe).score == pytest.approx(model.answer(probe).score, rel=1e-5)  # stored in float16, fitted on float16 too
+    assert loaded.calibration == model.calibration
+    probs = loaded({k: v[None] for k, v in probe.items()})
+    assert probs.shape == (1, 2) and probs.sum() == pytest.approx(1.0)
+
+
+def test_leave_one_out_ignores_every_view_of_the_image_it_scores():
+    rng = np.random.default_rng(4)
+    images = _maps(rng, 6)
+    model, _ = fit([[m, m] for m in images], ("fine", "coarse"), {"max_patches": 100000})
+    loo = leave_one_out_scores(model, images)
+    # Scored against itself an image would score ~0; left out, like a new part.
+    assert np.all(loo > 1.0)
+    assert all(model.answer(m).score < 1e-2 for m in images)
+
+
+def test_the_threshold_keeps_its_distribution_free_promise():
+    """Over many draws of n good scores, a new good part exceeds the threshold at most (k+1)/(n+1) of the time."""
+    rng = np.random.default_rng(5)
+    for n in (5, 20):
+        exceed, bound = [], []
+        for _ in range(2000):
+            scores = rng.lognormal(0.0, 0.3, n + 1)
+            c = calibrate(scores[:n], 0.01)
+            exceed.append(scores[n] > c.threshold)
+            bound.append(c.guaranteed_false_alarm_rate)
+        assert np.mean(exceed) <= np.mean(bound) + 0.01
+        assert np.mean(bound) == pytest.approx(1 / (n + 1), abs=0.01)  # the threshold is never below the largest score
+        assert np.mean(exceed) <= 0.02  # and the log-normal prediction bound, its model true here, holds it near the 1 % asked
+
+
+def test_calibration_refuses_what_it_cannot_do():
+    with pytest.raises(ValueError, match="at least 2"):
+        calibrate(np.array([1.0]))
+    with pytest.raises(ValueError, match="false_alarm_rate"):
+        calibrate(np.array([1.0, 2.0]), 0.7)
+
+
+def test_auroc_and_the_threshold_for_a_miss_rate_against_brute_force():
+    rng = np.random.default_rng(6)
+    good, bad = rng.integers(0, 10, 40).astype(float), rng.integers(3, 13, 30).astype(float)  # ties on purpose
+    pairs = np.mean([(b > g) + 0.5 * (b == g) for g in good for b in bad])
+    assert auroc(good, bad) == pytest.approx(pairs)
+    assert np.isnan(auroc(good, np.array([])))
+    scores = np.arange(1.0, 11.0)
+    t = for_miss_rate(scores, 0.2)
+    assert (scores <= t).mean() <= 0.2 and (scores <= t).sum() == 2
+
+
+def test_student_t_quantiles_match_the_tables():
+    from edgetl.anomaly.threshold import student_t_quantile
+
+    for p, dof, table in ((0.99, 4, 3.747), (0.99, 19, 2.539), (0.975, 1, 12.706), (0.95, 10, 1.812)):
+        assert student_t_quantile(p, dof) == pytest.approx(table, abs=2e-3)

@@ -1,0 +1,223 @@
+"""Anomaly tasks in a real server: created by kind, trained from good parts only, answered with a
+score, a threshold, a verdict and (on request) a map; and every wrong way of asking gets a clear error
+while the server goes on serving. The backbone is the tests' tiny one (random weights, 64 px: it tells little apart), so
+the defect here is a gross one: a large painted square."""
+
+from __future__ import annotations
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+
+from edgetl.api.v1 import (
+    adapt_pb2,
+    adapt_pb2_grpc,
+    image_pb2,
+    inference_pb2,
+    inference_pb2_grpc,
+    model_pb2,
+    model_pb2_grpc,
+)
+from edgetl.synthetic import make_images
+from tests.adapt_helpers import classify, png, train
+from tests.conftest import TINY
+
+
+def _create(server, name="surface", **kw):
+    stub = model_pb2_grpc.ModelServiceStub(server.channel)
+    return stub.CreateTask(model_pb2.CreateTaskRequest(name=name, kind="anomaly", backbone=TINY, **kw), timeout=300)
+
+
+def _label_good(server, n, task="surface", seed=0, texture="brick"):
+    labels = adapt_pb2_grpc.LabelServiceStub(server.channel)
+    for _, img in make_images(texture, ("ok",), n, 96, seed):
+        labels.AddLabel(adapt_pb2.AddLabelRequest(task=task, image=image_pb2.Image(encoded=png(img)), class_name="good"), timeout=30)
+
+
+def _ask(server, img, task="surface", with_map=False):
+    stub = inference_pb2_grpc.InferenceServiceStub(server.channel)
+    return stub.Classify(inference_pb2.ClassifyRequest(task=task, image=image_pb2.Image(encoded=png(img)), anomaly_map=with_map), timeout=30)
+
+
+@pytest.fixture
+def enrolled(server):
+    task = _create(server)
+    assert (task.kind, list(task.class_names)) == ("anomaly", ["good", "anomaly"])
+    _label_good(server, 16)
+    events, job = train(server, task="surface", method="auto")  # auto means anomaly on an anomaly task
+    assert job.state == "succeeded" and job.activated, job.gate
+    return server, events, job
+
+
+def _painted(img, rng):
+    """A part with a 36 px square of paint somewhere on it."""
+    img = img.copy()
+    y, x = rng.integers(0, 96 - 36, 2)
+    img[y : y + 36, x : x + 36] = (40, 40, 230)
+    return img
+
+
+def test_an_anomaly_task_learns_good_parts_and_tells_a_defect_apart(enrolled):
+    server, events, job = enrolled
+    assert job.method == "anomaly" or "anomaly" in job.gate
+    assert "false-alarm rate" in job.gate and "distribution-free bound" in job.gate
+    assert any(e.phase == "features" for e in events)
+
+    good = [_ask(server, img) for _, img in make_images("brick", ("ok",), 8, 96, seed=11)]
+    rng = np.random.default_rng(0)
+    other = [_ask(server, _painted(img, rng)) for _, img in make_images("brick", ("ok",), 8, 96, seed=12)]
+    for r in good + other:
+        a = r.anomaly
+        assert r.HasField("anomaly") and a.threshold > 0 and a.score > 0
+        assert r.label == ("anomaly" if a.anomalous else "good")
+        assert a.anomalous == (a.score > a.threshold)
+        assert r.scores[0] + r.scores[1] == pytest.approx(1.0, abs=1e-5)
+        assert (r.scores[1] > 0.5) == a.anomalous
+        assert not a.map and not a.map_png  # the map only on request
+    assert len({r.anomaly.threshold for r in good + other}) == 1
+    good_scores, other_scores = [r.anomaly.score for r in good], [r.anomaly.score for r in other]
+    assert min(other_scores) > max(good_scores), (good_scores, other_scores)
+    assert sum(r.anomaly.anomalous for r in other) >= 7
+    assert sum(r.anomaly.anomalous for r in good) <= 1
+
+
+def test_the_anomaly_map_comes_on_request_as_numbers_and_a_heatmap(enrolled):
+    server, _, _ = enrolled
+    img = next(make_images("brick", ("ok",), 1, 96, seed=3))[1].copy()
+    img[30:60, 30:60] = (20, 200, 20)  # a green square in the middle of a brick part
+    r = _ask(server, img, with_map=True)
+    a = r.anomaly
+    grid = np.array(a.map, np.float32).reshape(a.map_height, a.map_width)
+    assert grid.size == a.map_height * a.map_width > 1
+    heat = cv2.imdecode(np.frombuffer(a.map_png, np.uint8), cv2.IMREAD_COLOR)
+    assert heat.shape == (64, 64, 3)  # the tiny backbone's input size
+    h, w = grid.shape
+    centre = grid[h // 4 : 3 * h // 4 + 1, w // 4 : 3 * w // 4 + 1].max()
+    border = np.concatenate([grid[0], grid[-1], grid[:, 0], grid[:, -1]]).mean()
+    assert centre > border  # the map points at the square
+
+
+def test_anomaly_tasks_refuse_what_does_not_fit_them_and_the_server_goes_on(server):
+    models = model_pb2_grpc.ModelServiceStub(server.channel)
+    training = adapt_pb2_grpc.TrainingServiceStub(server.channel)
+    with pytest.raises(grpc.RpcError) as err:
+        models.CreateTask(model_pb2.CreateTaskRequest(name="x", kind="banana"), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "classify, anomaly" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        models.CreateTask(model_pb2.CreateTaskRequest(name="x", kind="anomaly", class_names=["ok", "bad"]), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "good, anomaly" in err.value.details()
+
+    _create(server)
+    with pytest.raises(grpc.RpcError) as err:
+        models.AddClass(model_pb2.AddClassRequest(task="surface", class_name="scratch"), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "fixed" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        training.StartTraining(adapt_pb2.StartTrainingRequest(task="surface", method="head"), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "--method anomaly" in err.value.details()
+    models.CreateTask(model_pb2.CreateTaskRequest(name="parts", class_names=["ok", "dent"]), timeout=30)
+    with pytest.raises(grpc.RpcError) as err:
+        training.StartTraining(adapt_pb2.StartTrainingRequest(task="parts", method="anomaly"), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "--kind anomaly" in err.value.details()
+
+    # Too few good images: the job fails and says how many it needs; nothing is activated.
+    _label_good(server, 2)
+    _, job = train(server, task="surface", method="anomaly")
+    assert job.state == "failed" and "good images" in job.error, job.error
+    with pytest.raises(grpc.RpcError) as err:
+        _ask(server, next(make_images("brick", ("ok",), 1, 96))[1])
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    # The server goes on serving.
+    assert classify(server, next(make_images("brick", ("ok",), 1, 96))[1], task="imagenet").label
+
+
+def test_a_bank_that_does_not_match_its_manifest_is_refused_and_the_old_version_keeps_serving(enrolled, data_dir):
+    server, _, v1 = enrolled
+    _label_good(server, 6, seed=4)
+    _, v2 = train(server, task="surface", method="anomaly", force=True)
+    assert v2.activated and v2.version != v1.version
+    stub = adapt_pb2_grpc.AdapterServiceStub(server.channel)
+    stub.ActivateAdapter(adapt_pb2.ActivateAdapterRequest(task="surface", version=v1.version), timeout=60)
+    bank = data_dir / "adapters" / "surface" / v2.version / "bank.npz"
+    bank.write_bytes(bank.read_bytes()[:-100])
+    with pytest.raises(grpc.RpcError) as err:
+        stub.ActivateAdapter(adapt_pb2.ActivateAdapterRequest(task="surface", version=v2.version), timeout=60)
+    assert err.value.code() == grpc.StatusCode.DATA_LOSS and "bank.npz is damaged" in err.value.details()
+    img = next(make_images("brick", ("ok",), 1, 96, seed=9))[1]
+    assert _ask(server, img).adapter_version == v1.version
+
+
+def test_a_restart_restores_the_anomaly_adapter_with_identical_answers(server_factory):
+    first = server_factory()
+    _create(first)
+    _label_good(first, 16)
+    _, job = train(first, task="surface", method="anomaly")
+    parts = [img for _, img in make_images("brick", ("ok",), 4, 96, seed=21)]
+    before = [_ask(first, img, with_map=True) for img in parts]
+    first.stop()
+    second = server_factory()
+    after = [_ask(second, img, with_map=True) for img in parts]
+    for a, b in zip(before, after):
+        assert b.adapter_version == a.adapter_version == job.version
+        assert b.anomaly.score == pytest.approx(a.anomaly.score, rel=1e-6) and b.anomaly.threshold == a.anomaly.threshold
+        np.testing.assert_allclose(b.anomaly.map, a.anomaly.map, rtol=1e-6)
+
+
+def test_the_triton_export_says_plainly_that_it_does_not_cover_anomaly_tasks(enrolled, data_dir, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "r"
+    done = subprocess.run([sys.executable, "-m", "edgetl", "export", "triton", "--task", "surface", "--data-dir", str(data_dir), str(out)],
+                          check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "is an anomaly task" in done.stderr and len(done.stderr.splitlines()) == 1
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_an_operator_enrolls_a_good_part_online_as_a_new_version_and_can_roll_it_back(enrolled, data_dir):
+    server, _, v1 = enrolled
+    stub = adapt_pb2_grpc.AdapterServiceStub(server.channel)
+    # A good part the bank has not seen: a brick part in another light, which the operator confirms.
+    part = np.clip(next(make_images("brick", ("ok",), 1, 96, seed=31))[1].astype(np.int16) + 40, 0, 255).astype(np.uint8)
+    before = _ask(server, part)
+    r = stub.EnrollGood(adapt_pb2.EnrollGoodRequest(task="surface", image=image_pb2.Image(encoded=png(part)), operator_id="ana"), timeout=60)
+    assert r.parent_version == v1.version and r.version != v1.version
+    assert r.score == pytest.approx(before.anomaly.score, rel=1e-4)  # scored against the bank it was not in
+    assert r.patches_added > 0 and r.bank_patches > 0 and r.elapsed_ms > 0
+    after = _ask(server, part)
+    assert after.adapter_version == r.version and after.anomaly.threshold == pytest.approx(r.threshold)
+    assert after.anomaly.score < before.anomaly.score  # its patches are in the bank now
+
+    # A new version like any other: hashed, labelled, listed, and rolled back in one call.
+    version_dir = data_dir / "adapters" / "surface" / r.version
+    manifest = __import__("json").loads((version_dir / "manifest.json").read_text())
+    assert manifest["enrolled"]["parent"] == v1.version and manifest["enrolled"]["operator"] == "ana" and "bank.npz" in manifest["files"]
+    counts = adapt_pb2_grpc.LabelServiceStub(server.channel).GetLabelCounts(adapt_pb2.GetLabelCountsRequest(task="surface"), timeout=10)
+    assert counts.per_class["good"] == 17
+    stub.Rollback(adapt_pb2.RollbackRequest(task="surface"), timeout=60)
+    assert _ask(server, part).adapter_version == v1.version
+
+
+def test_enrolment_refuses_what_it_cannot_do_and_the_server_goes_on(server):
+    stub = adapt_pb2_grpc.AdapterServiceStub(server.channel)
+    good = png(next(make_images("brick", ("ok",), 1, 96))[1])
+    with pytest.raises(grpc.RpcError) as err:  # a classify task
+        stub.EnrollGood(adapt_pb2.EnrollGoodRequest(task="imagenet", image=image_pb2.Image(encoded=good)), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    _create(server)
+    with pytest.raises(grpc.RpcError) as err:  # nothing trained yet
+        stub.EnrollGood(adapt_pb2.EnrollGoodRequest(task="surface", image=image_pb2.Image(encoded=good)), timeout=30)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "edgetl train" in err.value.details()
+    _label_good(server, 12)
+    _, job = train(server, task="surface", method="anomaly")
+    assert job.activated
+    with pytest.raises(grpc.RpcError) as err:  # an unreadable image
+        stub.EnrollGood(adapt_pb2.EnrollGoodRequest(task="surface", image=image_pb2.Image(encoded=b"\x89PNG\r\n\x1a\n broken")), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as err:  # raw pixels: labels are kept as files
+        stub.EnrollGood(adapt_pb2.EnrollGoodRequest(task="surface", image=image_pb2.Image(raw=image_pb2.RawImage(data=b"\0" * 12, shape=[2, 2, 3]))), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    versions = stub.ListAdapters(adapt_pb2.ListAdaptersRequest(task="surface"), timeout=10)
+    assert [a.version for a in versions.adapters] == [job.version]  # no version from a refused enrolment
+    assert _ask(server, next(make_images("brick", ("ok",), 1, 96, seed=2))[1]).adapter_version == job.version
