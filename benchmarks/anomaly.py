@@ -4,6 +4,7 @@
                                      [--seeds 0] [--variant NAME] [--option k=v ...]
     python benchmarks/anomaly.py report [--generators relief blend] [--variants NAME ...]
     python benchmarks/anomaly.py figure --surfaces brick --generators relief   # the README's heatmaps
+    python benchmarks/anomaly.py serve --surfaces brick --generators relief    # a real server: added ms, enrolment ms
 
 A cell is (surface, generator, seed, variant). Its good images are the
 generator's `ok` parts of the surface (seed); its test set is 30 `ok` parts
@@ -48,7 +49,7 @@ DEFECTS = CLASSES[1:]
 class Maps:
     """The exported backbone (ONNX Runtime, CPU) and the maps it gives an image in each view."""
 
-    def __init__(self, store: Path, threads: int):
+    def __init__(self, store: Path, threads: int, maps: int = 2):
         from edgetl.backbones.registry import BackboneRegistry
         from edgetl.runtime.batcher import MicroBatcher
         from edgetl.runtime.session import BackboneSession
@@ -61,7 +62,7 @@ class Maps:
         record = model_store.ensure(backbone, settings.to_dict())
         self.session = BackboneSession(record, settings, model_store.trt_cache)
         self.batcher = MicroBatcher(self.session, settings.max_batch)
-        self.names = tuple(record.manifest["spec"]["feature_maps"][:2])  # stride 8 and 16
+        self.names = tuple(record.manifest["spec"]["feature_maps"][:maps])  # the finest first: stride 8 and 16 by default, as the server
 
     def of(self, bgr: np.ndarray, views: int = 1) -> list[dict]:
         from edgetl.adapt.features import VIEWS
@@ -79,7 +80,7 @@ def run_cells(args) -> None:
         done = {_key(json.loads(line)) for line in args.results.read_text().splitlines() if line.strip()}
     options = dict(_option(o) for o in args.option)
     views = int(options.get("views", 8))
-    maps = Maps(args.store, args.threads)
+    maps = Maps(args.store, args.threads, int(options.pop("maps", 2)))  # maps=3: a variant the server does not run
     for seed in args.seeds:
         for surface in args.surfaces:
             for generator in args.generators:
@@ -151,6 +152,77 @@ def figure(args) -> None:
     print(args.out)
 
 
+def serve(args) -> None:
+    """A real `edgetl serve`: an anomaly task from 20 good parts; training time, classify time
+    against the same backbone's built-in task (the anomaly score's added cost), map cost, and
+    online enrolment time per part (server-side and at the client)."""
+    import shutil
+    import tempfile
+
+    import cv2
+    import grpc
+
+    from benchmarks.serve_overhead import machine, start_server
+    from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc, image_pb2, inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
+
+    surface, generator = args.surfaces[0], args.generators[0]
+    work = Path(tempfile.mkdtemp(prefix="edgetl-anomaly-bench-"))
+    (work / "store").symlink_to(args.store.resolve(), target_is_directory=True)
+    proc, address, _ = start_server(work, ["--providers", "cpu", "--no-terminal"])
+    png = lambda img: cv2.imencode(".png", img)[1].tobytes()  # noqa: E731
+    result = {"machine": machine(), "command": " ".join(sys.argv), "surface": surface, "generator": generator}
+    try:
+        channel = grpc.insecure_channel(address)
+        model_pb2_grpc.ModelServiceStub(channel).CreateTask(model_pb2.CreateTaskRequest(name="surface", kind="anomaly"), timeout=300)
+        labels = adapt_pb2_grpc.LabelServiceStub(channel)
+        parts = [img for _, (_, img) in zip(range(20 + args.enrol), make_set(surface, generator, 20 + args.enrol, seed=0))]
+        for img in parts[:20]:
+            labels.AddLabel(adapt_pb2.AddLabelRequest(task="surface", image=image_pb2.Image(encoded=png(img)), class_name="good"), timeout=30)
+        training = adapt_pb2_grpc.TrainingServiceStub(channel)
+        started = time.perf_counter()
+        job = training.StartTraining(adapt_pb2.StartTrainingRequest(task="surface", method="anomaly"), timeout=30)
+        final = list(training.WatchJob(adapt_pb2.WatchJobRequest(job_id=job.id), timeout=900))[-1].job
+        result["train_s"] = round(time.perf_counter() - started, 2)
+        result["gate"] = final.gate
+        classify = inference_pb2_grpc.InferenceServiceStub(channel).Classify
+        tests = [png(img) for _, img in make_set(surface, generator, 10, seed=TEST_SEED_OFFSET)]
+
+        def median_ms(task: str, with_map: bool = False, rounds: int = 5) -> float:
+            times = []
+            for _ in range(rounds):
+                for data in tests:
+                    r = classify(inference_pb2.ClassifyRequest(task=task, image=image_pb2.Image(encoded=data), anomaly_map=with_map), timeout=30)
+                    times.append(r.timing.total_ms)
+            return statistics.median(times)
+
+        median_ms("imagenet", rounds=1)  # warm both
+        median_ms("surface", rounds=1)
+        # Interleaved rounds, so drift in the machine's speed hits both alike.
+        base, anomaly, with_map = [], [], []
+        for _ in range(args.rounds):
+            base.append(median_ms("imagenet", rounds=2))
+            anomaly.append(median_ms("surface", rounds=2))
+            with_map.append(median_ms("surface", with_map=True, rounds=2))
+        result["classify_ms"] = {"imagenet (backbone + its classifier)": statistics.median(base), "anomaly": statistics.median(anomaly), "anomaly with map": statistics.median(with_map)}
+        result["added_ms"] = round(statistics.median(anomaly) - statistics.median(base), 2)
+        enrol = adapt_pb2_grpc.AdapterServiceStub(channel).EnrollGood
+        server_ms, client_ms, added = [], [], []
+        for img in parts[20:]:
+            t = time.perf_counter()
+            r = enrol(adapt_pb2.EnrollGoodRequest(task="surface", image=image_pb2.Image(encoded=png(img)), operator_id="bench"), timeout=60)
+            client_ms.append((time.perf_counter() - t) * 1000)
+            server_ms.append(r.elapsed_ms)
+            added.append(r.patches_added)
+        result["enrol_ms"] = {"server median": statistics.median(server_ms), "server max": max(server_ms), "client median": statistics.median(client_ms), "patches added (median)": statistics.median(added), "bank after": r.bank_patches}
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+    # With EDGETL_BENCH_LOG_LEVEL=INFO the server logs where each enrolment's time went.
+    result["enrol_log"] = [line.split("surface:", 1)[-1].strip() for line in stderr.splitlines() if "enrol" in line and "surface:" in line]
+    print(json.dumps(result, indent=2))
+
+
 def report(args) -> None:
     rows = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
     rows = [r for r in rows if r["generator"] in args.generators and r["surface"] in args.surfaces and (not args.variants or r["variant"] in args.variants)]
@@ -200,7 +272,7 @@ def _option(text: str) -> tuple[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["run", "report", "figure"])
+    parser.add_argument("action", choices=["run", "report", "figure", "serve"])
     parser.add_argument("--generators", nargs="+", default=list(HELD_OUT), help=f"tuning: {TUNING}; held out: {HELD_OUT}")
     parser.add_argument("--surfaces", nargs="+", default=list(SURFACES))
     parser.add_argument("--goods", type=int, nargs="+", default=[1, 5, 10, 20, 50])
@@ -212,9 +284,11 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=ROOT / "edgetl-data" / "store")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "anomaly.jsonl")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "anomaly-heatmap.jpg", help="figure: where the picture goes")
+    parser.add_argument("--enrol", type=int, default=10, help="serve: good parts enrolled online after training")
+    parser.add_argument("--rounds", type=int, default=5, help="serve: interleaved rounds of classify timing")
     args = parser.parse_args()
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    {"run": run_cells, "report": report, "figure": figure}[args.action](args)
+    {"run": run_cells, "report": report, "figure": figure, "serve": serve}[args.action](args)
 
 
 if __name__ == "__main__":

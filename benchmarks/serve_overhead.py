@@ -76,7 +76,7 @@ def rss_mb(pid: int) -> tuple[float, float]:
 def start_server(data_dir: Path, extra=()):
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgetl", "serve", "--data-dir", str(data_dir), "--port", "0", "--metrics-port", "0", "--log-level", "WARNING", *extra],
+        [sys.executable, "-m", "edgetl", "serve", "--data-dir", str(data_dir), "--port", "0", "--metrics-port", "0", "--log-level", os.environ.get("EDGETL_BENCH_LOG_LEVEL", "WARNING"), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )
     line = proc.stdout.readline()

@@ -18,7 +18,7 @@ from pathlib import Path
 from edgetl import metrics
 from edgetl.adapt.versions import AdapterVersion, AdapterVersions
 from edgetl.errors import NotReady
-from edgetl.runtime.adapters import load_adapter
+from edgetl.runtime.adapters import LoadedAdapter, load_adapter
 from edgetl.runtime.engine import ActiveAdapter, InferenceEngine
 from edgetl.settings import Settings
 
@@ -42,10 +42,13 @@ class Activator:
         self.trt_cache = trt_cache
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
-    async def activate(self, task: str, version: int | str, reason: str = "activate", record: bool = True) -> AdapterVersion:
+    async def activate(self, task: str, version: int | str, reason: str = "activate", record: bool = True, loaded: LoadedAdapter | None = None) -> AdapterVersion:
+        """`loaded`: the version as its producer holds it in memory, having just written and
+        hashed its files (online enrolment); loading it back from disk would only repeat that."""
         adapter = self.versions.get(task, version)
         async with self._locks[task]:
-            loaded = await asyncio.to_thread(load_adapter, adapter.path, self.engine.batchers, self.settings, self.trt_cache)
+            if loaded is None:
+                loaded = await asyncio.to_thread(load_adapter, adapter.path, self.engine.batchers, self.settings, self.trt_cache)
             _check_classes(self.engine.get_task(task).class_names, loaded.manifest.get("class_names"), adapter)
             self.engine.adapters[task] = ActiveAdapter(str(adapter.version), loaded.head, loaded.batcher, loaded.drift, loaded.outputs)
             if record:
