@@ -62,7 +62,10 @@ class Maps:
         record = model_store.ensure(backbone, settings.to_dict())
         self.session = BackboneSession(record, settings, model_store.trt_cache)
         self.batcher = MicroBatcher(self.session, settings.max_batch)
-        self.names = tuple(record.manifest["spec"]["feature_maps"][:maps])  # the finest first: stride 8 and 16 by default, as the server
+        from edgetl.anomaly.model import bank_maps
+
+        # As the server chooses (the two finest); maps=3 adds the next one, a variant the server does not run.
+        self.names = bank_maps(record.manifest) if maps == 2 else tuple(record.manifest["spec"]["feature_maps"][:maps])
 
     def of(self, bgr: np.ndarray, views: int = 1) -> list[dict]:
         from edgetl.adapt.features import VIEWS

@@ -366,10 +366,10 @@ def _train_anomaly(tmp, session, batcher, tensors, is_val, y, options, emit) -> 
     (AUROC), never enrolled.
     """
     from edgetl.adapt.features import VIEWS
-    from edgetl.anomaly.model import DEFAULTS, MIN_GOOD, fit
+    from edgetl.anomaly.model import DEFAULTS, MIN_GOOD, bank_maps, fit
     from edgetl.errors import InvalidInput
 
-    names = anomaly_maps(session.record.manifest["spec"])
+    names = bank_maps(session.record.manifest)
     resolved = {**DEFAULTS, **{k: v for k, v in options.items() if k in DEFAULTS and v is not None}}
     views = int(resolved["views"])
     if not 1 <= views <= len(VIEWS):
@@ -396,11 +396,6 @@ def _train_anomaly(tmp, session, batcher, tensors, is_val, y, options, emit) -> 
     served.save(tmp / "bank.npz")
     summary.pop("leave_one_out_scores")
     return {**resolved, "maps": list(names), "bank": summary}
-
-
-def anomaly_maps(spec: dict) -> tuple[str, ...]:
-    """The feature maps an anomaly bank reads: the backbone's first two (plugins list them finest first)."""
-    return tuple(spec["feature_maps"][:2])
 
 
 def _anomaly_evidence(holdout, manifest, val_scores, val_y, defect_scores) -> dict:

@@ -63,13 +63,25 @@ def patch_features(maps: Mapping[str, np.ndarray], names: tuple[str, ...], scale
     parts = []
     for i, p in enumerate(pooled):
         if p.shape[1:] != grid:
-            # cv2 resizes channels-last; bilinear keeps neighbouring patches' features apart less abruptly than nearest.
-            p = cv2.resize(np.ascontiguousarray(p.transpose(1, 2, 0)), (grid[1], grid[0]), interpolation=cv2.INTER_LINEAR)
-            p = p.reshape(grid[0], grid[1], -1).transpose(2, 0, 1)
+            p = _resize(p, grid)
         if scales is not None:
             p = p / scales[i]
         parts.append(p.reshape(p.shape[0], -1).T)
     return np.ascontiguousarray(np.concatenate(parts, axis=1), np.float32), grid
+
+
+#: OpenCV resizes at most this many channels at once (CV_CN_MAX is smaller than many backbones' maps).
+_RESIZE_CHANNELS = 64
+
+
+def _resize(x: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """[C, h, w] -> [C, *grid], bilinear (smoother between neighbouring patches than nearest), in channel chunks."""
+    parts = []
+    for start in range(0, x.shape[0], _RESIZE_CHANNELS):
+        chunk = np.ascontiguousarray(x[start : start + _RESIZE_CHANNELS].transpose(1, 2, 0))
+        resized = cv2.resize(chunk, (grid[1], grid[0]), interpolation=cv2.INTER_LINEAR)
+        parts.append(resized.reshape(grid[0], grid[1], -1).transpose(2, 0, 1))
+    return np.concatenate(parts)
 
 
 def map_scales(maps_per_image: list[Mapping[str, np.ndarray]], names: tuple[str, ...]) -> np.ndarray:

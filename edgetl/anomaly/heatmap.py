@@ -7,13 +7,13 @@ import numpy as np
 
 
 def heatmap_png(anomaly_map: np.ndarray, threshold: float, size: tuple[int, int]) -> bytes:
-    """Blue where the part looks like the good ones, red at or past twice the threshold.
+    """Blue up to half the threshold (like the good parts), green-yellow near it, red from 1.5 times it.
 
     The colour scale is fixed to the adapter's threshold, not to the image's
-    own range, so a good part stays blue instead of having its noise
+    own range, so a good part stays blue-green instead of having its noise
     stretched into red.
     """
-    level = np.clip(anomaly_map / (2.0 * threshold), 0.0, 1.0)
+    level = np.clip((anomaly_map / threshold - 0.5), 0.0, 1.0)
     height, width = size if size[0] and size[1] else anomaly_map.shape
     level = cv2.resize(level.astype(np.float32), (int(width), int(height)), interpolation=cv2.INTER_LINEAR)
     colours = cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_JET)

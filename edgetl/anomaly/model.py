@@ -105,6 +105,18 @@ class AnomalyModel:
             return cls(tuple(str(n) for n in z["inputs"]), z["scales"], bank, float(z["radius"]), calibration, loo=loo)
 
 
+def bank_maps(export_manifest: Mapping) -> tuple[str, ...]:
+    """The two feature maps a bank reads: the finest, by the export's recorded shapes (declared order breaks ties).
+
+    Fine maps see small defects; two scales tell texture from defect. Chosen
+    by shape, so a plugin may list its maps in any order.
+    """
+    names = list(export_manifest["spec"]["feature_maps"])
+    shapes = export_manifest.get("outputs", {})
+    size = lambda name: shapes[name][-1] * shapes[name][-2] if len(shapes.get(name, ())) == 3 else 0  # noqa: E731
+    return tuple(sorted(names, key=lambda n: -size(n))[:2])
+
+
 def fit(
     images: Sequence[Sequence[Mapping[str, np.ndarray]]], inputs: tuple[str, ...], options: Mapping | None = None, calibrated: bool = True
 ) -> tuple[AnomalyModel, dict]:

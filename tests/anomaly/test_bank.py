@@ -37,6 +37,15 @@ def test_patch_features_put_both_scales_on_the_finest_grid():
     assert np.allclose(patches[:, 3:] * 2.0, unscaled[:, 3:], atol=1e-6)
 
 
+def test_maps_with_many_channels_are_resized_too():
+    """OpenCV resizes a limited number of channels at once; a plugin's 320-channel map must still work."""
+    rng = np.random.default_rng(7)
+    maps = {"fine": rng.random((8, 8, 8), np.float32), "deep": rng.random((320, 2, 2), np.float32)}
+    patches, grid = patch_features(maps, ("fine", "deep"))
+    assert grid == (8, 8) and patches.shape == (64, 328)
+    assert np.allclose(patches[:, 8:].mean(0), local_mean(maps["deep"]).reshape(320, -1).mean(1), atol=0.05)
+
+
 def test_nearest_distances_match_brute_force_and_skip_excluded_rows():
     rng = np.random.default_rng(1)
     q, b = rng.standard_normal((30, 6)).astype(np.float32), rng.standard_normal((50, 6)).astype(np.float32)
@@ -145,3 +154,10 @@ def test_student_t_quantiles_match_the_tables():
 
     for p, dof, table in ((0.99, 4, 3.747), (0.99, 19, 2.539), (0.975, 1, 12.706), (0.95, 10, 1.812)):
         assert student_t_quantile(p, dof) == pytest.approx(table, abs=2e-3)
+
+
+def test_the_bank_reads_the_two_finest_maps_whatever_order_a_plugin_lists_them_in():
+    from edgetl.anomaly.model import bank_maps
+
+    manifest = {"spec": {"feature_maps": ["s32", "s8", "s16"]}, "outputs": {"pooled": [64], "s32": [320, 7, 7], "s8": [40, 28, 28], "s16": [112, 14, 14]}}
+    assert bank_maps(manifest) == ("s8", "s16")
