@@ -5,6 +5,7 @@
     python benchmarks/anomaly.py report [--generators relief blend] [--variants NAME ...]
     python benchmarks/anomaly.py figure --surfaces brick --generators relief   # the README's heatmaps
     python benchmarks/anomaly.py serve --surfaces brick --generators relief    # a real server: added ms, enrolment ms
+    python benchmarks/anomaly.py spinning --surfaces brick --generators relief # ORT's spinning threads and the score's cost
 
 A cell is (surface, generator, seed, variant). Its good images are the
 generator's `ok` parts of the surface (seed); its test set is 30 `ok` parts
@@ -226,6 +227,55 @@ def serve(args) -> None:
     print(json.dumps(result, indent=2))
 
 
+def spinning(args) -> None:
+    """Why the served score costs more than the score alone: the anomaly answer timed right after a
+    backbone run and after the CPU has been idle, with ONNX Runtime's threads spinning between runs
+    (edgetl's default), not spinning, and spinning only during a run (session.force_spinning_stop)."""
+    import onnxruntime as ort
+
+    from edgetl.anomaly.model import fit
+
+    maps = Maps(args.store, args.threads)
+    record = maps.session.record
+    goods = [img for kind, img in make_set(args.surfaces[0], args.generators[0], 20, seed=0) if kind == "ok"]
+    model, _ = fit([maps.of(img, 8) for img in goods], maps.names)
+    tests = [maps.session.preprocess(img)[None] for _, img in make_set(args.surfaces[0], args.generators[0], 3, seed=TEST_SEED_OFFSET)]
+    rows = []
+    for allow, stop in (("1", "0"), ("0", "0"), ("1", "1")):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = args.threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", allow)
+        options.add_session_config_entry("session.force_spinning_stop", stop)
+        session = ort.InferenceSession(str(record.onnx_path), options, providers=["CPUExecutionProvider"])
+        after_run, after_idle, run = [], [], []
+        for _ in range(args.rounds):
+            for x in tests:
+                time.sleep(0.05)
+                t = time.perf_counter()
+                out = dict(zip(maps.names, session.run(list(maps.names), {record.manifest["input"]["name"]: x})))
+                t1 = time.perf_counter()
+                model.answer({k: v[0] for k, v in out.items()})
+                t2 = time.perf_counter()
+                time.sleep(0.05)
+                model.answer({k: v[0] for k, v in out.items()})
+                after_idle.append((time.perf_counter() - t2 - 0.05) * 1000)
+                run.append((t1 - t) * 1000)
+                after_run.append((t2 - t1) * 1000)
+        rows.append((f"allow_spinning={allow}, force_spinning_stop={stop}", statistics.median(run), statistics.median(after_run), statistics.median(after_idle)))
+        del session
+    print(f"machine: {machine_line()}; {args.surfaces[0]}/{args.generators[0]}, {len(tests)} parts x {args.rounds} rounds\n")
+    print("| ONNX Runtime threads | backbone run ms | answer right after the run ms | answer after 50 ms idle ms |")
+    print("|---|---|---|---|")
+    for name, r, a, i in rows:
+        print(f"| {name} | {r:.1f} | {a:.1f} | {i:.1f} |")
+
+
+def machine_line() -> str:
+    from benchmarks.serve_overhead import machine
+
+    return machine()
+
+
 def report(args) -> None:
     rows = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
     rows = [r for r in rows if r["generator"] in args.generators and r["surface"] in args.surfaces and (not args.variants or r["variant"] in args.variants)]
@@ -275,7 +325,7 @@ def _option(text: str) -> tuple[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["run", "report", "figure", "serve"])
+    parser.add_argument("action", choices=["run", "report", "figure", "serve", "spinning"])
     parser.add_argument("--generators", nargs="+", default=list(HELD_OUT), help=f"tuning: {TUNING}; held out: {HELD_OUT}")
     parser.add_argument("--surfaces", nargs="+", default=list(SURFACES))
     parser.add_argument("--goods", type=int, nargs="+", default=[1, 5, 10, 20, 50])
@@ -291,7 +341,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="serve: interleaved rounds of classify timing")
     args = parser.parse_args()
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    {"run": run_cells, "report": report, "figure": figure, "serve": serve}[args.action](args)
+    {"run": run_cells, "report": report, "figure": figure, "serve": serve, "spinning": spinning}[args.action](args)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,13 @@ INFERENCE_SECONDS = Histogram(
 TOTAL_SECONDS = Histogram(
     "edgetl_request_seconds", "Time from receiving an image to its answer, in the server", ["task", "adapter_version"], buckets=_BUCKETS, registry=REGISTRY
 )
+BACKBONE_RUNS = Counter(
+    "edgetl_backbone_runs_total",
+    "Backbone runs, by backbone session (a task's LoRA adapter has its own); images per run is the batch size, and a ClassifyTasks call costs one run per backbone, not per task",
+    ["backbone"],
+    registry=REGISTRY,
+)
+BACKBONE_IMAGES = Counter("edgetl_backbone_images_total", "Images the backbone ran on, by backbone session", ["backbone"], registry=REGISTRY)
 IN_FLIGHT = Gauge("edgetl_images_in_flight", "Images being decoded, waiting or running (bounded by [limits] max_queue)", registry=REGISTRY)
 JOBS = Counter("edgetl_training_jobs_total", "Training jobs ended, by task, method and final state", ["task", "method", "state"], registry=REGISTRY)
 JOBS_RUNNING = Gauge("edgetl_training_jobs_running", "Training jobs queued or running", registry=REGISTRY)

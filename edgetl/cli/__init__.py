@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     health.set_defaults(func=cmd_health)
 
     predict = client("predict", "classify image files")
-    predict.add_argument("--task", required=True, help="task name, e.g. imagenet")
+    predict.add_argument("--task", required=True, help="task name, e.g. imagenet; several, comma-separated, share one backbone run per image")
     predict.add_argument("--json", action="store_true", help="one JSON object per file")
     predict.add_argument("--top-k", type=int, default=5, help="classes listed in `scores` (default 5)")
     predict.add_argument("--flag", action="store_true", help="keep the images for an operator to review (reason flagged)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from edgetl.cli.common import EXIT_UNREACHABLE, EXIT_USAGE, CliError, call, open_channel, print_json, report_failure
 
 
@@ -53,8 +52,12 @@ def cmd_tasks(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    """Classify files; with several tasks (--task a,b), one ClassifyTasks call per file: one backbone run answers them all."""
     from edgetl.api.v1 import image_pb2, inference_pb2, inference_pb2_grpc
 
+    tasks = [t.strip() for t in args.task.split(",") if t.strip()]
+    if not tasks:
+        raise CliError("--task needs a task name (or several, comma-separated)", EXIT_USAGE)
     failures = 0
     with open_channel(args) as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
@@ -65,41 +68,55 @@ def cmd_predict(args) -> int:
                 report_failure(args, path, f"cannot read {path}: {exc.strerror}")
                 failures += 1
                 continue
-            request = inference_pb2.ClassifyRequest(task=args.task, image=image_pb2.Image(encoded=data), top_k=args.top_k, flag_for_review=args.flag, request_id=path.name, anomaly_map=bool(args.map_dir))
+            image = image_pb2.Image(encoded=data)
+            common = {"image": image, "top_k": args.top_k, "flag_for_review": args.flag, "request_id": path.name, "anomaly_map": bool(args.map_dir)}
             try:
-                r = call(args, stub.Classify, request)
+                if len(tasks) == 1:
+                    answers, runs = [call(args, stub.Classify, inference_pb2.ClassifyRequest(task=tasks[0], **common))], 1
+                else:
+                    r = call(args, stub.ClassifyTasks, inference_pb2.ClassifyTasksRequest(tasks=tasks, **common))
+                    answers, runs = list(r.answers), r.backbone_runs
             except CliError as exc:
                 if exc.code == EXIT_UNREACHABLE:
                     raise
                 report_failure(args, path, f"{path}: {exc}")
                 failures += 1
                 continue
-            result = {
-                "file": str(path),
-                "task": r.task,
-                "label": r.label,
-                "score": round(r.score, 6),
-                "scores": {c.label: round(c.score, 6) for c in r.top_classes},
-                "adapter_version": r.adapter_version,
-                "timing_ms": {"decode": round(r.timing.decode_ms, 3), "queue": round(r.timing.queue_ms, 3), "inference": round(r.timing.inference_ms, 3), "total": round(r.timing.total_ms, 3)},
-            }
-            verdict = ""
-            if r.HasField("anomaly"):
-                a = r.anomaly
-                result["anomaly"] = {"score": round(a.score, 6), "threshold": round(a.threshold, 6), "anomalous": a.anomalous}
-                verdict = f", anomaly score {a.score:.3f} vs threshold {a.threshold:.3f}"
-                if args.map_dir and a.map_png:
-                    args.map_dir.mkdir(parents=True, exist_ok=True)
-                    out = args.map_dir / f"{path.name}.anomaly.png"
-                    out.write_bytes(a.map_png)
-                    result["anomaly"]["map"] = str(out)
-            if args.json:
-                print_json(result)
-            else:
-                print(f"{path}: {r.label} ({r.score:.3f}{verdict})  [task {r.task}, adapter {r.adapter_version}, {r.timing.total_ms:.1f} ms]")
+            for r in answers:
+                _print_answer(args, path, r, runs if len(tasks) > 1 else None)
     if failures:
         raise CliError(f"{failures} of {len(args.files)} files failed")
     return 0
+
+
+def _print_answer(args, path, r, backbone_runs: int | None) -> None:
+    """One task's answer for one file: a line, or a JSON object (with the request's backbone runs when it asked several tasks)."""
+    result = {
+        "file": str(path),
+        "task": r.task,
+        "label": r.label,
+        "score": round(r.score, 6),
+        "scores": {c.label: round(c.score, 6) for c in r.top_classes},
+        "adapter_version": r.adapter_version,
+        "timing_ms": {"decode": round(r.timing.decode_ms, 3), "queue": round(r.timing.queue_ms, 3), "inference": round(r.timing.inference_ms, 3), "total": round(r.timing.total_ms, 3)},
+    }
+    if backbone_runs is not None:
+        result["backbone_runs"] = backbone_runs
+    verdict = ""
+    if r.HasField("anomaly"):
+        a = r.anomaly
+        result["anomaly"] = {"score": round(a.score, 6), "threshold": round(a.threshold, 6), "anomalous": a.anomalous}
+        verdict = f", anomaly score {a.score:.3f} vs threshold {a.threshold:.3f}"
+        if args.map_dir and a.map_png:
+            args.map_dir.mkdir(parents=True, exist_ok=True)
+            # One heatmap per file and anomaly task, so two anomaly tasks do not overwrite each other.
+            out = args.map_dir / (f"{path.name}.anomaly.png" if backbone_runs is None else f"{path.name}.{r.task}.anomaly.png")
+            out.write_bytes(a.map_png)
+            result["anomaly"]["map"] = str(out)
+    if args.json:
+        print_json(result)
+    else:
+        print(f"{path}: {r.label} ({r.score:.3f}{verdict})  [task {r.task}, adapter {r.adapter_version}, {r.timing.total_ms:.1f} ms]")
 
 
 #: `edgetl drift`: some task has drifted (3 is "server unreachable").

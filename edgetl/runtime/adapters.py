@@ -110,7 +110,8 @@ def open_adapter(
         head: Head = LinearHead.load(path / "head.npz") if method == "head" else _load_bank(path / BANK_FILE, manifest)
     elif method in ("lora", "scratch"):
         record = ExportRecord(f"{manifest['task']}-v{manifest.get('version', 'candidate')}", path, manifest["onnx"])
-        batcher = MicroBatcher(BackboneSession(record, settings, trt_cache_root), settings.max_batch)
+        # Counted per task, not per version, so /metrics does not grow a series with every retraining.
+        batcher = MicroBatcher(BackboneSession(record, settings, trt_cache_root), settings.max_batch, label=f"{manifest['task']} ({method})")
         head = LogitsHead()
     else:
         raise ExportError(f"adapter {manifest['version']}: unknown method {method!r}")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgetl import metrics
 from edgetl.errors import DeadlineExceeded
 from edgetl.runtime.session import BackboneSession
 
@@ -45,12 +46,15 @@ class _Slot:
 class MicroBatcher:
     """Feeds one BackboneSession from any number of worker threads."""
 
-    def __init__(self, session: BackboneSession, max_batch: int = 8):
+    def __init__(self, session: BackboneSession, max_batch: int = 8, label: str | None = None):
+        """`label`: the name its runs are counted under in /metrics (default the backbone's name)."""
         self.session = session
         self.max_batch = max(1, max_batch)
         self._cond = threading.Condition()
         self._waiting: list[_Slot] = []
         self._busy = False
+        self._runs = metrics.BACKBONE_RUNS.labels(label or session.name)
+        self._images = metrics.BACKBONE_IMAGES.labels(label or session.name)
 
     def run(self, tensor: np.ndarray, outputs: tuple[str, ...], deadline: float | None = None) -> BackboneResult:
         """Run one preprocessed image [3, H, W]; blocks the calling (worker) thread.
@@ -97,6 +101,8 @@ class MicroBatcher:
                 slot.error = exc
             return
         elapsed_ms = (time.perf_counter() - started) * 1000
+        self._runs.inc()
+        self._images.inc(len(batch))
         for i, slot in enumerate(batch):
             slot.result = BackboneResult(
                 {name: values[name][i] for name in slot.outputs},

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgetl import metrics
 from edgetl.anomaly.model import AnomalyAnswer, AnomalyModel
-from edgetl.errors import DeadlineExceeded, EdgetlError, NotFound, NotReady, Unavailable
+from edgetl.errors import DeadlineExceeded, EdgetlError, InvalidInput, NotFound, NotReady, Unavailable
 from edgetl.runtime.batcher import BackboneResult, MicroBatcher
 from edgetl.runtime.heads import Head, probabilities_and_embedding
 from edgetl.runtime.preprocess import ImageInput, decode
@@ -26,6 +26,8 @@ from edgetl.runtime.stats import RecentStats
 from edgetl.tasks.store import Task, TaskStore
 
 DEFAULT_TOP_K = 5
+#: Tasks one ClassifyTasks request may name: a camera station's answers, not a sweep over the server.
+MAX_TASKS_PER_REQUEST = 16
 
 
 @dataclass(frozen=True)
@@ -157,19 +159,71 @@ class InferenceEngine:
             raise NotReady(f"backbone {task.backbone!r} of task {task.name!r} is not loaded in this server")
         return task, adapter, batcher
 
-    async def _classify(
-        self, task: Task, adapter: ActiveAdapter, batcher: MicroBatcher, image: ImageInput, top_k: int, deadline: float | None, received: float
-    ) -> Prediction:
+    async def classify_tasks(
+        self, task_names: list[str], image: ImageInput, top_k: int = DEFAULT_TOP_K, deadline: float | None = None
+    ) -> tuple[list[Prediction], int]:
+        """One image, several tasks' answers (in the order asked), and how many backbone runs they took.
+
+        The image is decoded once; tasks whose adapters run on the same
+        backbone session (every head and anomaly adapter of one backbone)
+        share one run of it, fetching the union of the outputs they read. A
+        LoRA adapter has its own backbone, so it costs its own run. Every
+        task is resolved before anything is computed: an unknown or untrained
+        task fails the whole request, and nothing is half answered.
+        """
+        received = time.perf_counter()
+        if not task_names:
+            raise InvalidInput("the request names no task; set tasks to one or more task names")
+        if len(task_names) > MAX_TASKS_PER_REQUEST:
+            raise InvalidInput(f"the request names {len(task_names)} tasks; at most {MAX_TASKS_PER_REQUEST} per image")
+        twice = sorted({n for n in task_names if task_names.count(n) > 1})
+        if twice:
+            raise InvalidInput(f"task {twice[0]!r} is named more than once in the request")
+        resolved = []
+        for name in task_names:
+            try:
+                resolved.append(self._resolve(name))
+            except EdgetlError as exc:
+                self._count_failure(name, exc, 1)
+                raise
+        # One backbone run per session, fetching what every task on it reads.
+        runs: dict[int, tuple[MicroBatcher, set[str]]] = {}
+        for _, adapter, batcher in resolved:
+            runs.setdefault(id(batcher), (batcher, set()))[1].update(adapter.fetch)
+        try:
+            decode_ms, results = await self._admitted(self._run_many, image, [(b, tuple(sorted(o))) for b, o in runs.values()], deadline)
+        except EdgetlError as exc:
+            for name in task_names:
+                self._count_failure(name, exc, 1)
+            raise
+        by_batcher = dict(zip(runs, results))
+        predictions = [
+            self._answer(task, adapter, batcher, decode_ms, by_batcher[id(batcher)], top_k, received) for task, adapter, batcher in resolved
+        ]
+        return predictions, len(runs)
+
+    async def _admitted(self, work, *args):
+        """`work(*args)` in a worker thread, if the queue has room (else Unavailable)."""
         with self._lock:
             if self._in_flight >= self.max_queue:
                 raise Unavailable(f"{self._in_flight} images are waiting (limit {self.max_queue}); retry shortly")
             self._in_flight += 1
         try:
-            loop = asyncio.get_running_loop()
-            decode_ms, result = await loop.run_in_executor(self._workers, self._run, image, batcher, adapter.fetch, deadline)
+            return await asyncio.get_running_loop().run_in_executor(self._workers, work, *args)
         finally:
             with self._lock:
                 self._in_flight -= 1
+
+    async def _classify(
+        self, task: Task, adapter: ActiveAdapter, batcher: MicroBatcher, image: ImageInput, top_k: int, deadline: float | None, received: float
+    ) -> Prediction:
+        decode_ms, result = await self._admitted(self._run, image, batcher, adapter.fetch, deadline)
+        return self._answer(task, adapter, batcher, decode_ms, result, top_k, received)
+
+    def _answer(
+        self, task: Task, adapter: ActiveAdapter, batcher: MicroBatcher, decode_ms: float, result: BackboneResult, top_k: int, received: float
+    ) -> Prediction:
+        """The task's adapter on the backbone's outputs: its probabilities, drift, timing and metrics."""
         head_started = time.perf_counter()
         anomaly = None
         if isinstance(adapter.head, AnomalyModel):
@@ -217,6 +271,22 @@ class InferenceEngine:
         tensor = batcher.session.preprocess(decode(image, self.max_pixels))
         decode_ms = (time.perf_counter() - started) * 1000
         return decode_ms, batcher.run(tensor, outputs, deadline)
+
+    def _run_many(
+        self, image: ImageInput, runs: list[tuple[MicroBatcher, tuple[str, ...]]], deadline: float | None
+    ) -> tuple[float, list[BackboneResult]]:
+        """In a worker thread: decode once, then each backbone run (preprocessed for its session)."""
+        if deadline is not None and time.monotonic() > deadline:
+            raise DeadlineExceeded("the request's deadline passed while it was queued; it was not computed")
+        started = time.perf_counter()
+        decoded = decode(image, self.max_pixels)
+        decode_ms, results = 0.0, []
+        for batcher, outputs in runs:
+            tensor = batcher.session.preprocess(decoded)
+            decode_ms += (time.perf_counter() - started) * 1000
+            results.append(batcher.run(tensor, outputs, deadline))
+            started = time.perf_counter()
+        return decode_ms, results
 
     def close(self) -> None:
         self._workers.shutdown(wait=False, cancel_futures=True)

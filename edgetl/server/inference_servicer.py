@@ -1,4 +1,4 @@
-"""edgetl.v1.InferenceService: classify, one image at a time or as a camera stream."""
+"""edgetl.v1.InferenceService: classify, one image at a time, as a camera stream, or for several tasks at once."""
 
 from __future__ import annotations
 
@@ -37,6 +37,19 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         prediction = await self.engine.classify(request.task, image, request.top_k, _deadline(context))
         self._offer(request, image, prediction)
         return prediction_to_proto(prediction, request.request_id, request.anomaly_map)
+
+    async def ClassifyTasks(self, request, context):
+        received = time.perf_counter()
+        image = image_from_proto(request.image)
+        predictions, runs = await self.engine.classify_tasks(list(request.tasks), image, request.top_k, _deadline(context))
+        for prediction in predictions:
+            self._offer(request, image, prediction)
+        return inference_pb2.ClassifyTasksResponse(
+            answers=[prediction_to_proto(p, request.request_id, request.anomaly_map) for p in predictions],
+            request_id=request.request_id,
+            backbone_runs=runs,
+            total_ms=(time.perf_counter() - received) * 1000,
+        )
 
     def _offer(self, request, image, prediction) -> None:
         if self.capture is not None:

@@ -84,15 +84,35 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
             versions=[active.version] if active else [],
             platform=PLATFORM,
             inputs=[T(name=tensors.IMAGES, datatype="BYTES", shape=[-1]), T(name=tensors.PIXELS, datatype="UINT8", shape=[-1, -1, -1, 3])],
-            outputs=[T(name=tensors.LABELS, datatype="BYTES", shape=[-1]), T(name=tensors.SCORES, datatype="FP32", shape=[-1, len(task.class_names)])],
+            outputs=[T(name=tensors.LABELS, datatype="BYTES", shape=[-1]), T(name=tensors.SCORES, datatype="FP32", shape=[-1, len(task.class_names)])]
+            + (self._anomaly_metadata(task) if task.kind == "anomaly" else []),
         )
+
+    def _anomaly_metadata(self, task: Task) -> list:
+        T = pb.ModelMetadataResponse.TensorMetadata
+        # The map is on the finest grid the bank reads, as the export recorded it; -1 until an adapter says which maps.
+        height, width = -1, -1
+        batcher = self.engine.batchers.get(task.backbone)
+        active = self.engine.adapters.get(task.name)
+        if active is not None and batcher is not None:
+            shapes = batcher.session.record.manifest.get("outputs", {})
+            grids = [tuple(shapes[n][-2:]) for n in getattr(active.head, "inputs", ()) if len(shapes.get(n, ())) == 3]
+            if grids:
+                height, width = max(grids, key=lambda g: g[0] * g[1])
+        return [
+            T(name=tensors.ANOMALY_SCORE, datatype="FP32", shape=[-1]),
+            T(name=tensors.ANOMALY_THRESHOLD, datatype="FP32", shape=[-1]),
+            T(name=tensors.ANOMALOUS, datatype="BOOL", shape=[-1]),
+            T(name=tensors.ANOMALY_MAP, datatype="FP32", shape=[-1, height, width]),
+        ]
 
     # -- inference ---------------------------------------------------------------
     async def ModelInfer(self, request, context):
         if request.model_version:
             self._serving_task(request.model_name, request.model_version)
         images = tensors.images_from_request(request, self.engine.max_queue)
-        outputs = tensors.requested_outputs(request)
+        known = self.engine.builtin_tasks.get(request.model_name) or self.engine.tasks.get(request.model_name)
+        outputs = tensors.requested_outputs(request, anomaly=known is not None and known.kind == "anomaly")
         flagged = tensors.flag_for_review(request)
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
@@ -104,7 +124,8 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
         response = pb.ModelInferResponse(model_name=task.name, model_version=predictions[0].adapter_version, id=request.id)
         response.parameters["class_names"].string_param = _class_names_json(tuple(task.class_names))
         scores = np.stack([p.scores for p in predictions])
-        for name, datatype, shape, raw in tensors.output_tensors(outputs, [p.label for p in predictions], scores):
+        anomalies = [p.anomaly for p in predictions] if predictions[0].anomaly is not None else None
+        for name, datatype, shape, raw in tensors.output_tensors(outputs, [p.label for p in predictions], scores, anomalies):
             response.outputs.add(name=name, datatype=datatype, shape=shape)
             response.raw_output_contents.append(raw)
         return response

@@ -14,6 +14,15 @@ Outputs, in ``raw_output_contents`` (the order of ``outputs``):
 - ``scores``: FP32 [N, classes], little-endian, in the task's class order
   (also sent as the response parameter ``class_names``, a JSON list).
 
+An anomaly task (README "Anomaly detection") also has, sent by default:
+
+- ``anomaly_score``: FP32 [N], how unlike the good parts each image is;
+- ``anomaly_threshold``: FP32 [N], the adapter's threshold (the same for all);
+- ``anomalous``: BOOL [N] (one byte each), score above threshold;
+
+and, only when named in ``outputs``, ``anomaly_map``: FP32 [N, h, w], the
+patch scores on the backbone's finest grid (edgetl.v1 also offers a PNG).
+
 Request parameter ``flag_for_review`` (bool, or the string "true"): keep
 every image of the request for an operator to review (reason "flagged").
 """
@@ -29,8 +38,12 @@ from edgetl.runtime.preprocess import EncodedImage, ImageInput, RawPixels
 
 IMAGES, PIXELS = "images", "pixels"
 LABELS, SCORES = "labels", "scores"
+ANOMALY_SCORE, ANOMALY_THRESHOLD, ANOMALOUS, ANOMALY_MAP = "anomaly_score", "anomaly_threshold", "anomalous", "anomaly_map"
 INPUT_TYPES = {IMAGES: "BYTES", PIXELS: "UINT8"}
 OUTPUT_NAMES = (LABELS, SCORES)
+#: An anomaly task's outputs: sent unless the request names others; the map only when named (it is large).
+ANOMALY_OUTPUTS = (ANOMALY_SCORE, ANOMALY_THRESHOLD, ANOMALOUS)
+ANOMALY_ONLY_ON_REQUEST = (ANOMALY_MAP,)
 
 
 def decode_bytes_elements(raw: bytes) -> list[bytes]:
@@ -111,25 +124,46 @@ def _pixels(tensor, shape: tuple[int, ...], raw: bytes | None) -> list[ImageInpu
     return [RawPixels(data[i * per_image : (i + 1) * per_image].tobytes(), frame, "uint8", "RGB") for i in range(shape[0])]
 
 
-def requested_outputs(request) -> list[str]:
-    """The outputs to send, in the order asked for; both when none are named."""
-    names = [o.name for o in request.outputs] or list(OUTPUT_NAMES)
+def requested_outputs(request, anomaly: bool = False) -> list[str]:
+    """The outputs to send, in the order asked for; the default set when none are named.
+
+    `anomaly`: the task is an anomaly task, which has outputs of its own.
+    """
+    known = OUTPUT_NAMES + (ANOMALY_OUTPUTS + ANOMALY_ONLY_ON_REQUEST if anomaly else ())
+    names = [o.name for o in request.outputs] or list(OUTPUT_NAMES + (ANOMALY_OUTPUTS if anomaly else ()))
     for name in names:
-        if name not in OUTPUT_NAMES:
-            raise InvalidInput(f"unknown output {name!r}; outputs are {', '.join(map(repr, OUTPUT_NAMES))}")
+        if name not in known:
+            if name in ANOMALY_OUTPUTS + ANOMALY_ONLY_ON_REQUEST:
+                raise InvalidInput(f"output {name!r} is for anomaly tasks; {request.model_name!r} is a classification task")
+            raise InvalidInput(f"unknown output {name!r}; outputs are {', '.join(map(repr, known))}")
     return names
 
 
-def output_tensors(names: list[str], labels: list[str], scores: np.ndarray) -> list[tuple[str, str, list[int], bytes]]:
-    """(name, datatype, shape, raw bytes) for each requested output."""
+def output_tensors(names: list[str], labels: list[str], scores: np.ndarray, anomalies=None) -> list[tuple[str, str, list[int], bytes]]:
+    """(name, datatype, shape, raw bytes) for each requested output.
+
+    `anomalies`: an anomaly task's answers (edgetl.anomaly.model.AnomalyAnswer), one per image.
+    """
     out = []
     for name in names:
         if name == LABELS:
             out.append((LABELS, "BYTES", [len(labels)], encode_bytes_elements([label.encode() for label in labels])))
-        else:
-            array = np.ascontiguousarray(scores, dtype="<f4")
-            out.append((SCORES, "FP32", list(array.shape), array.tobytes()))
+        elif name == SCORES:
+            out.append((SCORES, "FP32", *_fp32(scores)))
+        elif name == ANOMALY_SCORE:
+            out.append((name, "FP32", *_fp32([a.score for a in anomalies])))
+        elif name == ANOMALY_THRESHOLD:
+            out.append((name, "FP32", *_fp32([a.threshold for a in anomalies])))
+        elif name == ANOMALOUS:
+            out.append((name, "BOOL", [len(anomalies)], np.array([a.anomalous for a in anomalies], np.bool_).tobytes()))
+        elif name == ANOMALY_MAP:
+            out.append((name, "FP32", *_fp32(np.stack([a.map for a in anomalies]))))
     return out
+
+
+def _fp32(values) -> tuple[list[int], bytes]:
+    array = np.ascontiguousarray(values, dtype="<f4")
+    return list(array.shape), array.tobytes()
 
 
 FLAG_FOR_REVIEW = "flag_for_review"

@@ -40,6 +40,7 @@ OPEN_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflect
 METHOD_ROLES = {
     "/edgetl.v1.InferenceService/Classify": "inference",
     "/edgetl.v1.InferenceService/ClassifyStream": "inference",
+    "/edgetl.v1.InferenceService/ClassifyTasks": "inference",
     "/edgetl.v1.ModelService/ListBackbones": "operator",
     "/edgetl.v1.ModelService/ListTasks": "operator",
     "/edgetl.v1.ModelService/GetTask": "operator",

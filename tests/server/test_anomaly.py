@@ -221,3 +221,42 @@ def test_enrolment_refuses_what_it_cannot_do_and_the_server_goes_on(server):
     versions = stub.ListAdapters(adapt_pb2.ListAdaptersRequest(task="surface"), timeout=10)
     assert [a.version for a in versions.adapters] == [job.version]  # no version from a refused enrolment
     assert _ask(server, next(make_images("brick", ("ok",), 1, 96, seed=2))[1]).adapter_version == job.version
+
+
+def test_kserve_v2_carries_the_anomaly_outputs(enrolled):
+    """The Triton client gets score, threshold and verdict by default, the map when it names it, the
+    same numbers as edgetl.v1; a classifier refuses the anomaly outputs by name."""
+    import tritonclient.grpc as triton
+    from tritonclient.utils import InferenceServerException
+
+    server, _, _ = enrolled
+    rng = np.random.default_rng(1)
+    parts = [img for _, img in make_images("brick", ("ok",), 2, 96, seed=21)]
+    parts[1] = _painted(parts[1], rng)
+    files = triton.InferInput("images", [2], "BYTES")
+    files.set_data_from_numpy(np.array([png(p) for p in parts], dtype=np.object_))
+    client = triton.InferenceServerClient(url=server.address)
+    try:
+        meta = client.get_model_metadata("surface", as_json=True)
+        outputs = {t["name"]: (t["datatype"], t["shape"]) for t in meta["outputs"]}
+        assert outputs["anomalous"] == ("BOOL", ["-1"]) and outputs["anomaly_map"][0] == "FP32"
+        result = client.infer("surface", [files])
+        v1 = [_ask(server, p, with_map=True).anomaly for p in parts]
+        np.testing.assert_allclose(result.as_numpy("anomaly_score"), [a.score for a in v1], rtol=1e-5)
+        np.testing.assert_allclose(result.as_numpy("anomaly_threshold"), [v1[0].threshold] * 2, rtol=1e-6)
+        assert result.as_numpy("anomalous").tolist() == [a.anomalous for a in v1] == [False, True]
+        assert result.as_numpy("anomaly_map") is None  # only when asked for
+        assert result.as_numpy("labels").tolist() == [b"good", b"anomaly"]
+
+        asked = client.infer("surface", [files], outputs=[triton.InferRequestedOutput("anomaly_map"), triton.InferRequestedOutput("anomalous")])
+        maps = asked.as_numpy("anomaly_map")
+        assert maps.shape == (2, v1[0].map_height, v1[0].map_width) and asked.as_numpy("anomaly_score") is None
+        assert list(outputs["anomaly_map"][1]) == ["-1", str(v1[0].map_height), str(v1[0].map_width)]
+        np.testing.assert_allclose(maps[1].ravel(), v1[1].map, rtol=1e-5)
+
+        with pytest.raises(InferenceServerException) as err:
+            client.infer("imagenet", [files], outputs=[triton.InferRequestedOutput("anomaly_score")])
+        assert "for anomaly tasks" in err.value.message()
+        assert client.infer("surface", [files]).as_numpy("anomalous").tolist() == [False, True]  # still serving
+    finally:
+        client.close()

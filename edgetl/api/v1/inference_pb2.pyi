@@ -92,3 +92,31 @@ class AnomalyResult(_message.Message):
     map_width: int
     map_png: bytes
     def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., anomalous: _Optional[bool] = ..., map: _Optional[_Iterable[float]] = ..., map_height: _Optional[int] = ..., map_width: _Optional[int] = ..., map_png: _Optional[bytes] = ...) -> None: ...
+
+class ClassifyTasksRequest(_message.Message):
+    __slots__ = ("tasks", "image", "top_k", "request_id", "flag_for_review", "anomaly_map")
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    FLAG_FOR_REVIEW_FIELD_NUMBER: _ClassVar[int]
+    ANOMALY_MAP_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedScalarFieldContainer[str]
+    image: _image_pb2.Image
+    top_k: int
+    request_id: str
+    flag_for_review: bool
+    anomaly_map: bool
+    def __init__(self, tasks: _Optional[_Iterable[str]] = ..., image: _Optional[_Union[_image_pb2.Image, _Mapping]] = ..., top_k: _Optional[int] = ..., request_id: _Optional[str] = ..., flag_for_review: _Optional[bool] = ..., anomaly_map: _Optional[bool] = ...) -> None: ...
+
+class ClassifyTasksResponse(_message.Message):
+    __slots__ = ("answers", "request_id", "backbone_runs", "total_ms")
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    BACKBONE_RUNS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
+    answers: _containers.RepeatedCompositeFieldContainer[ClassifyResponse]
+    request_id: str
+    backbone_runs: int
+    total_ms: float
+    def __init__(self, answers: _Optional[_Iterable[_Union[ClassifyResponse, _Mapping]]] = ..., request_id: _Optional[str] = ..., backbone_runs: _Optional[int] = ..., total_ms: _Optional[float] = ...) -> None: ...

@@ -44,6 +44,11 @@ class InferenceServiceStub:
                 request_serializer=edgetl_dot_api_dot_v1_dot_inference__pb2.ClassifyRequest.SerializeToString,
                 response_deserializer=edgetl_dot_api_dot_v1_dot_inference__pb2.ClassifyResponse.FromString,
                 _registered_method=True)
+        self.ClassifyTasks = channel.unary_unary(
+                '/edgetl.v1.InferenceService/ClassifyTasks',
+                request_serializer=edgetl_dot_api_dot_v1_dot_inference__pb2.ClassifyTasksRequest.SerializeToString,
+                response_deserializer=edgetl_dot_api_dot_v1_dot_inference__pb2.ClassifyTasksResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
@@ -64,6 +69,16 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClassifyTasks(self, request, context):
+        """One image, several tasks (an anomaly verdict and a defect class, or two
+        stations' classifiers): tasks on the same backbone share one backbone run,
+        and each answer carries its own adapter version. Every task is checked
+        before anything runs: one unknown or untrained task fails the call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +91,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.ClassifyStream,
                     request_deserializer=edgetl_dot_api_dot_v1_dot_inference__pb2.ClassifyRequest.FromString,
                     response_serializer=edgetl_dot_api_dot_v1_dot_inference__pb2.ClassifyResponse.SerializeToString,
+            ),
+            'ClassifyTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClassifyTasks,
+                    request_deserializer=edgetl_dot_api_dot_v1_dot_inference__pb2.ClassifyTasksRequest.FromString,
+                    response_serializer=edgetl_dot_api_dot_v1_dot_inference__pb2.ClassifyTasksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +152,33 @@ class InferenceService:
             '/edgetl.v1.InferenceService/ClassifyStream',
             edgetl_dot_api_dot_v1_dot_inference__pb2.ClassifyRequest.SerializeToString,
             edgetl_dot_api_dot_v1_dot_inference__pb2.ClassifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClassifyTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgetl.v1.InferenceService/ClassifyTasks',
+            edgetl_dot_api_dot_v1_dot_inference__pb2.ClassifyTasksRequest.SerializeToString,
+            edgetl_dot_api_dot_v1_dot_inference__pb2.ClassifyTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,
