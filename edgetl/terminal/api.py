@@ -177,6 +177,19 @@ async def resolve(request):
     return reply(await rpc(request, _client(request).review.ResolveReviewItems, message))
 
 
+async def enrol_good(request):
+    """An anomaly task's review item confirmed good and added to the bank now (EnrollGood: a new
+    adapter version, serving when this returns), then resolved as labelled `good`."""
+    client, item_id = _client(request), _item_id(request)
+    item = await rpc(request, client.review.GetReviewItem, review_pb2.GetReviewItemRequest(id=item_id, include_image=True))
+    enrolled = await rpc(request, client.adapters.EnrollGood, adapt_pb2.EnrollGoodRequest(task=item.task, image=image_pb2.Image(encoded=item.image)), timeout=60)
+    resolved = await rpc(
+        request, client.review.ResolveReviewItems,
+        review_pb2.ResolveReviewItemsRequest(item_ids=[item_id], action=ACTIONS["relabel"], class_name="good", task=item.task),
+    )
+    return web.json_response({"enrolled": to_json(enrolled), "resolved": to_json(resolved)})
+
+
 async def capture_policy(request):
     c, task = _client(request), request.match_info["task"]
     if request.method == "GET":
@@ -311,5 +324,6 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/review/items/{item}", forward("review.GetReviewItem", lambda r: review_pb2.GetReviewItemRequest(id=_item_id(r)))),
         web.get("/api/review/items/{item}/image", review_image),
         web.post("/api/review/resolve", resolve),
+        web.post("/api/review/items/{item}/enrol", enrol_good),
         web.get("/api/review/summary", forward("review.GetReviewSummary", lambda r: review_pb2.GetReviewSummaryRequest(task=r.query.get("task", "")))),
     ]

@@ -315,3 +315,38 @@ def test_a_line_that_changed_shows_on_the_overview(server_factory, page, shots):
     assert "the images look different from what this version first saw (features z =" in detail
     assert "review the drifted images, then retrain" in detail
     page.screenshot(path=str(shots / "drift.png"))
+
+
+def test_an_operator_teaches_an_anomaly_task_a_good_part_from_the_review_queue(server, page, shots):
+    """An anomaly task's queue: E on a part the operator knows is good adds it to the bank at once,
+    as a new adapter version, and resolves the item as labelled `good`."""
+    from tests.conftest import TINY
+
+    models = model_pb2_grpc.ModelServiceStub(server.channel)
+    models.CreateTask(model_pb2.CreateTaskRequest(name="surface", kind="anomaly", backbone=TINY), timeout=300)
+    labels = adapt_pb2_grpc.LabelServiceStub(server.channel)
+    for _, img in make_images("brick", ("ok",), 16, 96, 0):
+        labels.AddLabel(adapt_pb2.AddLabelRequest(task="surface", image=image_pb2.Image(encoded=png(img)), class_name="good"), timeout=30)
+    _, job = train(server, task="surface", method="anomaly")
+    assert job.activated, job.gate
+    _review_stub(server).SetCapturePolicy(review_pb2.SetCapturePolicyRequest(task="surface", random_rate=1.0), timeout=10)
+    for _, img in make_images("brick", ("ok",), 4, 96, 9):
+        _classify(server, img, task="surface")
+    assert server.server.capture.flush()
+
+    page.goto(server.server.terminal.url + "#/review")
+    page.wait_for_selector("#review-image")
+    assert page.text_content("#queue-count").endswith("of 4 pending")
+    assert "learn it now" in page.text_content("#enrol")
+    first = _shown_item(page)
+    page.keyboard.press("e")
+    page.wait_for_function("() => (document.querySelector('#last-action') || {}).textContent?.includes('added to the good parts')")
+    last = page.text_content("#last-action")
+    assert f"#{first} added to the good parts: v2 serving, threshold" in last, last
+    got = _item(server, first)
+    # Labelled good: "accepted" when the server had called it good, "relabelled" when it had not.
+    assert (got.state, got.resolved_class) == ("accepted" if got.predicted == "good" else "relabelled", "good") and got.label_id
+    active = adapt_pb2_grpc.AdapterServiceStub(server.channel).ListAdapters(adapt_pb2.ListAdaptersRequest(task="surface"), timeout=10)
+    assert [a.version for a in active.adapters if a.state == "active"] == ["2"]
+    assert page.text_content("#queue-count").endswith("of 3 pending")
+    page.screenshot(path=str(shots / "review-anomaly.png"))

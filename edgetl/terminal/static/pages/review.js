@@ -1,5 +1,6 @@
 // Review: the queue of a task, least sure first. Keyboard first:
 //   Enter accept · 1–9 that class · Esc or X reject · S skip · ←/→ move · G grid · +/−/0 zoom
+// An anomaly task adds E: the part is good, add it to the bank now (a new version serves at once).
 // In the grid: click (shift-click for a range) to select, A selects all, 1–9 labels the selection,
 // Enter accepts it, X rejects it, Esc clears the selection.
 
@@ -16,6 +17,7 @@ export async function render(ctx) {
     return null;
   }
   const classes = task.class_names;
+  const anomaly = task.kind === "anomaly";
   const view = {
     items: [], index: 0, total: 0, next: "", mode: "single", selected: new Set(), anchor: null, busy: false, last: "",
     filters: { state: "pending", reason: "", predicted: "", min_score: "", max_score: "", order: "score" },
@@ -109,6 +111,28 @@ export async function render(ctx) {
     }
   }
 
+  // An anomaly task: the operator confirms a part is good and the bank learns it now, no training job.
+  async function enrolGood(item) {
+    if (view.busy || !item) return;
+    view.busy = true;
+    try {
+      const result = await attempt(() => api(`/api/review/items/${item.id}/enrol`, { method: "POST", body: {} }));
+      if (!result) return;
+      const e = result.enrolled;
+      item.state = "resolved"; item.resolved_class = "good";
+      if (view.filters.state === "pending" || view.filters.state === "skipped") {
+        view.items = view.items.filter((i) => i.id !== item.id);
+        view.total = Math.max(0, view.total - 1);
+        view.index = Math.min(view.index, Math.max(0, view.items.length - 1));
+      }
+      view.last = `#${item.id} added to the good parts: v${e.version} serving, threshold ${Number(e.previous_threshold).toFixed(3)} → ${Number(e.threshold).toFixed(3)}, ${Math.round(e.elapsed_ms)} ms`;
+      draw();
+      refreshPending(task.name);
+    } finally {
+      view.busy = false;
+    }
+  }
+
   const current = () => view.items[view.index];
   const byClass = (item, index) => {
     if (item && classes[index] !== undefined) resolve([item.id], "relabel", classes[index]);  // the predicted class: accepted
@@ -160,6 +184,9 @@ export async function render(ctx) {
         h("button", { class: "big reject", id: "reject", onclick: () => resolve([item.id], "reject") }, ["Reject ", h("kbd", {}, "X")]),
         h("button", { class: "big", id: "skip", disabled: item.state !== "pending", onclick: () => resolve([item.id], "skip") }, ["Skip ", h("kbd", {}, "S")]),
       ]),
+      anomaly && unresolved
+        ? h("button", { class: "big accept", id: "enrol", title: "Confirm the part is good and add it to the good parts now: a new adapter version serves at once (roll back under Versions)", onclick: () => enrolGood(item) }, ["Good: learn it now ", h("kbd", {}, "E")])
+        : null,
       h("div", { class: "stepper" }, [
         h("button", { class: "big", id: "prev", disabled: view.index === 0, onclick: () => move(-1) }, "← Previous"),
         h("button", { class: "big", id: "next", disabled: view.index >= view.items.length - 1 && !view.next, onclick: () => move(1) }, "Next →"),
@@ -331,6 +358,7 @@ export async function render(ctx) {
     if (key === "Enter") { resolve([item.id], "accept"); return true; }
     if (/^[1-9]$/.test(key)) { byClass(item, Number(key) - 1); return true; }
     if (key === "Escape" || key === "x" || key === "X") { resolve([item.id], "reject"); return true; }
+    if (anomaly && (key === "e" || key === "E")) { if (item.state === "pending" || item.state === "skipped") enrolGood(item); return true; }
     if (key === "s" || key === "S") { if (item.state === "pending") resolve([item.id], "skip"); return true; }
     if (key === "ArrowRight") { move(1); return true; }
     if (key === "ArrowLeft") { move(-1); return true; }
