@@ -1,0 +1,729 @@
+"""edgetl against the servers a plant could pick instead, side by side, in one run.
+
+    python benchmarks/peers/run.py                       # set up the peers (once), then measure
+    python benchmarks/peers/run.py --seconds 5 --rounds 3 --concurrency 1 4 16 --out benchmarks/results/peers.json
+    python benchmarks/peers/run.py --report benchmarks/results/peers.json
+
+The peers are KServe's Python ModelServer, Seldon MLServer and NVIDIA PyTriton
+(the Triton binary with a Python backend). Each gets a throwaway virtual
+environment under --venvs (made on first use from PyPI; they run offline
+after that) and serves the same EfficientNet-Lite0 export as edgetl's
+built-in task with the same preprocessing (`peer_model.py`), over KServe v2
+gRPC with edgetl's tensor names.
+
+One client drives every server: tritonclient's gRPC client for KServe v2 (a
+client per thread), edgetl's own stubs for edgetl.v1 `Classify` and
+`ClassifyStream` (a stream per thread, one frame in flight). Each cell is C
+threads sending one image per request for --seconds; the cells are shuffled
+and interleaved over --rounds, so a slow minute of the VM falls on every
+server alike. Reported per cell: the median of the rounds' requests/s with
+their range (the spread), and the median p50/p99 latency.
+
+The limit is raw ONNX Runtime in-process: the same `peer_model.PeerModel`
+decoding and running the image from C threads, with no server, on the
+server's CPUs.
+
+CPUs: with --pin split (the default when the machine has 2 or more), every
+server and the raw limit run under `taskset` on all CPUs but the last, and
+this process (the client) on the last, so the client never takes the
+server's cores. Each server's ONNX Runtime uses as many intra-op threads as it
+has CPUs. --pin none shares every CPU, as a camera PC running its own client
+would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+
+# Versions measured; the issue's table was taken with these.
+PEERS = {
+    "kserve": ["kserve==0.21.0"],
+    "mlserver": ["mlserver==1.7.1", "uvloop<0.22"],  # uvloop 0.22+ breaks its worker processes (no current event loop)
+    "pytriton": ["nvidia-pytriton==0.7.0"],
+}
+PEER_COMMON = ["onnxruntime", "opencv-python-headless", "numpy"]
+MODEL = "imagenet"
+EXPECTED_LABEL = b"Egyptian cat"
+
+
+# ----------------------------------------------------------------- set-up
+
+
+def ensure_venv(venvs: Path, name: str) -> Path:
+    """The peer's virtual environment, made (and its packages installed) on first use."""
+    venv = venvs / name
+    python = venv / "bin" / "python"
+    marker = venv / ".edgetl-peer-ready"
+    if not marker.exists():
+        print(f"setting up {name} in {venv} (once; needs PyPI) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", *PEERS[name], *PEER_COMMON],
+            check=True,
+        )
+        marker.write_text(" ".join(PEERS[name]))
+    return python
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(
+    port: int, proc: subprocess.Popen, log: Path, timeout: float = 120
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"server exited with {proc.returncode}: {log.read_text()[-3000:]}"
+            )
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(
+        f"nothing listened on {port} within {timeout:.0f} s: {log.read_text()[-3000:]}"
+    )
+
+
+class Servers:
+    """Every server under test, started once and stopped together."""
+
+    def __init__(self, workdir: Path, server_cpus: list[int] | None):
+        self.workdir = workdir
+        self.server_cpus = server_cpus
+        self.procs: list[subprocess.Popen] = []
+        self.addresses: dict[str, str] = {}
+
+    def _taskset(self) -> list[str]:
+        return (
+            ["taskset", "-c", ",".join(map(str, self.server_cpus))]
+            if self.server_cpus
+            else []
+        )
+
+    def _popen(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict | None = None,
+        cwd: Path | None = None,
+    ) -> subprocess.Popen:
+        log = self.workdir / f"{name}.log"
+        proc = subprocess.Popen(
+            [*self._taskset(), *argv],
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def peer_env(self, python: Path, onnx: Path, spec: Path, threads: int) -> dict:
+        env = dict(os.environ)
+        env.update(
+            EDGETL_PEER_MODEL=str(onnx),
+            EDGETL_PEER_SPEC=str(spec),
+            EDGETL_PEER_THREADS=str(threads),
+            PYTHONPATH=str(HERE),
+        )
+        # PyTriton's stub process links against libpython: it must find this venv's base libdir.
+        libdir = subprocess.run(
+            [
+                str(python),
+                "-c",
+                "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        env["LD_LIBRARY_PATH"] = ":".join(
+            filter(None, [libdir, env.get("LD_LIBRARY_PATH", "")])
+        )
+        return env
+
+    def start_edgetl(self, data_dir: Path, threads: int) -> None:
+        config = self.workdir / "edgetl.toml"
+        config.write_text(f"[runtime]\nintra_op_threads = {threads}\n")
+        port = free_port()
+        proc = self._popen(
+            "edgetl",
+            [
+                sys.executable,
+                "-m",
+                "edgetl",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                str(port),
+                "--metrics-port",
+                "0",
+                "--providers",
+                "cpu",
+                "--config",
+                str(config),
+                "--log-level",
+                "WARNING",
+            ],
+            cwd=ROOT,
+        )
+        wait_for_port(port, proc, self.workdir / "edgetl.log")
+        self.addresses["edgetl"] = f"127.0.0.1:{port}"
+
+    def start_kserve(self, python: Path, env: dict) -> None:
+        grpc_port, http_port = free_port(), free_port()
+        proc = self._popen(
+            "kserve",
+            [
+                str(python),
+                str(HERE / "kserve_server.py"),
+                str(grpc_port),
+                str(http_port),
+            ],
+            env=env,
+        )
+        wait_for_port(grpc_port, proc, self.workdir / "kserve.log")
+        self.addresses["kserve"] = f"127.0.0.1:{grpc_port}"
+
+    def start_mlserver(self, python: Path, env: dict) -> None:
+        grpc_port = free_port()
+        folder = self.workdir / "mlserver"
+        folder.mkdir(exist_ok=True)
+        (folder / "settings.json").write_text(
+            json.dumps(
+                {
+                    "grpc_port": grpc_port,
+                    "http_port": free_port(),
+                    "metrics_port": free_port(),
+                }
+            )
+        )
+        (folder / "model-settings.json").write_text(
+            json.dumps(
+                {"name": MODEL, "implementation": "mlserver_model.ImageClassifier"}
+            )
+        )
+        proc = self._popen(
+            "mlserver", [str(python.parent / "mlserver"), "start", str(folder)], env=env
+        )
+        wait_for_port(grpc_port, proc, self.workdir / "mlserver.log")
+        self.addresses["mlserver"] = f"127.0.0.1:{grpc_port}"
+
+    def start_pytriton(self, python: Path, env: dict) -> None:
+        grpc_port = free_port()
+        proc = self._popen(
+            "pytriton",
+            [
+                str(python),
+                str(HERE / "pytriton_server.py"),
+                str(grpc_port),
+                str(free_port()),
+                str(free_port()),
+            ],
+            env=env,
+        )
+        wait_for_port(grpc_port, proc, self.workdir / "pytriton.log", timeout=240)
+        self.addresses["pytriton"] = f"127.0.0.1:{grpc_port}"
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+# ------------------------------------------------------------------ clients
+
+
+def kserve_call(address: str, jpeg: bytes, pixels: np.ndarray, kind: str):
+    """A callable sending one KServe v2 ModelInfer with tritonclient (one client per thread)."""
+    import tritonclient.grpc as tc
+
+    client = tc.InferenceServerClient(address)
+    if kind == "jpeg":
+        tensor = tc.InferInput("images", [1, 1], "BYTES")
+        tensor.set_data_from_numpy(np.array([[jpeg]], dtype=np.object_))
+    else:
+        tensor = tc.InferInput("pixels", [1, *pixels.shape], "UINT8")
+        tensor.set_data_from_numpy(pixels[None])
+    outputs = [tc.InferRequestedOutput("labels"), tc.InferRequestedOutput("scores")]
+
+    def call():
+        result = client.infer(MODEL, [tensor], outputs=outputs, client_timeout=30)
+        return result.as_numpy("labels").reshape(-1)[0]
+
+    return call
+
+
+def edgetl_call(address: str, jpeg: bytes, pixels: np.ndarray, kind: str):
+    """A callable sending one edgetl.v1 Classify (the answer carries all 1000 scores)."""
+    import grpc
+
+    from edgetl.api.v1 import image_pb2, inference_pb2, inference_pb2_grpc
+
+    stub = inference_pb2_grpc.InferenceServiceStub(grpc.insecure_channel(address))
+    request = inference_pb2.ClassifyRequest(
+        task=MODEL, image=edgetl_image(image_pb2, jpeg, pixels, kind)
+    )
+
+    def call():
+        return stub.Classify(request, timeout=30).label.encode()
+
+    return call
+
+
+def edgetl_stream_call(address: str, jpeg: bytes, pixels: np.ndarray, kind: str):
+    """A callable sending one frame down this thread's ClassifyStream and waiting for its answer."""
+    import queue
+
+    import grpc
+
+    from edgetl.api.v1 import image_pb2, inference_pb2, inference_pb2_grpc
+
+    stub = inference_pb2_grpc.InferenceServiceStub(grpc.insecure_channel(address))
+    request = inference_pb2.ClassifyRequest(
+        task=MODEL, image=edgetl_image(image_pb2, jpeg, pixels, kind)
+    )
+    frames: queue.Queue = queue.Queue()
+    answers = stub.ClassifyStream(iter(frames.get, None))
+
+    def call():
+        frames.put(request)
+        return next(answers).label.encode()
+
+    call.close = lambda: frames.put(None)  # ends the stream when the cell is over
+    return call
+
+
+def edgetl_image(image_pb2, jpeg: bytes, pixels: np.ndarray, kind: str):
+    if kind == "jpeg":
+        return image_pb2.Image(encoded=jpeg)
+    return image_pb2.Image(
+        raw=image_pb2.RawImage(
+            data=pixels.tobytes(),
+            shape=list(pixels.shape),
+            dtype="uint8",
+            color_order=image_pb2.COLOR_ORDER_RGB,
+        )
+    )
+
+
+def load(seconds: float, calls: list) -> dict:
+    """Each callable in its own thread for `seconds`; every answer checked."""
+    latencies: list[list[float]] = [[] for _ in calls]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(calls) + 1)
+    stop = [0.0]
+
+    def worker(i):
+        call = calls[i]
+        barrier.wait()
+        try:
+            while time.perf_counter() < stop[0]:
+                t0 = time.perf_counter()
+                label = call()
+                latencies[i].append(time.perf_counter() - t0)
+                if label != EXPECTED_LABEL:
+                    raise RuntimeError(f"wrong answer {label!r}")
+        except BaseException as exc:  # noqa: BLE001 - reported below, not hidden
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=worker, args=(i,), daemon=True)
+        for i in range(len(calls))
+    ]
+    for t in threads:
+        t.start()
+    stop[0] = time.perf_counter() + seconds
+    started = time.perf_counter()
+    barrier.wait()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    for call in calls:
+        getattr(call, "close", lambda: None)()
+    if errors:
+        raise RuntimeError(
+            f"{len(errors)} of {len(calls)} clients failed: {errors[0]!r}"
+        )
+    flat = np.asarray([x for per in latencies for x in per]) * 1000
+    return {
+        "n": int(flat.size),
+        "per_s": flat.size / elapsed,
+        "p50_ms": float(np.percentile(flat, 50)),
+        "p99_ms": float(np.percentile(flat, 99)),
+    }
+
+
+RAW_LIMIT = r"""
+import json, sys, threading, time
+import numpy as np
+from peer_model import PeerModel
+seconds, concurrency, kind = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+jpeg = open(sys.argv[4], "rb").read()
+pixels = np.load(sys.argv[5])
+model = PeerModel()
+call = (lambda: model.predict_encoded([jpeg])) if kind == "jpeg" else (lambda: model.predict_pixels(pixels[None]))
+for _ in range(20):
+    call()
+counts, lat = [0] * concurrency, [[] for _ in range(concurrency)]
+stop = time.perf_counter() + seconds
+def worker(i):
+    while time.perf_counter() < stop:
+        t0 = time.perf_counter(); call(); lat[i].append(time.perf_counter() - t0)
+t0 = time.perf_counter()
+threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+[t.start() for t in threads]; [t.join() for t in threads]
+flat = np.asarray([x for l in lat for x in l]) * 1000
+print(json.dumps({"n": int(flat.size), "per_s": flat.size / (time.perf_counter() - t0), "p50_ms": float(np.percentile(flat, 50)), "p99_ms": float(np.percentile(flat, 99))}))
+"""
+
+
+# --------------------------------------------------------------------- main
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        cpu = re.search(
+            r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text()
+        ).group(1)
+    except (OSError, AttributeError):
+        pass
+    import onnxruntime
+
+    return f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}"
+
+
+def prepare_model(data_dir: Path, workdir: Path):
+    """edgetl's built-in export (made if missing) and the spec the peers read; the test image."""
+    import cv2
+    from skimage import data as skdata
+
+    from edgetl.backbones import imagenet_class_names
+    from edgetl.backbones.registry import BackboneRegistry
+    from edgetl.runtime.store import ModelStore
+    from edgetl.settings import Settings
+
+    settings = Settings.load(data_dir=data_dir, providers=("cpu",))
+    record = ModelStore(data_dir / "store").ensure(
+        BackboneRegistry.from_settings(settings).get(settings.default_backbone),
+        settings.to_dict(),
+    )
+    spec = record.manifest["spec"]
+    spec_file = workdir / "spec.json"
+    spec_file.write_text(
+        json.dumps(
+            {k: spec[k] for k in ("input_size", "color_order", "mean", "std")}
+            | {"class_names": list(imagenet_class_names())}
+        )
+    )
+    rgb = cv2.resize(skdata.chelsea(), (224, 224), interpolation=cv2.INTER_AREA)
+    jpeg = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[
+        1
+    ].tobytes()
+    return record.onnx_path, spec_file, jpeg, np.ascontiguousarray(rgb)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (MLServer and Triton run workers)."""
+    total = 0.0
+    pids = [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            total += (
+                int(
+                    re.search(
+                        r"VmRSS:\s+(\d+) kB", Path(f"/proc/{p}/status").read_text()
+                    ).group(1)
+                )
+                / 1024
+            )
+            pids += [
+                int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()
+            ]
+        except (OSError, AttributeError):
+            pass
+    return total
+
+
+def run(args) -> dict:
+    cpus = sorted(os.sched_getaffinity(0))
+    split = args.pin == "split" or (args.pin == "auto" and len(cpus) >= 2)
+    server_cpus, client_cpus = (cpus[:-1], cpus[-1:]) if split else (None, None)
+    threads = len(server_cpus or cpus)
+    workdir = Path(tempfile.mkdtemp(prefix="edgetl-peers-"))
+    onnx, spec_file, jpeg, pixels = prepare_model(args.data_dir, workdir)
+    (workdir / "image.jpg").write_bytes(jpeg)
+    np.save(workdir / "pixels.npy", pixels)
+
+    pythons = {
+        name: ensure_venv(args.venvs, name) for name in args.servers if name != "edgetl"
+    }
+    servers = Servers(workdir, server_cpus)
+    results = {
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "pin": f"servers on CPUs {server_cpus}, client on {client_cpus}"
+        if split
+        else "none: servers and client share every CPU",
+        "ort_threads": threads,
+        "image": f"224x224 JPEG ({len(jpeg)} bytes) or raw RGB pixels (150,528 bytes)",
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "versions": {name: PEERS[name][0] for name in pythons},
+        "cells": [],
+    }
+    try:
+        if "edgetl" in args.servers:
+            servers.start_edgetl(args.data_dir, threads)
+        for name, python in pythons.items():
+            getattr(servers, f"start_{name}")(
+                python, servers.peer_env(python, onnx, spec_file, threads)
+            )
+        for name, address in servers.addresses.items():
+            wait_model_ready(name, address)
+        if client_cpus:
+            os.sched_setaffinity(0, client_cpus)
+        print(f"servers up: {servers.addresses}; workdir {workdir}", flush=True)
+
+        # (row, server address, client factory) for every row of the table.
+        rows = []
+        for name, address in servers.addresses.items():
+            if name == "edgetl":
+                rows += [
+                    ("edgetl · edgetl.v1 Classify", address, edgetl_call),
+                    ("edgetl · edgetl.v1 ClassifyStream", address, edgetl_stream_call),
+                    ("edgetl · KServe v2", address, kserve_call),
+                ]
+            else:
+                rows.append((f"{name} · KServe v2", address, kserve_call))
+        cells = [
+            (row, address, factory, kind, c)
+            for row, address, factory in rows
+            for kind in args.inputs
+            for c in args.concurrency
+        ]
+        for row, address, factory, kind, _ in cells[
+            :: len(args.concurrency)
+        ]:  # warm up and check each row once
+            for _ in range(30):
+                label = factory(address, jpeg, pixels, kind)()
+                if label != EXPECTED_LABEL:
+                    raise RuntimeError(
+                        f"{row} ({kind}) answered {label!r}, not {EXPECTED_LABEL!r}"
+                    )
+        rng = random.Random(args.seed)
+        for r in range(args.rounds):
+            for kind in args.inputs:
+                for c in args.concurrency:
+                    results["cells"].append(
+                        {
+                            "row": "raw ONNX Runtime in-process",
+                            "input": kind,
+                            "concurrency": c,
+                            "round": r,
+                            **raw_limit(
+                                workdir, onnx, server_cpus, args.seconds, c, kind
+                            ),
+                        }
+                    )
+            order = list(cells)
+            rng.shuffle(order)
+            for row, address, factory, kind, c in order:
+                measured = load(
+                    args.seconds,
+                    [factory(address, jpeg, pixels, kind) for _ in range(c)],
+                )
+                results["cells"].append(
+                    {
+                        "row": row,
+                        "input": kind,
+                        "concurrency": c,
+                        "round": r,
+                        **measured,
+                    }
+                )
+                print(
+                    f"round {r + 1}/{args.rounds} {row} {kind} c={c}: {measured['per_s']:.1f}/s p50 {measured['p50_ms']:.2f} ms",
+                    flush=True,
+                )
+        results["rss_mb"] = {
+            name: rss_mb(proc.pid)
+            for name, proc in zip(servers.addresses, servers.procs)
+        }
+    finally:
+        servers.stop()
+    return results
+
+
+def wait_model_ready(name: str, address: str, timeout: float = 120) -> None:
+    """A listening port is not a loaded model (MLServer loads it after binding)."""
+    import tritonclient.grpc as tc
+
+    client = tc.InferenceServerClient(address)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if client.is_model_ready(MODEL):
+                return
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{name} at {address}: model {MODEL!r} not ready within {timeout:.0f} s")
+
+
+def raw_limit(
+    workdir: Path, onnx: Path, server_cpus, seconds: float, concurrency: int, kind: str
+) -> dict:
+    """The same PeerModel in a process of its own on the servers' CPUs, no server between."""
+    taskset = ["taskset", "-c", ",".join(map(str, server_cpus))] if server_cpus else []
+    threads = len(server_cpus or os.sched_getaffinity(0))
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(HERE),
+        EDGETL_PEER_MODEL=str(onnx),
+        EDGETL_PEER_SPEC=str(workdir / "spec.json"),
+        EDGETL_PEER_THREADS=str(threads),
+    )
+    argv = [
+        *taskset,
+        sys.executable,
+        "-c",
+        RAW_LIMIT,
+        str(seconds),
+        str(concurrency),
+        kind,
+        str(workdir / "image.jpg"),
+        str(workdir / "pixels.npy"),
+    ]
+    out = subprocess.run(argv, check=False, env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"raw limit failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+ORDER = [
+    "raw ONNX Runtime in-process",
+    "edgetl · edgetl.v1 Classify",
+    "edgetl · edgetl.v1 ClassifyStream",
+    "edgetl · KServe v2",
+    "kserve · KServe v2",
+    "mlserver · KServe v2",
+    "pytriton · KServe v2",
+]
+
+
+def report(results: dict) -> str:
+    """The Markdown table: median requests/s over rounds [min–max], then median p50 ms."""
+    cells: dict[tuple, list] = {}
+    for cell in results["cells"]:
+        cells.setdefault((cell["row"], cell["input"], cell["concurrency"]), []).append(
+            cell
+        )
+    concurrencies = sorted({c for _, _, c in cells})
+    inputs = [k for k in ("jpeg", "pixels") if any(i == k for _, i, _ in cells)]
+    lines = [
+        f"Machine: {results['machine']}; {results['date']}. CPUs: {results['pin']}; ONNX Runtime intra-op threads {results['ort_threads']} in every server.",
+        f"Image: {results['image']}. {results['rounds']} rounds of {results['seconds']:g} s per cell, cells shuffled within a round.",
+        "",
+    ]
+    for kind in inputs:
+        lines += [
+            f"**{kind}** — requests/s, median of rounds [min–max]; p50 ms",
+            "",
+            "| server · API | " + " | ".join(f"c={c}" for c in concurrencies) + " |",
+            "|---|" + "---|" * len(concurrencies),
+        ]
+        for row in sorted(
+            {r for r, i, _ in cells if i == kind},
+            key=lambda r: ORDER.index(r) if r in ORDER else 99,
+        ):
+            out = []
+            for c in concurrencies:
+                got = cells.get((row, kind, c))
+                if not got:
+                    out.append("–")
+                    continue
+                rates = [g["per_s"] for g in got]
+                p50 = statistics.median(g["p50_ms"] for g in got)
+                out.append(
+                    f"{statistics.median(rates):.0f} [{min(rates):.0f}–{max(rates):.0f}]; {p50:.1f} ms"
+                )
+            lines.append(f"| {row} | " + " | ".join(out) + " |")
+        lines.append("")
+    if "rss_mb" in results:
+        lines.append(
+            "Resident memory after the run (with worker processes): "
+            + ", ".join(f"{k} {v:.0f} MB" for k, v in results["rss_mb"].items())
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument(
+        "--inputs", nargs="+", choices=["jpeg", "pixels"], default=["jpeg", "pixels"]
+    )
+    parser.add_argument(
+        "--servers", nargs="+", choices=["edgetl", *PEERS], default=["edgetl", *PEERS]
+    )
+    parser.add_argument("--pin", choices=["auto", "split", "none"], default="auto")
+    parser.add_argument(
+        "--venvs", type=Path, default=Path.home() / ".cache" / "edgetl-peers"
+    )
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "edgetl-data")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--report", type=Path, help="print the table of an earlier --out file and exit"
+    )
+    args = parser.parse_args()
+    if args.report:
+        print(report(json.loads(args.report.read_text())))
+        return
+    results = run(args)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+    print()
+    print(report(results))
+
+
+if __name__ == "__main__":
+    main()
