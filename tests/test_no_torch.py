@@ -22,7 +22,7 @@ def test_server_serves_without_importing_torch(data_dir, chelsea_rgb, tmp_path):
         from edgetl.settings import Settings
 
         async def main():
-            server = EdgetlServer(Settings(data_dir=Path({str(data_dir)!r}), port=0))
+            server = EdgetlServer(Settings(data_dir=Path({str(data_dir)!r}), port=0, terminal_port=0))
             address = await server.start()
             async with grpc.aio.insecure_channel(address) as channel:
                 stub = inference_pb2_grpc.InferenceServiceStub(channel)

@@ -168,7 +168,8 @@ class Servers:
 
     def start_edgetl(self, data_dir: Path, threads: int) -> None:
         config = self.workdir / "edgetl.toml"
-        config.write_text(f"[runtime]\nintra_op_threads = {threads}\n")
+        # The terminal on a free port: 8080 may be taken on a shared machine.
+        config.write_text(f"[runtime]\nintra_op_threads = {threads}\n\n[terminal]\nterminal_port = 0\n")
         port = free_port()
         proc = self._popen(
             "edgetl",
