@@ -60,7 +60,10 @@ class Settings:
     # ORT's worker threads spin between runs by default; on a small CPU that
     # burns the core that decoding and gRPC need. Off for serving.
     ort_spinning: bool = True
-    max_batch: int = 8  # images the backbone takes at once when requests queue up
+    max_batch: int = 0  # images the backbone takes at once when requests queue up; 0: 8 on a GPU, 4 on the CPU
+    # An image that arrives when nothing else is in flight is computed on the
+    # event loop's own thread instead of being handed to a worker and back.
+    inline_when_idle: bool = True
     # -- [limits]
     max_pixels: int = 40_000_000  # checked from the header, before decoding
     max_queue: int = 256  # images waiting for a backbone; past it callers get UNAVAILABLE
@@ -119,6 +122,7 @@ class Settings:
             "worker_threads",
             "ort_spinning",
             "max_batch",
+            "inline_when_idle",
         ),
         "limits": ("max_pixels", "max_queue", "max_concurrent_rpcs"),
         "training": ("train_threads", "train_nice", "gate_tolerance"),

@@ -57,7 +57,10 @@ sys.path.insert(0, str(ROOT))
 # Versions measured; the issue's table was taken with these.
 PEERS = {
     "kserve": ["kserve==0.21.0"],
-    "mlserver": ["mlserver==1.7.1", "uvloop<0.22"],  # uvloop 0.22+ breaks its worker processes (no current event loop)
+    "mlserver": [
+        "mlserver==1.7.1",
+        "uvloop<0.22",
+    ],  # uvloop 0.22+ breaks its worker processes (no current event loop)
     "pytriton": ["nvidia-pytriton==0.7.0"],
 }
 PEER_COMMON = ["onnxruntime", "opencv-python-headless", "numpy"]
@@ -166,13 +169,18 @@ class Servers:
         )
         return env
 
-    def start_edgetl(self, data_dir: Path, threads: int) -> None:
-        config = self.workdir / "edgetl.toml"
+    def start_edgetl(
+        self, data_dir: Path, threads: int, name: str = "edgetl", runtime: str = ""
+    ) -> None:
+        """`runtime`: more `[runtime]` settings (TOML lines), for a variant to compare."""
+        config = self.workdir / f"{name}.toml"
         # The terminal on a free port: 8080 may be taken on a shared machine.
-        config.write_text(f"[runtime]\nintra_op_threads = {threads}\n\n[terminal]\nterminal_port = 0\n")
+        config.write_text(
+            f"[runtime]\nintra_op_threads = {threads}\n{runtime}\n\n[terminal]\nterminal_port = 0\n"
+        )
         port = free_port()
         proc = self._popen(
-            "edgetl",
+            name,
             [
                 sys.executable,
                 "-m",
@@ -193,8 +201,8 @@ class Servers:
             ],
             cwd=ROOT,
         )
-        wait_for_port(port, proc, self.workdir / "edgetl.log")
-        self.addresses["edgetl"] = f"127.0.0.1:{port}"
+        wait_for_port(port, proc, self.workdir / f"{name}.log")
+        self.addresses[name] = f"127.0.0.1:{port}"
 
     def start_kserve(self, python: Path, env: dict) -> None:
         grpc_port, http_port = free_port(), free_port()
@@ -510,6 +518,10 @@ def run(args) -> dict:
     try:
         if "edgetl" in args.servers:
             servers.start_edgetl(args.data_dir, threads)
+        for variant, runtime in args.edgetl_variant or []:
+            servers.start_edgetl(
+                args.data_dir, threads, f"edgetl[{variant}]", runtime.replace(";", "\n")
+            )
         for name, python in pythons.items():
             getattr(servers, f"start_{name}")(
                 python, servers.peer_env(python, onnx, spec_file, threads)
@@ -528,6 +540,11 @@ def run(args) -> dict:
                     ("edgetl · edgetl.v1 Classify", address, edgetl_call),
                     ("edgetl · edgetl.v1 ClassifyStream", address, edgetl_stream_call),
                     ("edgetl · KServe v2", address, kserve_call),
+                ]
+            elif name.startswith("edgetl["):
+                rows += [
+                    (f"{name} · edgetl.v1 Classify", address, edgetl_call),
+                    (f"{name} · KServe v2", address, kserve_call),
                 ]
             else:
                 rows.append((f"{name} · KServe v2", address, kserve_call))
@@ -603,7 +620,9 @@ def wait_model_ready(name: str, address: str, timeout: float = 120) -> None:
         except Exception:  # noqa: BLE001 - not up yet
             pass
         time.sleep(0.3)
-    raise RuntimeError(f"{name} at {address}: model {MODEL!r} not ready within {timeout:.0f} s")
+    raise RuntimeError(
+        f"{name} at {address}: model {MODEL!r} not ready within {timeout:.0f} s"
+    )
 
 
 def raw_limit(
@@ -670,7 +689,10 @@ def report(results: dict) -> str:
         ]
         for row in sorted(
             {r for r, i, _ in cells if i == kind},
-            key=lambda r: ORDER.index(r) if r in ORDER else 99,
+            key=lambda r: (
+                ORDER.index(r) if r in ORDER else 3.5,
+                r,
+            ),  # variants after edgetl
         ):
             out = []
             for c in concurrencies:
@@ -709,6 +731,13 @@ def main() -> None:
         "--venvs", type=Path, default=Path.home() / ".cache" / "edgetl-peers"
     )
     parser.add_argument("--data-dir", type=Path, default=ROOT / "edgetl-data")
+    parser.add_argument(
+        "--edgetl-variant",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "RUNTIME"),
+        help="also serve edgetl with more [runtime] settings, e.g. nospin 'ort_spinning = false' (';' separates lines)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
     parser.add_argument(

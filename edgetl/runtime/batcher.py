@@ -43,13 +43,30 @@ class _Slot:
     error: BaseException | None = None
 
 
+#: Batch sizes when `[runtime] max_batch` is 0. On a GPU a batch amortises the
+#: launch and transfer; on the CPU it only costs: EfficientNet-Lite0 at batch 8
+#: runs 8-12 % slower per image than at 1-4 on one or two cores (BENCHMARKS.md,
+#: "Against the servers a plant could pick instead").
+GPU_MAX_BATCH = 8
+CPU_MAX_BATCH = 4
+_GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def max_batch_for(configured: int, providers: list[str]) -> int:
+    """The batch size a session gets: `configured`, or by its provider when that is 0."""
+    if configured > 0:
+        return configured
+    return GPU_MAX_BATCH if providers and providers[0] in _GPU_PROVIDERS else CPU_MAX_BATCH
+
+
 class MicroBatcher:
     """Feeds one BackboneSession from any number of worker threads."""
 
-    def __init__(self, session: BackboneSession, max_batch: int = 8, label: str | None = None):
-        """`label`: the name its runs are counted under in /metrics (default the backbone's name)."""
+    def __init__(self, session: BackboneSession, max_batch: int = 0, label: str | None = None):
+        """`max_batch`: 0 picks by the session's provider (`max_batch_for`).
+        `label`: the name its runs are counted under in /metrics (default the backbone's name)."""
         self.session = session
-        self.max_batch = max(1, max_batch)
+        self.max_batch = max_batch_for(max_batch, list(getattr(session, "providers", [])))
         self._cond = threading.Condition()
         self._waiting: list[_Slot] = []
         self._busy = False

@@ -78,11 +78,13 @@ class InferenceEngine:
         max_pixels: int,
         worker_threads: int = 4,
         max_queue: int = 256,
+        inline_when_idle: bool = False,
     ):
         self.tasks = tasks
         self.batchers = batchers  # backbone name -> its batcher
         self.max_pixels = max_pixels
         self.max_queue = max_queue
+        self.inline_when_idle = inline_when_idle
         self.builtin_tasks: dict[str, Task] = {}
         self.adapters: dict[str, ActiveAdapter] = {}
         # Workers decode, preprocess and (leader/follower) run the backbone:
@@ -203,12 +205,22 @@ class InferenceEngine:
         return predictions, len(runs)
 
     async def _admitted(self, work, *args):
-        """`work(*args)` in a worker thread, if the queue has room (else Unavailable)."""
+        """`work(*args)` in a worker thread, if the queue has room (else Unavailable).
+
+        With `inline_when_idle`, an image that finds nothing else in flight is
+        computed right here on the event loop's thread: a camera sending one
+        frame at a time saves the two thread hops (to a worker and back), and
+        no other image is there to wait for the loop meanwhile. Any image that
+        arrives during that run goes to the workers as usual.
+        """
         with self._lock:
             if self._in_flight >= self.max_queue:
                 raise Unavailable(f"{self._in_flight} images are waiting (limit {self.max_queue}); retry shortly")
             self._in_flight += 1
+            inline = self.inline_when_idle and self._in_flight == 1
         try:
+            if inline:
+                return work(*args)
             return await asyncio.get_running_loop().run_in_executor(self._workers, work, *args)
         finally:
             with self._lock:

@@ -144,7 +144,7 @@ class EdgetlServer:
                     raise
                 log.error("backbone %s not loaded (%s); its tasks answer FAILED_PRECONDITION", name, exc)
 
-        self.engine = InferenceEngine(tasks, batchers, settings.max_pixels, settings.worker_threads, settings.max_queue)
+        self.engine = InferenceEngine(tasks, batchers, settings.max_pixels, settings.worker_threads, settings.max_queue, settings.inline_when_idle)
         for name in batchers:
             spec = self.registry.get(name).spec
             if spec.builtin_task:
@@ -264,9 +264,10 @@ class EdgetlServer:
         backbone = self.registry.get(name)
         record = self.store.ensure(backbone, self.settings.to_dict())
         session = BackboneSession(record, self.settings, self.store.trt_cache)
-        seconds = session.warm_up(self.settings.max_batch)
-        log.info("backbone %s ready (export %s, warm-up %.2f s)", name, record.export_id, seconds)
-        return MicroBatcher(session, self.settings.max_batch)
+        batcher = MicroBatcher(session, self.settings.max_batch)
+        seconds = session.warm_up(batcher.max_batch)
+        log.info("backbone %s ready (export %s, batches up to %d, warm-up %.2f s)", name, record.export_id, batcher.max_batch, seconds)
+        return batcher
 
     async def load_backbone(self, name: str) -> None:
         """Load a backbone while serving (a new task on a backbone not yet in use)."""

@@ -74,16 +74,28 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, authenticator=None, audit=None):
         self.authenticator = authenticator
         self.audit = audit
+        # method -> (the service's handler, our wrapper of it). A method's
+        # handler is the same object on every call, so it is wrapped once,
+        # not per call (a Classify call is a few hundred microseconds of Python).
+        self._wrapped: dict[str, tuple[object, object]] = {}
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
         method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler):
         # Classify calls are not actions and health/reflection are probes:
         # only operator and admin calls are audited. Reads change nothing (and
         # the terminal polls them), so they are recorded only when refused.
-        # Decided once per call, here.
+        # Decided once per method, here.
         audited = self.audit is not None and required_role(method) not in (None, "inference")
         if audited and method in READ_ONLY:
             audited = _REFUSALS
