@@ -62,7 +62,8 @@ class Settings:
     ort_spinning: bool = True
     max_batch: int = 0  # images the backbone takes at once when requests queue up; 0: 8 on a GPU, 4 on the CPU
     # An image that arrives when nothing else is in flight is computed on the
-    # event loop's own thread instead of being handed to a worker and back.
+    # event loop's own thread instead of being handed to a worker and back
+    # (CPU backbones only: on a GPU, concurrent images must batch).
     inline_when_idle: bool = True
     # -- [limits]
     max_pixels: int = 40_000_000  # checked from the header, before decoding
