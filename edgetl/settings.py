@@ -57,8 +57,10 @@ class Settings:
     intra_op_threads: int = 0  # 0: ONNX Runtime's default
     inter_op_threads: int = 1
     worker_threads: int = 4  # decode + preprocess + backbone workers (leader/follower batching)
-    # ORT's worker threads spin between runs by default; on a small CPU that
-    # burns the core that decoding and gRPC need. Off for serving.
+    # ORT's worker threads spin after a run. Under sustained load that paid
+    # (BENCHMARKS.md, "Serving overhead"); at a camera's pace it slows the next
+    # run and the anomaly search (BENCHMARKS.md, anomaly section). Kept on until
+    # one measurement covers both.
     ort_spinning: bool = True
     max_batch: int = 0  # images the backbone takes at once when requests queue up; 0: 8 on a GPU, 4 on the CPU
     # An image that arrives when nothing else is in flight is computed on the
