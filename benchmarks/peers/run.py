@@ -297,17 +297,20 @@ def kserve_call(address: str, jpeg: bytes, pixels: np.ndarray, kind: str):
     return call
 
 
-def edgetl_call(address: str, jpeg: bytes, pixels: np.ndarray, kind: str):
-    """A callable sending one edgetl.v1 Classify (the answer carries all 1000 scores)."""
+def edgetl_client(address: str, jpeg: bytes, pixels: np.ndarray, kind: str):
+    """(channel, edgetl.v1 stub, the ClassifyRequest every call sends)."""
     import grpc
 
     from edgetl.api.v1 import image_pb2, inference_pb2, inference_pb2_grpc
 
     channel = grpc.insecure_channel(address)
-    stub = inference_pb2_grpc.InferenceServiceStub(channel)
-    request = inference_pb2.ClassifyRequest(
-        task=MODEL, image=edgetl_image(image_pb2, jpeg, pixels, kind)
-    )
+    image = edgetl_image(image_pb2, jpeg, pixels, kind)
+    return channel, inference_pb2_grpc.InferenceServiceStub(channel), inference_pb2.ClassifyRequest(task=MODEL, image=image)
+
+
+def edgetl_call(address: str, jpeg: bytes, pixels: np.ndarray, kind: str):
+    """A callable sending one edgetl.v1 Classify (the answer carries all 1000 scores)."""
+    channel, stub, request = edgetl_client(address, jpeg, pixels, kind)
 
     def call():
         return stub.Classify(request, timeout=30).label.encode()
@@ -320,15 +323,7 @@ def edgetl_stream_call(address: str, jpeg: bytes, pixels: np.ndarray, kind: str)
     """A callable sending one frame down this thread's ClassifyStream and waiting for its answer."""
     import queue
 
-    import grpc
-
-    from edgetl.api.v1 import image_pb2, inference_pb2, inference_pb2_grpc
-
-    channel = grpc.insecure_channel(address)
-    stub = inference_pb2_grpc.InferenceServiceStub(channel)
-    request = inference_pb2.ClassifyRequest(
-        task=MODEL, image=edgetl_image(image_pb2, jpeg, pixels, kind)
-    )
+    channel, stub, request = edgetl_client(address, jpeg, pixels, kind)
     frames: queue.Queue = queue.Queue()
     answers = stub.ClassifyStream(iter(frames.get, None))
 
