@@ -146,7 +146,7 @@ def test_the_batcher_drops_expired_images_from_a_batch(server):
 
 @pytest.mark.parametrize("inline", [True, False])
 def test_a_lone_image_runs_on_the_event_loop_unless_inline_is_off(server_factory, chelsea_rgb, inline):
-    """inline_when_idle (the default, CPU backbones): one image at a time skips the
+    """inline_when_idle (CPU backbones): one image at a time skips the
     hop to a worker thread; with it off, every image goes to a worker. Concurrent
     callers get the same answers either way."""
     import threading
