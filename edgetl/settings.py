@@ -63,12 +63,6 @@ class Settings:
     # one measurement covers both.
     ort_spinning: bool = True
     max_batch: int = 0  # images the backbone takes at once when requests queue up; 0: 8 on a GPU, 4 on the CPU
-    # An image that arrives when nothing else is in flight is computed on the
-    # event loop's own thread instead of being handed to a worker and back
-    # (CPU backbones only: on a GPU, concurrent images must batch). Off by
-    # default: a burst then runs one call after another on the loop and never
-    # fills the queue, so [limits] max_queue stops refusing (a test caught it).
-    inline_when_idle: bool = False
     # -- [limits]
     max_pixels: int = 40_000_000  # checked from the header, before decoding
     max_queue: int = 256  # images waiting for a backbone; past it callers get UNAVAILABLE
@@ -127,7 +121,6 @@ class Settings:
             "worker_threads",
             "ort_spinning",
             "max_batch",
-            "inline_when_idle",
         ),
         "limits": ("max_pixels", "max_queue", "max_concurrent_rpcs"),
         "training": ("train_threads", "train_nice", "gate_tolerance"),

@@ -259,9 +259,6 @@ class Servers:
         wait_for_port(grpc_port, proc, self.workdir / "pytriton.log", timeout=240)
         self.addresses["pytriton"] = f"127.0.0.1:{grpc_port}"
 
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.procs]
-
     def stop(self) -> None:
         for proc in self.procs:
             proc.terminate()

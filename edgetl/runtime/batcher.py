@@ -66,10 +66,7 @@ class MicroBatcher:
         """`max_batch`: 0 picks by the session's provider (`max_batch_for`).
         `label`: the name its runs are counted under in /metrics (default the backbone's name)."""
         self.session = session
-        providers = list(getattr(session, "providers", []))
-        self.max_batch = max_batch_for(max_batch, providers)
-        #: Runs on a GPU, where concurrent images must batch (the engine never runs them inline).
-        self.on_gpu = bool(providers) and providers[0] in _GPU_PROVIDERS
+        self.max_batch = max_batch_for(max_batch, list(getattr(session, "providers", [])))
         self._cond = threading.Condition()
         self._waiting: list[_Slot] = []
         self._busy = False

@@ -78,13 +78,11 @@ class InferenceEngine:
         max_pixels: int,
         worker_threads: int = 4,
         max_queue: int = 256,
-        inline_when_idle: bool = False,
     ):
         self.tasks = tasks
         self.batchers = batchers  # backbone name -> its batcher
         self.max_pixels = max_pixels
         self.max_queue = max_queue
-        self.inline_when_idle = inline_when_idle
         self.builtin_tasks: dict[str, Task] = {}
         self.adapters: dict[str, ActiveAdapter] = {}
         # Workers decode, preprocess and (leader/follower) run the backbone:
@@ -194,7 +192,7 @@ class InferenceEngine:
             runs.setdefault(id(batcher), (batcher, set()))[1].update(adapter.fetch)
         try:
             plan = [(b, tuple(sorted(o))) for b, o in runs.values()]
-            decode_ms, results = await self._admitted(self._run_many, [b for b, _ in plan], image, plan, deadline)
+            decode_ms, results = await self._admitted(self._run_many, image, plan, deadline)
         except EdgetlError as exc:
             for name in task_names:
                 self._count_failure(name, exc, 1)
@@ -205,26 +203,13 @@ class InferenceEngine:
         ]
         return predictions, len(runs)
 
-    async def _admitted(self, work, batchers: list[MicroBatcher], *args):
-        """`work(*args)` in a worker thread, if the queue has room (else Unavailable).
-
-        With `inline_when_idle`, an image for CPU backbones that finds nothing
-        else in flight is computed right here on the event loop's thread: a
-        camera sending one frame at a time saves the two thread hops (to a
-        worker and back). The loop is busy meanwhile, so calls that arrive
-        then wait and, finding the server idle again, run inline one after
-        another: on a CPU that costs nothing measurable (batches do not pay
-        there), on a GPU it would lose the batching, so GPU backbones always
-        go to the workers.
-        """
+    async def _admitted(self, work, *args):
+        """`work(*args)` in a worker thread, if the queue has room (else Unavailable)."""
         with self._lock:
             if self._in_flight >= self.max_queue:
                 raise Unavailable(f"{self._in_flight} images are waiting (limit {self.max_queue}); retry shortly")
             self._in_flight += 1
-            inline = self.inline_when_idle and self._in_flight == 1 and not any(b.on_gpu for b in batchers)
         try:
-            if inline:
-                return work(*args)
             return await asyncio.get_running_loop().run_in_executor(self._workers, work, *args)
         finally:
             with self._lock:
@@ -233,7 +218,7 @@ class InferenceEngine:
     async def _classify(
         self, task: Task, adapter: ActiveAdapter, batcher: MicroBatcher, image: ImageInput, top_k: int, deadline: float | None, received: float
     ) -> Prediction:
-        decode_ms, result = await self._admitted(self._run, [batcher], image, batcher, adapter.fetch, deadline)
+        decode_ms, result = await self._admitted(self._run, image, batcher, adapter.fetch, deadline)
         return self._answer(task, adapter, batcher, decode_ms, result, top_k, received)
 
     def _answer(

@@ -144,7 +144,7 @@ class EdgetlServer:
                     raise
                 log.error("backbone %s not loaded (%s); its tasks answer FAILED_PRECONDITION", name, exc)
 
-        self.engine = InferenceEngine(tasks, batchers, settings.max_pixels, settings.worker_threads, settings.max_queue, settings.inline_when_idle)
+        self.engine = InferenceEngine(tasks, batchers, settings.max_pixels, settings.worker_threads, settings.max_queue)
         for name in batchers:
             spec = self.registry.get(name).spec
             if spec.builtin_task:

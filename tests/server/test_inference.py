@@ -144,31 +144,6 @@ def test_the_batcher_drops_expired_images_from_a_batch(server):
     assert batcher.run(x, ("logits",), deadline=time.monotonic() + 10).features["logits"].shape == (1000,)
 
 
-@pytest.mark.parametrize("inline", [True, False])
-def test_a_lone_image_runs_on_the_event_loop_unless_inline_is_off(server_factory, chelsea_rgb, inline):
-    """inline_when_idle (CPU backbones): one image at a time skips the
-    hop to a worker thread; with it off, every image goes to a worker. Concurrent
-    callers get the same answers either way."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    server = server_factory(inline_when_idle=inline)
-    session = server.server.engine.batchers["efficientnet_lite0"].session
-    ran_on: list[str] = []
-    original = session.run
-    session.run = lambda x, outputs: ran_on.append(threading.current_thread().name) or original(x, outputs)
-    cat = encode(chelsea_rgb, ".png")
-    try:
-        lone = classify(server, image_pb2.Image(encoded=cat))
-        assert len(ran_on) == 1 and ran_on[0].startswith("infer") is not inline, ran_on
-        with ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(lambda _: classify(server, image_pb2.Image(encoded=cat)).scores, range(32)))
-    finally:
-        session.run = original
-    for scores in answers:
-        np.testing.assert_allclose(scores, lone.scores, atol=1e-5)
-
-
 def test_the_batch_size_follows_the_provider_when_not_set():
     from edgetl.runtime.batcher import CPU_MAX_BATCH, GPU_MAX_BATCH, max_batch_for
 
