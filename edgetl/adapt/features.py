@@ -34,15 +34,20 @@ VIEWS = (
 )
 
 
-def cached_features(batcher: MicroBatcher, labels, tensors: np.ndarray, names: tuple[str, ...], cache_dir: Path, emit=lambda e: None, view: int = 0) -> np.ndarray:
-    """Pooled features [N, D] for `labels` (whose preprocessed images are `tensors`), seen in `view` (an index into VIEWS)."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
+def cached_features(batcher: MicroBatcher, labels, tensors: np.ndarray, names: tuple[str, ...], cache_dir: Path | None, emit=lambda e: None, view: int = 0) -> np.ndarray:
+    """Pooled features [N, D] for `labels` (whose preprocessed images are `tensors`), seen in `view` (an index into VIEWS).
+
+    `cache_dir` None computes every row and keeps none: a backbone made for
+    one job (a task's INT8 copy) has features no other job can reuse.
+    """
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
     rows: list[np.ndarray | None] = []
     missing = []
     suffix = "" if view == 0 else f".v{view}"
     for i, label in enumerate(labels):
-        path = cache_dir / f"{label.image_sha256}{suffix}.npy"
-        if path.is_file():
+        path = cache_dir / f"{label.image_sha256}{suffix}.npy" if cache_dir is not None else None
+        if path is not None and path.is_file():
             rows.append(np.load(path))
         else:
             rows.append(None)
@@ -52,12 +57,13 @@ def cached_features(batcher: MicroBatcher, labels, tensors: np.ndarray, names: t
     for done, i in enumerate(missing, 1):
         result = batcher.run(np.ascontiguousarray(transform(tensors[i])), names)
         row = pool_features({k: v[None] for k, v in result.features.items()}, names)[0]
-        # Atomic (rename) but not fsynced: a lost cache file is only recomputed.
-        final = cache_dir / f"{labels[i].image_sha256}{suffix}.npy"
-        tmp = final.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, row)
-        os.replace(tmp, final)
+        if cache_dir is not None:
+            # Atomic (rename) but not fsynced: a lost cache file is only recomputed.
+            final = cache_dir / f"{labels[i].image_sha256}{suffix}.npy"
+            tmp = final.with_suffix(f".{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                np.save(f, row)
+            os.replace(tmp, final)
         rows[i] = row
         if done % 25 == 0 or done == len(missing):
             elapsed = time.monotonic() - started

@@ -25,6 +25,8 @@ from typing import AsyncIterator
 
 from edgetl import metrics
 from edgetl.adapt.activation import Activator
+from edgetl.adapt.gate import gate
+from edgetl.adapt.quantize import ANOMALY_PRECISION, check_precision
 from edgetl.adapt.versions import AdapterVersions
 from edgetl.db import connect
 from edgetl.errors import InvalidInput, NotFound, NotReady
@@ -113,6 +115,10 @@ class JobManager:
             method = "anomaly"
         elif method == "anomaly":
             raise InvalidInput(f"task {task.name!r} is a classify task; --method anomaly needs a task created with --kind anomaly")
+        if options.get("precision") is not None:
+            check_precision(options["precision"])
+            if method == "anomaly" and options["precision"] != "fp32":
+                raise InvalidInput(ANOMALY_PRECISION)
         running = [j for j in self._jobs.values() if j.task == task.name and j.state not in FINISHED]
         if running:
             raise NotReady(f"task {task.name!r} already has job {running[0].id} {running[0].state}; wait for it or cancel it")
@@ -271,7 +277,7 @@ class JobManager:
             "version": str(adapter.version), "metrics": done["metrics"], "active_metrics": done.get("active_metrics"),
             "scratch_metrics": done.get("scratch_metrics"), "activated": False,
         }
-        activate, result["gate"] = self._gate(job, done)
+        activate, result["gate"] = gate(done, job.force, self.settings.gate_tolerance)
         if done.get("auto"):
             result["gate"] = f"auto chose {done['auto']['chosen']} ({done['auto']['reason']}); {result['gate']}"
         if done.get("anomaly"):
@@ -284,30 +290,6 @@ class JobManager:
             except Exception as exc:  # noqa: BLE001 - the version stays a candidate
                 result["gate"] = f"passed the gate but failed to load: {exc}"
         self._end(job, "succeeded", result, "done")
-
-    def _gate(self, job: Job, done: dict) -> tuple[bool, str]:
-        new = done["metrics"]["accuracy"]
-        active = done.get("active_metrics")
-        if job.force:
-            return True, "activated: --force"
-        if active is None:
-            return True, f"activated: first adapter (validation accuracy {new:.3f}, trained without the validation split; the served model learned from every label)"
-        old = active["accuracy"]
-        tolerance = self.settings.gate_tolerance
-        known = done.get("known_classes")
-        if known:
-            # The task gained classes since the active adapter was trained: it
-            # scores 0 on their images, so also hold the new adapter to the
-            # active one's accuracy on the classes both know.
-            added = ", ".join(repr(c) for c in known["new_classes"])
-            on_known = f"on the {known['n']} validation images of the classes both know: {known['accuracy']:.3f} vs active {known['active_accuracy']:.3f}"
-            if known["accuracy"] < known["active_accuracy"] - tolerance:
-                return False, f"kept as candidate: worse on the classes the active adapter knows ({on_known}) (use --force to activate anyway)"
-            if new >= old - tolerance:
-                return True, f"activated: validation accuracy {new:.3f} >= active {old:.3f} on the same split, which the active adapter cannot get right for new classes {added}; {on_known}"
-        if new >= old - tolerance:
-            return True, f"activated: validation accuracy {new:.3f} >= active {old:.3f} on the same split (both trained without it); the served model then learned from every label"
-        return False, f"kept as candidate: validation accuracy {new:.3f} < active {old:.3f} on the same split (use --force to activate anyway)"
 
     def _set_state(self, job: Job, state: str) -> None:
         job.state = state

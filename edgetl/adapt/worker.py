@@ -135,6 +135,12 @@ def run(request: dict, emit) -> dict:
     is_val = np.array([l.split == "val" for l in labels])
     train_x, train_y, val_x, val_y = tensors[~is_val], y[~is_val], tensors[is_val], y[is_val]
     options = dict(request.get("options") or {})
+    from edgetl.adapt.quantize import ANOMALY_PRECISION, check_precision
+
+    # The server-wide default is for classifiers; an anomaly bank is matched in float.
+    options["precision"] = check_precision(str(options.get("precision") or ("fp32" if method == "anomaly" else settings.precision)))
+    if options["precision"] != "fp32" and method == "anomaly":
+        raise InvalidInput(ANOMALY_PRECISION)
 
     build = lambda directory, chosen, opts: _build(  # noqa: E731 - one adapter of method `chosen` in `directory`
         directory, chosen, opts, backbone, session, base, record, labels, tensors, is_val, y, class_names, data_dir, task, emit
@@ -163,6 +169,8 @@ def run(request: dict, emit) -> dict:
     holdout = open_adapter(tmp, base, settings, store.trt_cache, verify=False, holdout=True)
     predicted = predict(holdout, val_x).argmax(1)
     result = {"metrics": metrics(val_y, predicted, class_names), "options": options, "labels": manifest["labels"], "method": method}
+    if options.get("int8"):
+        result["fp32_metrics"] = options["int8"]["fp32_metrics"]  # the same adapter in float: the gate's check on quantization
     if method == "anomaly":
         result["anomaly"] = _anomaly_evidence(holdout, manifest, predict(holdout, val_x)[:, 1], val_y, predict(holdout, tensors[y == 1])[:, 1] if (y == 1).any() else None)
     if auto:
@@ -189,12 +197,14 @@ def _build(directory, method, options, backbone, session, base, record, labels, 
     from edgetl.adapt.labels import snapshot
 
     directory.mkdir(parents=True, exist_ok=True)
+    precision = options.get("precision", "fp32")
     if method == "head":
         options = _train_head(directory, session, base[backbone.name], labels, tensors, is_val, y, class_names, options, data_dir, emit)
     elif method == "anomaly":
         options = _train_anomaly(directory, session, base[backbone.name], tensors, is_val, y, options, emit)
     else:
         options = _train_lora(directory, backbone, tensors[~is_val], y[~is_val], tensors[is_val], y[is_val], class_names, options, emit, scratch=False)
+    options = {**options, "precision": precision}
     manifest = {
         "task": task, "method": method, "backbone": backbone.name, "export_id": record.export_id,
         "class_names": class_names, "options": options, "labels": snapshot(labels), "files": {},
@@ -269,7 +279,9 @@ def _drift_reference(tmp, candidate, manifest, labels, tensors, y, class_names, 
     if manifest["method"] == "head":
         # The head's standardised features of each image as served (no flips), from the cache.
         names = candidate.head.inputs
-        pooled = cached_features(candidate.batcher, labels, tensors, names, data_dir / "features" / session.record.export_id, emit)
+        # An INT8 head runs its own quantized backbone: the float backbone's cache does not hold its features.
+        cache = None if manifest.get("onnx") else data_dir / "features" / session.record.export_id
+        pooled = cached_features(candidate.batcher, labels, tensors, names, cache, emit)
         z = (pooled - candidate.head.mean) * candidate.head.inv_std
     elif EMBEDDING in candidate.outputs:
         rows = []
@@ -353,10 +365,60 @@ def _train_head(tmp, session, batcher, labels, tensors, is_val, y, class_names, 
         return train_head(x[:, rows].reshape(-1, x.shape[2]), np.tile(y[rows], views), len(class_names), resolved, progress)
 
     (tmp / HOLDOUT_DIR).mkdir(parents=True, exist_ok=True)
-    np.savez(tmp / HOLDOUT_DIR / "head.npz", inputs=np.array(names), **fit(train, emit))
+    holdout = fit(train, emit)
+    if options.get("precision") == "int8":
+        # The float holdout head above is the yardstick; the adapter itself is
+        # an INT8 backbone of its own with heads fitted on *its* features.
+        fp32_metrics = _head_metrics(holdout, x[0, ~train], y[~train], class_names)
+        int8 = _int8_backbone(tmp, session, tensors[train], emit)
+        own = _own_batcher(tmp, session, int8)
+        x = np.stack([cached_features(own, labels, tensors, names, None, emit, view) for view in range(views)])
+        holdout = fit(train, emit)
+        resolved = {**resolved, "int8": {**int8, "fp32_metrics": fp32_metrics}}
+    np.savez(tmp / HOLDOUT_DIR / "head.npz", inputs=np.array(names), **holdout)
     emit({"phase": "refit", "message": f"fitting the served head on all {len(y)} labels"})
     np.savez(tmp / "head.npz", inputs=np.array(names), **fit(np.ones_like(train)))
     return resolved
+
+
+def _head_metrics(head: dict, features: np.ndarray, y: np.ndarray, class_names) -> dict:
+    """A fitted head's metrics on pooled features (as LinearHead computes its logits)."""
+    from edgetl.adapt.metrics import metrics
+
+    logits = ((features - head["mean"]) / head["std"]) @ head["weight"].T + head["bias"]
+    return metrics(y, logits.argmax(1), class_names)
+
+
+def _int8_backbone(tmp: Path, session, calibration: np.ndarray, emit) -> dict:
+    """The task's INT8 copy of its float backbone, for the served and the holdout head alike.
+
+    Calibrated on the training split only, so the validation images the gate
+    scores were never seen, not even as activation ranges.
+    """
+    import shutil
+
+    from edgetl.adapt.quantize import calibration_images, quantize_int8
+
+    images = calibration_images(calibration)
+    emit({"phase": "quantize", "message": f"INT8 backbone, calibrated on {len(images)} of the task's training images"})
+    facts = quantize_int8(session.record.onnx_path, tmp / "model.onnx", images, session.input_name)
+    shutil.copyfile(tmp / "model.onnx", tmp / HOLDOUT_DIR / "model.onnx")
+    section = {"outputs": session.record.output_shapes, "int8": facts}
+    for directory in (tmp, tmp / HOLDOUT_DIR):
+        (directory / "export.json").write_text(json.dumps(section, indent=2))
+    return facts
+
+
+def _own_batcher(tmp: Path, session, int8: dict):
+    """A MicroBatcher on the INT8 model in `tmp`, loaded as serving will load it."""
+    from edgetl.fsutil import sha256_file
+    from edgetl.runtime.batcher import MicroBatcher
+    from edgetl.runtime.session import BackboneSession
+    from edgetl.runtime.store import ExportRecord
+
+    manifest = {**session.record.manifest, "onnx_sha256": sha256_file(tmp / "model.onnx")}
+    own = BackboneSession(ExportRecord(f"{session.record.export_id}-int8", tmp, manifest), session.settings, session.trt_cache_root)
+    return MicroBatcher(own, 1)
 
 
 def _train_anomaly(tmp, session, batcher, tensors, is_val, y, options, emit) -> dict:
@@ -444,6 +506,10 @@ def _train_lora(tmp, backbone, train_x, train_y, val_x, val_y, class_names, opti
     emit({"phase": "export", "message": f"best epoch {summary['best_epoch']} (validation accuracy {summary['val_accuracy']:.3f}); exporting the holdout model"})
     (tmp / HOLDOUT_DIR).mkdir(parents=True, exist_ok=True)
     facts = export_module(merged_for_export(net), backbone.spec, ("logits",), tmp / HOLDOUT_DIR / "model.onnx")
+    int8 = options.get("precision") == "int8"
+    if int8:
+        fp32_metrics = _onnx_metrics(tmp / HOLDOUT_DIR / "model.onnx", val_x, val_y, class_names)
+        facts["int8"] = _quantize_in_place(tmp / HOLDOUT_DIR / "model.onnx", train_x, emit)  # the training split only, as the gate requires
     (tmp / HOLDOUT_DIR / "export.json").write_text(json.dumps(facts, indent=2))
     refit = int(resolved["refit_epochs"]) if len(val_x) else 0
     if refit:
@@ -453,19 +519,51 @@ def _train_lora(tmp, backbone, train_x, train_y, val_x, val_y, class_names, opti
     if peft_model is not None:
         peft_model.save_pretrained(str(tmp / "peft"))  # adapter_config.json + adapter_model.safetensors
     facts = export_module(merged_for_export(net), backbone.spec, ("logits", EMBEDDING), tmp / "model.onnx")
+    if int8:
+        facts["int8"] = _quantize_in_place(tmp / "model.onnx", np.concatenate([train_x, val_x]), emit)
     (tmp / "export.json").write_text(json.dumps(facts, indent=2))
-    return {**resolved, "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"], "refit_epochs": refit}
+    done = {**resolved, "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"], "refit_epochs": refit}
+    return {**done, "int8": {**facts["int8"], "fp32_metrics": fp32_metrics}} if int8 else done
+
+
+def _quantize_in_place(path: Path, calibration: np.ndarray, emit) -> dict:
+    """Replace the float model at `path` by its INT8 copy, calibrated on `calibration` images."""
+    from edgetl.adapt.quantize import calibration_images, quantize_int8
+    from edgetl.backbones.export import INPUT_NAME
+
+    images = calibration_images(calibration)
+    emit({"phase": "quantize", "message": f"INT8 {path.parent.name if path.parent.name == HOLDOUT_DIR else 'served'} model, calibrated on {len(images)} images"})
+    float_copy = path.with_name("float.onnx")
+    os.replace(path, float_copy)
+    try:
+        return quantize_int8(float_copy, path, images, INPUT_NAME)
+    finally:
+        float_copy.unlink(missing_ok=True)
+
+
+def _onnx_metrics(path: Path, val_x: np.ndarray, val_y: np.ndarray, class_names) -> dict:
+    """A float model's metrics on the validation split (the yardstick its INT8 copy is held to)."""
+    import onnxruntime as ort
+
+    from edgetl.adapt.metrics import metrics
+    from edgetl.backbones.export import INPUT_NAME
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    logits = [session.run(["logits"], {INPUT_NAME: val_x[i : i + 16]})[0] for i in range(0, len(val_x), 16)]
+    predicted = np.concatenate(logits).argmax(1) if logits else np.zeros(0, int)
+    return metrics(val_y, predicted, class_names)
 
 
 def _onnx_section(tmp: Path, method: str, record, task: str) -> dict:
-    """For LoRA adapters: the fields BackboneSession reads, as in a backbone export's manifest."""
+    """For adapters with a model file of their own (LoRA, an INT8 head): the fields BackboneSession reads, as in a backbone export's manifest."""
     from edgetl.fsutil import sha256_file
 
-    if method == "head" or not (tmp / "export.json").is_file():
+    if not (tmp / "export.json").is_file():  # a float head or a bank: it runs on the task's shared backbone
         return {}
     facts = json.loads((tmp / "export.json").read_text())
     base = record.manifest
-    return {"onnx": {"backbone": f"{task}-lora", "spec": base["spec"], "input": base["input"], "outputs": facts["outputs"], "onnx_sha256": sha256_file(tmp / "model.onnx"), **facts}}
+    name = f"{task}-{method}" + ("-int8" if "int8" in facts else "")
+    return {"onnx": {"backbone": name, "spec": base["spec"], "input": base["input"], "outputs": facts["outputs"], "onnx_sha256": sha256_file(tmp / "model.onnx"), **facts}}
 
 
 def _scratch(backbone, method, session, train_x, train_y, val_x, val_y, class_names, options, emit) -> dict:

@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--views", type=int, help="head: fit each image in this many of its flips and turns (1-8, default 8); anomaly: enrol each good image in this many (default 8)")
     train.add_argument("--max-patches", type=int, help="anomaly: the most patches the bank keeps (default 4096)")
     train.add_argument("--false-alarm-rate", type=float, help="anomaly: the false-alarm rate on good parts the threshold is set for (default 0.01)")
+    train.add_argument(
+        "--precision", choices=["fp32", "int8"],
+        help="head, lora, auto: int8 quantizes the backbone, calibrated on the task's labels (about 2x faster on a VNNI CPU); "
+        "kept as a candidate if it is less accurate than fp32. Default: the server's [training] precision (fp32)",
+    )
     train.add_argument("--refit-epochs", type=int, help="LoRA: epochs the served model goes on with the validation images added (default 2; 0: serve the holdout model)")
     train.add_argument("--no-augment", action="store_true")
     train.add_argument("--seed", type=int)

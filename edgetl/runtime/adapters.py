@@ -3,11 +3,13 @@
 An adapter directory holds ``manifest.json`` and its artifacts:
 
 - method ``head``: ``head.npz``, a LinearHead on the task's shared backbone;
+  with precision ``int8``, also ``model.onnx``, the backbone quantized to
+  8 bits (edgetl.adapt.quantize), run as the task's own backbone session;
 - method ``anomaly``: ``bank.npz``, a bank of good patches with its
   threshold (edgetl.anomaly.model), on the task's shared backbone;
 - method ``lora``: ``model.onnx``, the backbone with the LoRA weights merged
-  and the task's classifier on top (output ``logits``), run as the task's
-  own backbone session, plus ``peft/`` (adapter_config.json +
+  and the task's classifier on top (output ``logits``; 8-bit with precision
+  ``int8``), run as the task's own backbone session, plus ``peft/`` (adapter_config.json +
   adapter_model.safetensors) for retraining and audit;
 - both: ``probe.npz``, a few preprocessed inputs and the probabilities the
   training process computed for them with ONNX Runtime;
@@ -98,7 +100,8 @@ def open_adapter(
         manifest = {**manifest, "onnx": manifest["holdout"].get("onnx"), "version": f"{manifest.get('version', 'candidate')}-holdout"}
         path = path / HOLDOUT_DIR
     method = manifest["method"]
-    if method in ("head", "anomaly"):
+    own_model = bool(manifest.get("onnx"))  # LoRA, or an INT8 head on its own quantized backbone
+    if method in ("head", "anomaly") and not own_model:
         batcher = base.get(manifest["backbone"])
         if batcher is None:
             raise NotReady(f"backbone {manifest['backbone']!r} of adapter {manifest['version']} is not loaded")
@@ -108,11 +111,12 @@ def open_adapter(
                 f"but {batcher.session.record.export_id} is loaded; retrain it"
             )
         head: Head = LinearHead.load(path / "head.npz") if method == "head" else _load_bank(path / BANK_FILE, manifest)
-    elif method in ("lora", "scratch"):
+    elif method in ("head", "lora", "scratch") and own_model:
         record = ExportRecord(f"{manifest['task']}-v{manifest.get('version', 'candidate')}", path, manifest["onnx"])
+        kind = method + (", int8" if "int8" in manifest["onnx"] else "")
         # Counted per task, not per version, so /metrics does not grow a series with every retraining.
-        batcher = MicroBatcher(BackboneSession(record, settings, trt_cache_root), settings.max_batch, label=f"{manifest['task']} ({method})")
-        head = LogitsHead()
+        batcher = MicroBatcher(BackboneSession(record, settings, trt_cache_root), settings.max_batch, label=f"{manifest['task']} ({kind})")
+        head = LinearHead.load(path / "head.npz") if method == "head" else LogitsHead()
     else:
         raise ExportError(f"adapter {manifest['version']}: unknown method {method!r}")
     drift, outputs = None, ()

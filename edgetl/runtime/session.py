@@ -23,6 +23,8 @@ class BackboneSession:
 
     def __init__(self, record: ExportRecord, settings: Settings, trt_cache_root):
         self.record = record
+        # Kept so a training job can open a quantized copy of this backbone the same way.
+        self.settings, self.trt_cache_root = settings, trt_cache_root
         manifest = record.manifest
         spec = manifest["spec"]
         self.name: str = manifest["backbone"]
