@@ -43,11 +43,14 @@ def _run_ensemble(repo, name: str, pixels: np.ndarray) -> np.ndarray:
     return tensors[ensemble.output[0].name]
 
 
-@pytest.mark.parametrize("method", ["head", "lora"])
+@pytest.mark.parametrize("method", ["head", "lora", "head-int8"])
 def test_the_triton_repository_answers_as_the_server_does(server, data_dir, tmp_path, method):
     images = create_and_label(server, task="line9", backbone=TINY, per_class=6, size=64)
     options = {"epochs": 1, "batch_size": 8} if method == "lora" else {}
-    _, job = train(server, task="line9", method=method, **options)
+    method, _, precision = method.partition("-")
+    if precision:
+        options["precision"] = precision
+    _, job = train(server, task="line9", method=method, force=True, **options)
     assert job.state == "succeeded"
 
     repo = tmp_path / "triton"
@@ -59,7 +62,7 @@ def test_the_triton_repository_answers_as_the_server_does(server, data_dir, tmp_
     assert (repo / "line9" / "1").is_dir() and (repo / "line9_head" / "labels.txt").read_text().split() == ["ok", "pit", "burn"]
     backbone = _config(repo / "line9_backbone")
     accelerator = backbone.optimization.execution_accelerators.gpu_execution_accelerator[0]
-    assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP16"
+    assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == ("INT8" if precision else "FP16")
     assert backbone.max_batch_size == 8 and backbone.dynamic_batching is not None
 
     # The same pixels to both: RGB at the backbone's input size, so no resize differs.
@@ -69,7 +72,9 @@ def test_the_triton_repository_answers_as_the_server_does(server, data_dir, tmp_
     for rgb, scores in zip(pixels, triton_scores):
         raw = image_pb2.RawImage(data=rgb.tobytes(), shape=list(rgb.shape), color_order=image_pb2.COLOR_ORDER_RGB)
         answer = stub.Classify(inference_pb2.ClassifyRequest(task="line9", image=image_pb2.Image(raw=raw)), timeout=30)
-        np.testing.assert_allclose(scores, answer.scores, atol=2e-5)
+        # An INT8 model quantizes the normalised input: normalising in the graph instead of in numpy can move a
+        # value across a rounding step, so its scores match to quantization noise, not to float rounding.
+        np.testing.assert_allclose(scores, answer.scores, atol=2e-3 if precision else 2e-5)
         assert ["ok", "pit", "burn"][int(np.argmax(scores))] == answer.label
 
 

@@ -416,7 +416,7 @@ def _own_batcher(tmp: Path, session, int8: dict):
     from edgetl.runtime.session import BackboneSession
     from edgetl.runtime.store import ExportRecord
 
-    manifest = {**session.record.manifest, "onnx_sha256": sha256_file(tmp / "model.onnx")}
+    manifest = {**session.record.manifest, "onnx_sha256": sha256_file(tmp / "model.onnx"), "int8": int8}
     own = BackboneSession(ExportRecord(f"{session.record.export_id}-int8", tmp, manifest), session.settings, session.trt_cache_root)
     return MicroBatcher(own, 1)
 

@@ -93,7 +93,8 @@ def export_triton(data_dir: Path, task_name: str, out: Path, max_batch: int = MA
         with np.load(adapter_dir / "head.npz") as z:
             head_inputs = tuple(str(n) for n in z["inputs"])
             head = _linear_head_model(head_inputs, base.output_shapes, z["mean"], z["std"], z["weight"], z["bias"])
-        backbone_file = base.onnx_path
+        # An INT8 head has its own quantized backbone; a float head runs on the shared export.
+        backbone_file = adapter_dir / "model.onnx" if manifest.get("onnx") else base.onnx_path
         feature_shapes = {name: base.output_shapes[name] for name in head_inputs}
     else:  # lora: the merged model has the task's classifier on top
         head_inputs = (LOGITS,)
@@ -115,7 +116,8 @@ def export_triton(data_dir: Path, task_name: str, out: Path, max_batch: int = MA
         (staging / names["ensemble"] / "1").mkdir(parents=True)
         for role in ("head", "ensemble"):
             (staging / names[role] / "labels.txt").write_text(labels)
-        (staging / names["backbone"] / "config.pbtxt").write_text(_backbone_config(names["backbone"], (height, width), feature_shapes, max_batch))
+        int8 = "int8" in (manifest.get("onnx") or {})
+        (staging / names["backbone"] / "config.pbtxt").write_text(_backbone_config(names["backbone"], (height, width), feature_shapes, max_batch, int8))
         (staging / names["head"] / "config.pbtxt").write_text(_head_config(names["head"], feature_shapes, classes, max_batch))
         (staging / names["ensemble"] / "config.pbtxt").write_text(_ensemble_config(names, (height, width), list(feature_shapes), classes, max_batch))
         (staging / names["ensemble"] / "edgetl.json").write_text(json.dumps({
@@ -229,7 +231,9 @@ def _dims(shape) -> str:
     return "[ " + ", ".join(str(int(d)) for d in shape) + " ]"
 
 
-def _backbone_config(name: str, size, features: dict, max_batch: int) -> str:
+def _backbone_config(name: str, size, features: dict, max_batch: int, int8: bool = False) -> str:
+    # An INT8 adapter's model carries its scales (QDQ): TensorRT needs its INT8 mode, and no calibration.
+    precision = "INT8" if int8 else "FP16"
     outputs = ",\n".join(f'  {{ name: "{n}", data_type: TYPE_FP32, dims: {_dims(s)} }}' for n, s in features.items())
     return f'''name: "{name}"
 platform: "onnxruntime_onnx"
@@ -242,14 +246,14 @@ output [
 ]
 dynamic_batching {{ max_queue_delay_microseconds: 500 }}
 instance_group [ {{ kind: KIND_GPU, count: 1 }} ]
-# TensorRT through ONNX Runtime, FP16, with the engine cached across restarts
+# TensorRT through ONNX Runtime, {precision}, with the engine cached across restarts
 # (the first load builds it: minutes on a Jetson). Without a GPU, Triton
 # needs instance_group KIND_CPU and no gpu_execution_accelerator.
 optimization {{
   execution_accelerators {{
     gpu_execution_accelerator : [ {{
       name : "tensorrt"
-      parameters {{ key: "precision_mode" value: "FP16" }}
+      parameters {{ key: "precision_mode" value: "{precision}" }}
       parameters {{ key: "max_workspace_size_bytes" value: "1073741824" }}
       parameters {{ key: "trt_engine_cache_enable" value: "1" }}
       parameters {{ key: "trt_engine_cache_path" value: "/tmp/edgetl-trt-cache" }}

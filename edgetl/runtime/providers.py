@@ -43,8 +43,12 @@ def choose_providers(
     available: Sequence[str],
     trt_cache_root: Path,
     onnx_sha256: str,
+    int8: bool = False,
 ) -> tuple[ProviderList, str]:
     """The provider list for a session, and the one log line describing it.
+
+    `int8`: the model is quantized (QDQ, edgetl.adapt.quantize); TensorRT
+    then needs its INT8 flag to honour the quantize/dequantize pairs.
 
     CPU is always appended last as the floor: a server that cannot use its
     GPU still serves, and says so.
@@ -56,7 +60,7 @@ def choose_providers(
         if name not in available:
             skipped.append(name)
         elif name == TENSORRT:
-            chosen.append((name, tensorrt_options(trt_cache_dir(trt_cache_root, onnx_sha256))))
+            chosen.append((name, tensorrt_options(trt_cache_dir(trt_cache_root, onnx_sha256), int8)))
         else:
             chosen.append(name)
     if CPU not in wanted:
@@ -68,10 +72,12 @@ def choose_providers(
     return chosen, line
 
 
-def tensorrt_options(cache_dir: Path) -> dict[str, Any]:
+def tensorrt_options(cache_dir: Path, int8: bool = False) -> dict[str, Any]:
     cache_dir.mkdir(parents=True, exist_ok=True)
     return {
         "trt_fp16_enable": True,
+        # Explicit quantization: the scales are in the model's QDQ pairs, so no calibration table.
+        **({"trt_int8_enable": True} if int8 else {}),
         "trt_engine_cache_enable": True,
         "trt_engine_cache_path": str(cache_dir),
         "trt_timing_cache_enable": True,

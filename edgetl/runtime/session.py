@@ -41,7 +41,9 @@ class BackboneSession:
         options.add_session_config_entry("session.intra_op.allow_spinning", spin)
         options.add_session_config_entry("session.inter_op.allow_spinning", spin)
         check_model(record.onnx_path)  # before ORT opens it: no outside data, no custom ops
-        providers, line = choose_providers(settings.providers, ort.get_available_providers(), trt_cache_root, record.onnx_sha256)
+        providers, line = choose_providers(
+            settings.providers, ort.get_available_providers(), trt_cache_root, record.onnx_sha256, int8="int8" in manifest
+        )
         self.session = self._create(options, providers)
         self.providers: list[str] = self.session.get_providers()
         log.info("%s (backbone %s; active: %s)", line, self.name, ", ".join(self.providers))

@@ -35,6 +35,10 @@ def test_gpu_machine_gets_tensorrt_fp16_with_caches_in_the_store(tmp_path):
     cache = options["trt_engine_cache_path"]
     assert cache.startswith(str(tmp_path)) and cache == options["trt_timing_cache_path"]
     assert SHA[:16] in cache and f"trt{p.tensorrt_version()}" in cache
+    assert "trt_int8_enable" not in options  # a float model
+    # A quantized (QDQ) model turns on TensorRT's INT8 mode; its scales are in the model, so no calibration table.
+    int8 = p.choose_providers(["tensorrt"], available, tmp_path, SHA, int8=True)[0][0][1]
+    assert int8["trt_int8_enable"] and "trt_int8_calibration_table_name" not in int8
 
 
 def test_trt_cache_is_keyed_by_model_trt_version_and_gpu(tmp_path, monkeypatch):
