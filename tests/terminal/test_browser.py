@@ -210,7 +210,11 @@ def test_an_operators_day_review_label_train_watch_roll_back(line, page, shots, 
     }""")
     assert page.get_attribute(".method[data-method=auto]", "aria-pressed") == "true"  # auto is the default
     page.click(".method[data-method=head]")  # seconds, for the test
-    page.click("#start-training")
+    assert page.input_value("#precision") == ""  # the server's default unless the operator picks one
+    assert page.eval_on_selector_all("#precision option", "els => els.map(e => e.value)") == ["", "fp32", "int8"]
+    with page.expect_request(lambda r: r.url.endswith("/train") and r.method == "POST") as started:
+        page.click("#start-training")
+    assert "precision" not in started.value.post_data_json["options"]
     page.wait_for_selector("#job-progress:not([hidden])")
     page.wait_for_selector("#gate", timeout=180_000)
     phases = page.evaluate("window.seenPhases")
