@@ -210,6 +210,7 @@ def test_an_operators_day_review_label_train_watch_roll_back(line, page, shots, 
     }""")
     assert page.get_attribute(".method[data-method=auto]", "aria-pressed") == "true"  # auto is the default
     page.click(".method[data-method=head]")  # seconds, for the test
+    page.click("#page details summary")  # the options, open in the screenshot
     assert page.input_value("#precision") == ""  # the server's default unless the operator picks one
     assert page.eval_on_selector_all("#precision option", "els => els.map(e => e.value)") == ["", "fp32", "int8"]
     with page.expect_request(lambda r: r.url.endswith("/train") and r.method == "POST") as started:
