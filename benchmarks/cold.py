@@ -1,6 +1,6 @@
 """Cold paths: time to first answer after a restart with N tasks, LoRA training time, memory per task.
 
-    python benchmarks/cold.py [--heads 4] [--loras 2] [--labels 10] [--out benchmarks/results/cold.json]
+    python benchmarks/cold.py [--heads 4] [--loras 2] [--labels 10] [--precision fp32|int8] [--out benchmarks/results/cold.json]
 
 One data directory (the backbone export is shared from edgetl-data/store when
 it is there, as after any first start), built up in three stages, with a real
@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--loras", type=int, default=2)
     parser.add_argument("--labels", type=int, default=10, help="labels per class (6 classes)")
+    parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32", help="of every trained adapter (int8: each task's own quantized model)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     import grpc
@@ -109,7 +110,7 @@ def main() -> None:
             for i in range(count):
                 name = f"{method}-{i}"
                 n = add_task(channel, name, args.labels, seed=i)
-                final, wall, fit_s, _ = train(channel, name, method)
+                final, wall, fit_s, _ = train(channel, name, method, precision=args.precision)
                 results[f"{method}_jobs"].append({"task": name, "images": n, "job_s": wall, "fit_s": fit_s, "per_100_images_s": wall / n * 100})
                 print(json.dumps(results[f"{method}_jobs"][-1]), flush=True)
                 tasks.append(name)

@@ -1,7 +1,8 @@
 """INT8 against FP32 in one run: accuracy on held-out defects, and speed through a real server.
 
     python benchmarks/int8.py [--surfaces ...] [--labels 20 50] [--seeds 0] [--methods head]
-                              [--seconds 5] [--rounds 3] [--out benchmarks/results/int8.json]
+                              [--seconds 5] [--rounds 3] [--skip-speed] [--skip-accuracy]
+                              [--out benchmarks/results/int8.json] [--cells benchmarks/results/int8-cells.jsonl]
 
 Accuracy. For every cell (surface, held-out generator, labels per class,
 seed) the same labels train two adapters with the training process's own
@@ -45,10 +46,12 @@ PRECISIONS = ("fp32", "int8")
 
 
 def accuracy_cells(args) -> list[dict]:
+    """Every cell, each appended to `args.cells` as a JSON line as soon as it ends (a rerun resumes)."""
     from benchmarks.heldout import Bench
     from edgetl.adapt.gate import gate
 
-    rows = []
+    rows = [json.loads(line) for line in args.cells.read_text().splitlines() if line.strip()] if args.cells.is_file() else []
+    done = {(r["surface"], r["generator"], r["labels"], r["seed"], r["method"], r["precision"]) for r in rows}
     bench = Bench(args.store, args.threads)
     try:
         for n in args.labels:
@@ -58,6 +61,8 @@ def accuracy_cells(args) -> list[dict]:
                         for method in args.methods:
                             cell = {"surface": surface, "generator": generator, "labels": n, "seed": seed, "method": method}
                             for precision in PRECISIONS:
+                                if (surface, generator, n, seed, method, precision) in done:
+                                    continue
                                 got = bench.cell(surface, generator, n, seed, method, {"precision": precision})
                                 row = {**cell, "precision": precision, **{k: got[k] for k in ("test_accuracy", "val_accuracy", "val_n", "train_s")}}
                                 int8 = got["options"].get("int8")
@@ -67,6 +72,9 @@ def accuracy_cells(args) -> list[dict]:
                                     row["fp32_val_accuracy"] = int8["fp32_metrics"]["accuracy"]
                                     row["quantize_s"] = int8["quantize_s"]
                                 rows.append(row)
+                                args.cells.parent.mkdir(parents=True, exist_ok=True)
+                                with open(args.cells, "a") as f:
+                                    f.write(json.dumps(row) + "\n")
                                 print(f"{surface:7} {generator:7} {n:3}/class seed {seed} {method:5} {precision}  test {row['test_accuracy']:.3f}  val {row['val_accuracy']:.3f}  {row['train_s']:.1f} s"
                                       + (f"  gate {'passed' if row['gate_passed'] else 'kept as candidate'}" if int8 else ""), flush=True)
     finally:
@@ -168,7 +176,7 @@ def speed(args) -> dict:
             times.append((time.perf_counter() - t) * 1000)
         raw[precision] = statistics.median(times[len(parts) :])
     shutil.rmtree(work, ignore_errors=True)
-    out = {"raw_ms": raw, "sizes_mb": {}, "rows": []}
+    out = {"raw_ms": raw, "rows": []}
     for precision in PRECISIONS:
         p50 = statistics.median(samples[f"{precision} c=1"])
         rps = statistics.median(samples[f"{precision} c=4"])
@@ -220,26 +228,31 @@ def main() -> None:
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--store", type=Path, default=ROOT / "edgetl-data" / "store")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "int8.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "int8.json", help="the speed part and the summary")
+    parser.add_argument("--cells", type=Path, default=ROOT / "benchmarks" / "results" / "int8-cells.jsonl", help="accuracy cells, one JSON line each")
     args = parser.parse_args()
 
-    result = {"machine": machine(), "command": " ".join(sys.argv)}
+    result = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    result.update(machine=machine(), command=" ".join(sys.argv))
     if not args.skip_speed:
         result["speed"] = speed(args)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))  # before the long part
     if not args.skip_accuracy:
-        result["cells"] = accuracy_cells(args)
-        result["accuracy"] = summarise(result["cells"])
+        accuracy_cells(args)
+    if args.cells.is_file():  # with --skip-speed --skip-accuracy: the tables from the files, nothing run
+        result["accuracy"] = summarise([json.loads(line) for line in args.cells.read_text().splitlines() if line.strip()])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
 
     print(f"\nmachine: {result['machine']}")
-    if "speed" in result:
+    if result.get("speed"):
         print("\n| precision | raw ONNX Runtime ms (no server) | Classify p50 ms, 1 caller [range] | vs raw | requests/s, 4 callers [range] | vs raw |")
         print("|---|---|---|---|---|---|")
         for r in result["speed"]["rows"]:
             print(f"| {r['precision']} | {r['raw_ms']:.2f} | {r['p50_ms_c1']:.2f} [{r['p50_range_c1'][0]:.2f}–{r['p50_range_c1'][1]:.2f}] | {r['p50_ms_c1'] / r['raw_ms']:.2f}× "
                   f"| {r['rps_c4']:.0f} [{r['rps_range_c4'][0]:.0f}–{r['rps_range_c4'][1]:.0f}] | {r['rps_c4'] / r['raw_rps']:.2f}× |")
-    if "accuracy" in result:
+    if result.get("accuracy"):
         print("\n| labels/class | method | precision | mean test accuracy | as gated | kept as candidate | " + " | ".join(args.surfaces) + " |")
         print("|---|---|---|---|---|---|" + "---|" * len(args.surfaces))
         for e in result["accuracy"]:
