@@ -107,6 +107,7 @@ class Bench:
             "test_accuracy": float((predicted == truth).mean()), "val_accuracy": result["metrics"]["accuracy"], "val_n": result["metrics"]["n"],
             "train_s": round(train_s, 2), "confusion": confusion.tolist(), "options": result.get("options", {}),
             **({"scratch_val_accuracy": result["scratch_metrics"]["accuracy"]} if scratch and result.get("scratch_metrics") else {}),
+            **({"int8_paired": result["int8_paired"]} if "int8_paired" in result else {}),
         }
 
     def close(self) -> None:

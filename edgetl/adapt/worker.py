@@ -170,7 +170,12 @@ def run(request: dict, emit) -> dict:
     predicted = predict(holdout, val_x).argmax(1)
     result = {"metrics": metrics(val_y, predicted, class_names), "options": options, "labels": manifest["labels"], "method": method}
     if options.get("int8"):
-        result["fp32_metrics"] = options["int8"]["fp32_metrics"]  # the same adapter in float: the gate's check on quantization
+        # The same adapter in float, on the same images: the gate's check on quantization.
+        from edgetl.adapt.gate import paired_comparison
+
+        fp32 = {k: v for k, v in options["int8"]["fp32_metrics"].items() if k != "predicted"}
+        fp32_predicted = np.asarray(options["int8"]["fp32_metrics"]["predicted"], int)
+        result["fp32_metrics"], result["int8_paired"] = fp32, paired_comparison(val_y, fp32_predicted, predicted)
     if method == "anomaly":
         result["anomaly"] = _anomaly_evidence(holdout, manifest, predict(holdout, val_x)[:, 1], val_y, predict(holdout, tensors[y == 1])[:, 1] if (y == 1).any() else None)
     if auto:
@@ -382,11 +387,11 @@ def _train_head(tmp, session, batcher, labels, tensors, is_val, y, class_names, 
 
 
 def _head_metrics(head: dict, features: np.ndarray, y: np.ndarray, class_names) -> dict:
-    """A fitted head's metrics on pooled features (as LinearHead computes its logits)."""
+    """A fitted head's metrics on pooled features (as LinearHead computes its logits), with its predictions."""
     from edgetl.adapt.metrics import metrics
 
     logits = ((features - head["mean"]) / head["std"]) @ head["weight"].T + head["bias"]
-    return metrics(y, logits.argmax(1), class_names)
+    return {**metrics(y, logits.argmax(1), class_names), "predicted": logits.argmax(1).tolist()}
 
 
 def _int8_backbone(tmp: Path, session, calibration: np.ndarray, emit) -> dict:
@@ -542,7 +547,7 @@ def _quantize_in_place(path: Path, calibration: np.ndarray, emit) -> dict:
 
 
 def _onnx_metrics(path: Path, val_x: np.ndarray, val_y: np.ndarray, class_names) -> dict:
-    """A float model's metrics on the validation split (the yardstick its INT8 copy is held to)."""
+    """A float model's metrics on the validation split, with its predictions (the yardstick its INT8 copy is held to)."""
     import onnxruntime as ort
 
     from edgetl.adapt.metrics import metrics
@@ -551,7 +556,7 @@ def _onnx_metrics(path: Path, val_x: np.ndarray, val_y: np.ndarray, class_names)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     logits = [session.run(["logits"], {INPUT_NAME: val_x[i : i + 16]})[0] for i in range(0, len(val_x), 16)]
     predicted = np.concatenate(logits).argmax(1) if logits else np.zeros(0, int)
-    return metrics(val_y, predicted, class_names)
+    return {**metrics(val_y, predicted, class_names), "predicted": predicted.tolist()}
 
 
 def _onnx_section(tmp: Path, method: str, record, task: str) -> dict:

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import pytest
 
-from edgetl.adapt.gate import gate
+from edgetl.adapt.gate import gate, paired_comparison
 from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc, model_pb2, model_pb2_grpc
 from tests.adapt_helpers import classify, create_and_label, train
 from tests.conftest import TINY
@@ -30,7 +30,7 @@ def test_an_int8_head_runs_its_own_quantized_backbone_and_survives_a_restart(ser
     images = create_and_label(first)
     events, job = train(first)
     assert job.state == "succeeded" and job.activated, job.error
-    assert "INT8 validation accuracy" in job.gate and "FP32" in job.gate
+    assert "INT8 validation accuracy" in job.gate and "FP32" in job.gate and "image(s) lost" in job.gate
     assert [e for e in events if e.phase == "quantize"]
 
     version_dir = data_dir / "adapters" / "parts" / job.version
@@ -121,3 +121,21 @@ def test_the_gate_keeps_an_int8_adapter_that_quantization_made_worse_as_a_candid
     assert activate and "--force" in why and "0.800 against 0.900" in why
     # A float adapter's message does not mention INT8.
     assert "INT8" not in gate(_done(0.9, None), force=False, tolerance=0.0)[1]
+
+
+def test_the_int8_gate_judges_image_by_image_so_two_borderline_flips_are_not_a_loss():
+    truth = [0, 0, 0, 0, 1, 1]
+    fp32 = [0, 0, 0, 0, 0, 1]
+    int8 = [1, 1, 0, 0, 1, 1]  # loses two images FP32 got right, gains one
+    paired = paired_comparison(truth, fp32, int8)
+    assert paired == {"lost": 2, "gained": 1, "p": 0.5}  # P(at least 2 of 3 | a coin) = 4/8
+    done = {**_done(4 / 6, 5 / 6), "int8_paired": paired}
+    activate, why = gate(done, force=False, tolerance=0.0)
+    assert activate and "2 image(s) lost, 1 gained; p = 0.50" in why and "within chance" in why
+    # Five lost and none gained is not chance (p = 1/32): kept as a candidate.
+    lost_five = paired_comparison([0] * 5, [0] * 5, [1] * 5)
+    assert lost_five == {"lost": 5, "gained": 0, "p": 1 / 32}
+    activate, why = gate({**_done(0.75, 0.95), "int8_paired": lost_five}, force=False, tolerance=0.0)
+    assert not activate and "quantization costs accuracy" in why and "5 image(s) lost" in why
+    # No disagreement at all: nothing to test, nothing lost.
+    assert paired_comparison([0, 1], [0, 1], [0, 1]) == {"lost": 0, "gained": 0, "p": 1.0}
