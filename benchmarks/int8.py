@@ -28,6 +28,7 @@ server's figures are also given as a ratio to it.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import statistics
@@ -56,32 +57,29 @@ def accuracy_cells(args) -> list[dict]:
     done = {(r["surface"], r["generator"], r["labels"], r["seed"], r["method"], r["precision"]) for r in rows}
     bench = Bench(args.store, args.threads)
     try:
-        for n in args.labels:
-            for seed in args.seeds:
-                for generator in args.generators:
-                    for surface in args.surfaces:
-                        for method in args.methods:
-                            cell = {"surface": surface, "generator": generator, "labels": n, "seed": seed, "method": method}
-                            for precision in PRECISIONS:
-                                if (surface, generator, n, seed, method, precision) in done:
-                                    continue
-                                got = bench.cell(surface, generator, n, seed, method, {"precision": precision})
-                                row = {**cell, "precision": precision, **{k: got[k] for k in ("test_accuracy", "val_accuracy", "val_n", "train_s")}}
-                                int8 = got["options"].get("int8")
-                                if int8:
-                                    done = {"metrics": {"accuracy": got["val_accuracy"]}, "fp32_metrics": int8["fp32_metrics"], "int8_paired": got["int8_paired"]}
-                                    row["gate_passed"], row["gate"] = gate(done, force=False, tolerance=0.0)
-                                    row["fp32_val_accuracy"] = int8["fp32_metrics"]["accuracy"]
-                                    row["int8_paired"] = got["int8_paired"]
-                                    # What a gate comparing the two accuracies alone would have done (the first design).
-                                    row["strict_gate_passed"] = got["val_accuracy"] >= row["fp32_val_accuracy"]
-                                    row["quantize_s"] = int8["quantize_s"]
-                                rows.append(row)
-                                args.cells.parent.mkdir(parents=True, exist_ok=True)
-                                with open(args.cells, "a") as f:
-                                    f.write(json.dumps(row) + "\n")
-                                print(f"{surface:7} {generator:7} {n:3}/class seed {seed} {method:5} {precision}  test {row['test_accuracy']:.3f}  val {row['val_accuracy']:.3f}  {row['train_s']:.1f} s"
-                                      + (f"  gate {'passed' if row['gate_passed'] else 'kept as candidate'}" if int8 else ""), flush=True)
+        # Label counts outermost: a run stopped part-way has whole tables for the first ones.
+        for n, seed, generator, surface, method in itertools.product(args.labels, args.seeds, args.generators, args.surfaces, args.methods):
+            cell = {"surface": surface, "generator": generator, "labels": n, "seed": seed, "method": method}
+            for precision in PRECISIONS:
+                if (surface, generator, n, seed, method, precision) in done:
+                    continue
+                got = bench.cell(surface, generator, n, seed, method, {"precision": precision})
+                row = {**cell, "precision": precision, **{k: got[k] for k in ("test_accuracy", "val_accuracy", "val_n", "train_s")}}
+                int8 = got["options"].get("int8")
+                if int8:
+                    evidence = {"metrics": {"accuracy": got["val_accuracy"]}, "fp32_metrics": int8["fp32_metrics"], "int8_paired": got["int8_paired"]}
+                    row["gate_passed"], row["gate"] = gate(evidence, force=False, tolerance=0.0)
+                    row["fp32_val_accuracy"] = int8["fp32_metrics"]["accuracy"]
+                    row["int8_paired"] = got["int8_paired"]
+                    # What a gate comparing the two accuracies alone would have done (the first design).
+                    row["strict_gate_passed"] = got["val_accuracy"] >= row["fp32_val_accuracy"]
+                    row["quantize_s"] = int8["quantize_s"]
+                rows.append(row)
+                args.cells.parent.mkdir(parents=True, exist_ok=True)
+                with open(args.cells, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(f"{surface:7} {generator:7} {n:3}/class seed {seed} {method:5} {precision}  test {row['test_accuracy']:.3f}  val {row['val_accuracy']:.3f}  {row['train_s']:.1f} s"
+                      + (f"  gate {'passed' if row['gate_passed'] else 'kept as candidate'}" if int8 else ""), flush=True)
     finally:
         bench.close()
     return rows
