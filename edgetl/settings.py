@@ -153,6 +153,9 @@ class Settings:
         "terminal": ("terminal", "terminal_host", "terminal_port", "terminal_tls_cert", "terminal_tls_key", "terminal_session_idle_s"),
     }
 
+    #: Settings that take one of a few words: a typo is refused when the file is read, not at first use.
+    _CHOICES = {"log_format": ("text", "json"), "precision": PRECISIONS}
+
     @classmethod
     def load(cls, config: Path | None = None, data_dir: Path | None = None, **overrides: Any) -> Settings:
         """Read settings: defaults, then the file, then non-None `overrides`."""
@@ -217,8 +220,8 @@ class Settings:
                 value = type(current)(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: setting {key!r} = {value!r}: {exc}") from exc
-        if key == "precision" and value not in PRECISIONS:
-            raise ConfigError(f"{source}: setting 'precision' = {value!r}: choose one of {', '.join(PRECISIONS)}")
+        if key in self._CHOICES and value not in self._CHOICES[key]:
+            raise ConfigError(f"{source}: setting {key!r} = {value!r}: choose one of {', '.join(self._CHOICES[key])}")
         setattr(self, key, value)
 
     def to_dict(self) -> dict[str, Any]:

@@ -16,9 +16,9 @@ as no better on our features (cosine to the float features 0.976 against
 0.973) at 7× the quantization time, so it is not used.
 
 A quantized model can lose accuracy; the training process evaluates the
-quantized holdout model, and the gate refuses an INT8 adapter that is
-worse than its own float version on the same validation images
-(edgetl.adapt.jobs).
+quantized holdout model and its float version on the same validation
+images, and the gate keeps an INT8 adapter that loses beyond chance as a
+candidate (edgetl.adapt.gate).
 """
 
 from __future__ import annotations
@@ -31,11 +31,10 @@ import numpy as np
 
 from edgetl.errors import InvalidInput
 from edgetl.settings import PRECISIONS
+
 #: Calibration sees at most this many images: min/max ranges settle long before,
 #: and every image costs a float run of the whole network.
 MAX_CALIBRATION_IMAGES = 64
-
-
 ANOMALY_PRECISION = "precision int8 is for classifier adapters (head, lora, auto); an anomaly task's bank is matched in float"
 
 

@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--precision", choices=["fp32", "int8"],
         help="head, lora, auto: int8 quantizes the backbone, calibrated on the task's labels (about 2x faster on a VNNI CPU); "
-        "kept as a candidate if it is less accurate than fp32. Default: the server's [training] precision (fp32)",
+        "kept as a candidate if it loses accuracy against fp32 beyond chance. Default: the server's [training] precision (fp32)",
     )
     train.add_argument("--refit-epochs", type=int, help="LoRA: epochs the served model goes on with the validation images added (default 2; 0: serve the holdout model)")
     train.add_argument("--no-augment", action="store_true")

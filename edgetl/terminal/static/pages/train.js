@@ -24,7 +24,7 @@ export async function render(ctx) {
   const precision = h("select", { id: "precision" }, [
     h("option", { value: "" }, "The server's default"),
     h("option", { value: "fp32" }, "FP32"),
-    h("option", { value: "int8" }, "INT8: about twice as fast on a CPU box; kept as a candidate if less accurate"),
+    h("option", { value: "int8" }, "INT8: about twice as fast on a CPU box; kept as a candidate if it loses accuracy"),
   ]);
   const force = h("input", { type: "checkbox", id: "force" });
   const start = h("button", { class: "big primary", id: "start-training" }, "Start training");
