@@ -50,7 +50,7 @@ DEFECTS = CLASSES[1:]
 class Maps:
     """The exported backbone (ONNX Runtime, CPU) and the maps it gives an image in each view."""
 
-    def __init__(self, store: Path, threads: int, maps: int = 2):
+    def __init__(self, store: Path, threads: int, maps: str = ""):
         from edgetl.backbones.registry import BackboneRegistry
         from edgetl.runtime.batcher import MicroBatcher
         from edgetl.runtime.session import BackboneSession
@@ -65,8 +65,8 @@ class Maps:
         self.batcher = MicroBatcher(self.session, settings.max_batch)
         from edgetl.anomaly.model import bank_maps
 
-        # As the server chooses (the two finest); maps=3 adds the next one, a variant the server does not run.
-        self.names = bank_maps(record.manifest) if maps == 2 else tuple(record.manifest["spec"]["feature_maps"][:maps])
+        # As the server chooses (bank_maps), or the maps a variant names (maps=stride8,stride16).
+        self.names = tuple(maps.split(",")) if maps else bank_maps(record.manifest)
 
     def of(self, bgr: np.ndarray, views: int = 1) -> list[dict]:
         from edgetl.adapt.features import VIEWS
@@ -84,7 +84,7 @@ def run_cells(args) -> None:
         done = {_key(json.loads(line)) for line in args.results.read_text().splitlines() if line.strip()}
     options = dict(_option(o) for o in args.option)
     views = int(options.get("views", 8))
-    maps = Maps(args.store, args.threads, int(options.pop("maps", 2)))  # maps=3: a variant the server does not run
+    maps = Maps(args.store, args.threads, str(options.pop("maps", "")))  # maps=stride8,stride16: a variant the server does not run
     for seed in args.seeds:
         for surface in args.surfaces:
             for generator in args.generators:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgetl.adapt.features import VIEWS
-from edgetl.anomaly.bank import image_score, nearest_distances, patch_features
+from edgetl.anomaly.bank import image_score, nearest_distances
 from edgetl.anomaly.model import DEFAULTS, FILE, AnomalyModel
 from edgetl.anomaly.threshold import calibrate
 from edgetl.errors import InvalidInput, NotReady
@@ -65,7 +65,7 @@ def grow(model: AnomalyModel, views: list[dict[str, np.ndarray]], max_bank: int)
     candidates, distances = [], []
     score = 0.0
     for i, maps in enumerate(views):
-        patches, _ = patch_features(maps, model.inputs, model.scales)
+        patches, _ = model.patches(maps)
         patches = patches.astype(np.float16).astype(np.float32)  # as stored
         nearest = nearest_distances(patches, model.bank, model.bank_sq)
         if i == 0:
@@ -81,7 +81,7 @@ def grow(model: AnomalyModel, views: list[dict[str, np.ndarray]], max_bank: int)
         )
     loo = np.append(model.loo, score) if model.loo is not None else np.array([score])
     calibration = calibrate(loo, model.calibration.false_alarm_rate) if len(loo) >= 2 else model.calibration
-    grown = AnomalyModel(model.inputs, model.scales, np.concatenate([model.bank, added]), model.radius, calibration, loo=loo)
+    grown = AnomalyModel(model.inputs, model.scales, np.concatenate([model.bank, added]), model.radius, calibration, loo=loo, pool=model.pool)
     return grown, float(score), len(added)
 
 

@@ -27,7 +27,9 @@ from edgetl.anomaly.bank import (
 from edgetl.anomaly.threshold import Calibration, calibrate
 
 FILE = "bank.npz"
-DEFAULTS = {"max_patches": 4096, "views": 8, "false_alarm_rate": 0.01, "seed": 0}
+DEFAULTS = {"max_patches": 4096, "views": 8, "false_alarm_rate": 0.01, "seed": 0, "pool": 1}
+#: Banks saved before `pool` was recorded were fitted with a 3×3 neighbourhood mean.
+LEGACY_POOL = 3
 #: Fewer good images than this cannot be calibrated (each is scored against the others).
 MIN_GOOD = 2
 #: Below this many, the job summary warns: the distribution-free false-alarm bound is 1/(n+1) at best.
@@ -45,13 +47,14 @@ class AnomalyAnswer:
 
 
 class AnomalyModel:
-    """A bank of good patches [M, D] on maps `inputs`, with its calibration."""
+    """A bank of good patches [M, D] on maps `inputs` (each position averaged over a `pool`×`pool` neighbourhood), with its calibration."""
 
     def __init__(
         self, inputs: tuple[str, ...], scales: np.ndarray, bank: np.ndarray, radius: float, calibration: Calibration,
-        origin: np.ndarray | None = None, loo: np.ndarray | None = None,
+        origin: np.ndarray | None = None, loo: np.ndarray | None = None, pool: int = 1,
     ):
         self.inputs = tuple(inputs)
+        self.pool = int(pool)
         self.scales = np.asarray(scales, np.float32)
         self.bank = np.ascontiguousarray(bank, np.float32)
         self.bank_sq = np.einsum("md,md->m", self.bank, self.bank)
@@ -64,8 +67,12 @@ class AnomalyModel:
 
     # -- serving -----------------------------------------------------------
     def patch_scores(self, maps: Mapping[str, np.ndarray]) -> tuple[np.ndarray, tuple[int, int]]:
-        patches, grid = patch_features(maps, self.inputs, self.scales)
+        patches, grid = self.patches(maps)
         return nearest_distances(patches, self.bank, self.bank_sq), grid
+
+    def patches(self, maps: Mapping[str, np.ndarray]) -> tuple[np.ndarray, tuple[int, int]]:
+        """One image's patches as this bank describes them, and their grid."""
+        return patch_features(maps, self.inputs, self.scales, self.pool)
 
     def answer(self, maps: Mapping[str, np.ndarray]) -> AnomalyAnswer:
         """Maps of one image ([C, h, w] each) -> its answer."""
@@ -87,7 +94,7 @@ class AnomalyModel:
     def save(self, path: Path) -> None:
         c = self.calibration
         np.savez(
-            path, inputs=np.array(self.inputs), scales=self.scales, bank=self.bank.astype(np.float16), radius=self.radius,
+            path, inputs=np.array(self.inputs), scales=self.scales, pool=self.pool, bank=self.bank.astype(np.float16), radius=self.radius,
             threshold=c.threshold, false_alarm_rate=c.false_alarm_rate, log_mean=c.log_mean, log_std=c.log_std,
             n=c.n, exceeding=c.exceeding, guaranteed=c.guaranteed_false_alarm_rate, loo=self.loo if self.loo is not None else np.zeros(0),
         )
@@ -102,19 +109,23 @@ class AnomalyModel:
             if bank.ndim != 2 or not len(bank) or not np.all(np.isfinite(bank)):
                 raise ValueError(f"the bank holds {bank.shape} patches, or non-finite ones")
             loo = z["loo"] if "loo" in z.files and len(z["loo"]) else None
-            return cls(tuple(str(n) for n in z["inputs"]), z["scales"], bank, float(z["radius"]), calibration, loo=loo)
+            pool = int(z["pool"]) if "pool" in z.files else LEGACY_POOL
+            return cls(tuple(str(n) for n in z["inputs"]), z["scales"], bank, float(z["radius"]), calibration, loo=loo, pool=pool)
 
 
 def bank_maps(export_manifest: Mapping) -> tuple[str, ...]:
-    """The two feature maps a bank reads: the finest, by the export's recorded shapes (declared order breaks ties).
+    """The two feature maps a bank reads: the coarsest, by the export's recorded shapes, finer first (declared order breaks ties).
 
-    Fine maps see small defects; two scales tell texture from defect. Chosen
-    by shape, so a plugin may list its maps in any order.
+    Two scales tell a texture's own variation from a defect; the deeper maps
+    do it far better than the fine ones PatchCore uses (module docstring of
+    edgetl.anomaly.bank). Chosen by shape, so a plugin may list its maps in
+    any order.
     """
     names = list(export_manifest["spec"]["feature_maps"])
     shapes = export_manifest.get("outputs", {})
     size = lambda name: shapes[name][-1] * shapes[name][-2] if len(shapes.get(name, ())) == 3 else 0  # noqa: E731
-    return tuple(sorted(names, key=lambda n: -size(n))[:2])
+    coarsest = sorted(names, key=size)[:2]  # stable: declared order breaks ties
+    return tuple(sorted(coarsest, key=lambda n: -size(n)))
 
 
 def fit(
@@ -130,17 +141,18 @@ def fit(
     if calibrated and len(images) < MIN_GOOD:
         raise ValueError(f"an anomaly model needs at least {MIN_GOOD} good images, got {len(images)}")
     # Stored in float16 (half the memory); fitting sees the same rounding serving will.
-    scales = map_scales([views[0] for views in images], inputs)
+    pool = int(opts["pool"])
+    scales = map_scales([views[0] for views in images], inputs, pool)
     rows, origin = [], []
     for i, views in enumerate(images):
         for maps in views:
-            patches, _ = patch_features(maps, inputs, scales)
+            patches, _ = patch_features(maps, inputs, scales, pool)
             rows.append(patches)
             origin.append(np.full(len(patches), i))
     patches, origin_all = np.concatenate(rows).astype(np.float16).astype(np.float32), np.concatenate(origin)
     chosen, radius = greedy_coreset(patches, int(opts["max_patches"]), int(opts["seed"]))
     bank, bank_origin = patches[chosen], origin_all[chosen]
-    model = AnomalyModel(inputs, scales, bank, radius, calibrate(np.ones(2)), bank_origin)
+    model = AnomalyModel(inputs, scales, bank, radius, calibrate(np.ones(2)), bank_origin, pool=pool)
     loo = leave_one_out_scores(model, [views[0] for views in images]) if calibrated else np.array([])
     if calibrated:
         model.calibration = calibrate(loo, float(opts["false_alarm_rate"]))
@@ -157,7 +169,7 @@ def leave_one_out_scores(model: AnomalyModel, served_views: Sequence[Mapping[str
     """Each enrolled image's score against the bank without its own patches (every view of it)."""
     scores = []
     for i, maps in enumerate(served_views):
-        patches, _ = patch_features(maps, model.inputs, model.scales)
+        patches, _ = model.patches(maps)
         excluded = model.origin == i
         if excluded.all():
             raise ValueError("leave-one-out needs patches of at least two images in the bank")

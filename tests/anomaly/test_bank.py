@@ -29,12 +29,16 @@ def test_local_mean_averages_only_the_neighbours_that_exist():
 def test_patch_features_put_both_scales_on_the_finest_grid():
     rng = np.random.default_rng(0)
     maps = {"fine": rng.random((3, 8, 8), np.float32), "coarse": rng.random((5, 4, 4), np.float32)}
-    patches, grid = patch_features(maps, ("fine", "coarse"), np.array([1.0, 2.0], np.float32))
+    patches, grid = patch_features(maps, ("fine", "coarse"), np.array([1.0, 2.0], np.float32), pool=3)
     assert grid == (8, 8) and patches.shape == (64, 8)
     assert np.allclose(patches[:, :3], local_mean(maps["fine"]).reshape(3, -1).T, atol=1e-6)
     # the coarse map is divided by its scale
-    unscaled, _ = patch_features(maps, ("fine", "coarse"))
+    unscaled, _ = patch_features(maps, ("fine", "coarse"), pool=3)
     assert np.allclose(patches[:, 3:] * 2.0, unscaled[:, 3:], atol=1e-6)
+    # without pooling (the default) a patch is the map's own position
+    plain, _ = patch_features(maps, ("fine", "coarse"))
+    assert np.allclose(plain[:, :3], maps["fine"].reshape(3, -1).T)
+    assert not np.allclose(plain[:, :3], patches[:, :3])
 
 
 def test_maps_with_many_channels_are_resized_too():
@@ -43,7 +47,7 @@ def test_maps_with_many_channels_are_resized_too():
     maps = {"fine": rng.random((8, 8, 8), np.float32), "deep": rng.random((320, 2, 2), np.float32)}
     patches, grid = patch_features(maps, ("fine", "deep"))
     assert grid == (8, 8) and patches.shape == (64, 328)
-    assert np.allclose(patches[:, 8:].mean(0), local_mean(maps["deep"]).reshape(320, -1).mean(1), atol=0.05)
+    assert np.allclose(patches[:, 8:].mean(0), maps["deep"].reshape(320, -1).mean(1), atol=0.05)
 
 
 def test_nearest_distances_match_brute_force_and_skip_excluded_rows():
@@ -156,8 +160,30 @@ def test_student_t_quantiles_match_the_tables():
         assert student_t_quantile(p, dof) == pytest.approx(table, abs=2e-3)
 
 
-def test_the_bank_reads_the_two_finest_maps_whatever_order_a_plugin_lists_them_in():
+def test_the_bank_reads_the_two_coarsest_maps_finer_first_whatever_order_a_plugin_lists_them_in():
     from edgetl.anomaly.model import bank_maps
 
     manifest = {"spec": {"feature_maps": ["s32", "s8", "s16"]}, "outputs": {"pooled": [64], "s32": [320, 7, 7], "s8": [40, 28, 28], "s16": [112, 14, 14]}}
-    assert bank_maps(manifest) == ("s8", "s16")
+    assert bank_maps(manifest) == ("s16", "s32")  # the finer one first: it sets the grid
+    two = {"spec": {"feature_maps": ["a", "b"]}, "outputs": {"a": [8, 7, 7], "b": [8, 7, 7]}}
+    assert bank_maps(two) == ("a", "b")  # a tie keeps the declared order
+
+
+def test_a_bank_is_scored_with_the_pooling_it_was_fitted_with_and_older_banks_with_3x3(tmp_path):
+    rng = np.random.default_rng(5)
+    images = [[m] for m in _maps(rng, 8)]
+    plain, _ = fit(images, ("fine", "coarse"), {"max_patches": 256})
+    pooled, _ = fit(images, ("fine", "coarse"), {"max_patches": 256, "pool": 3})
+    assert plain.pool == 1 and pooled.pool == 3
+    probe = _maps(rng, 1, bump=6.0)[0]
+    for model in (plain, pooled):
+        model.save(tmp_path / "bank.npz")
+        loaded = AnomalyModel.load(tmp_path / "bank.npz")
+        assert loaded.pool == model.pool
+        assert loaded.answer(probe).score == pytest.approx(model.answer(probe).score, rel=1e-5)
+    # A bank written before `pool` was recorded (edgetl <= stop 18) was fitted with a 3×3 mean.
+    with np.load(tmp_path / "bank.npz") as z:
+        legacy = {k: z[k] for k in z.files if k != "pool"}
+    np.savez(tmp_path / "legacy.npz", **legacy)
+    old = AnomalyModel.load(tmp_path / "legacy.npz")
+    assert old.pool == 3 and old.answer(probe).score == pytest.approx(pooled.answer(probe).score, rel=1e-5)
