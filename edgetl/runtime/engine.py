@@ -119,6 +119,16 @@ class InferenceEngine:
             self._count_failure(task_name, exc, 1)
             raise
 
+    async def look_again(self, task_name: str, image: ImageInput) -> Prediction:
+        """An image the line already sent (a review item) answered by the task's active adapter, for a person to look at.
+
+        Not a prediction on the line: it counts in no metric, feeds no drift
+        monitor, and the caller captures nothing.
+        """
+        task, adapter, batcher = self._resolve(task_name)
+        decode_ms, result = await self._admitted(self._run, image, batcher, adapter.fetch, None)
+        return self._answer(task, adapter, batcher, decode_ms, result, DEFAULT_TOP_K, time.perf_counter(), observe=False)
+
     async def classify_batch(self, task_name: str, images: list[ImageInput], deadline: float | None = None) -> tuple[Task, list[Prediction]]:
         """Classify several images with one adapter (read once, so a swap cannot split the batch)."""
         received = time.perf_counter()
@@ -222,9 +232,10 @@ class InferenceEngine:
         return self._answer(task, adapter, batcher, decode_ms, result, top_k, received)
 
     def _answer(
-        self, task: Task, adapter: ActiveAdapter, batcher: MicroBatcher, decode_ms: float, result: BackboneResult, top_k: int, received: float
+        self, task: Task, adapter: ActiveAdapter, batcher: MicroBatcher, decode_ms: float, result: BackboneResult, top_k: int, received: float,
+        observe: bool = True,
     ) -> Prediction:
-        """The task's adapter on the backbone's outputs: its probabilities, drift, timing and metrics."""
+        """The task's adapter on the backbone's outputs: its probabilities, drift, timing and metrics (`observe=False`: no drift, no metrics)."""
         head_started = time.perf_counter()
         anomaly = None
         if isinstance(adapter.head, AnomalyModel):
@@ -239,7 +250,7 @@ class InferenceEngine:
             probs = np.concatenate([probs, np.zeros(len(task.class_names) - len(probs), probs.dtype)])
         head_ms = (time.perf_counter() - head_started) * 1000
         drift = "ok"
-        if self.monitor is not None and task.name not in self.builtin_tasks:
+        if observe and self.monitor is not None and task.name not in self.builtin_tasks:
             drift = self.monitor.observe(task.name, adapter.version, adapter.drift, len(task.class_names), None if embedding is None else embedding[0], probs)
         k = min(len(probs), top_k or DEFAULT_TOP_K)
         best = np.argpartition(-probs, k - 1)[:k] if k < len(probs) else np.arange(len(probs))
@@ -260,8 +271,9 @@ class InferenceEngine:
             anomaly=anomaly,
             input_size=tuple(batcher.session.input_size) if anomaly is not None else (0, 0),
         )
-        metrics.PredictionMetrics.of(task.name, adapter.version).observe(decode_ms, result.queue_ms, prediction.inference_ms, prediction.total_ms)
-        self.stats.record(task.name, prediction.total_ms)
+        if observe:
+            metrics.PredictionMetrics.of(task.name, adapter.version).observe(decode_ms, result.queue_ms, prediction.inference_ms, prediction.total_ms)
+            self.stats.record(task.name, prediction.total_ms)
         return prediction
 
     def _run(self, image: ImageInput, batcher: MicroBatcher, outputs: tuple[str, ...], deadline: float | None) -> tuple[float, BackboneResult]:

@@ -13,7 +13,8 @@ from edgetl.review.policy import CapturePolicies
 from edgetl.review.resolution import check_request, resolve
 from edgetl.review.store import Query, ReviewStore
 from edgetl.runtime.engine import InferenceEngine
-from edgetl.server.convert import policy_changes_from_proto, policy_to_proto, review_item_to_proto
+from edgetl.runtime.preprocess import EncodedImage
+from edgetl.server.convert import policy_changes_from_proto, policy_to_proto, prediction_to_proto, review_item_to_proto
 from edgetl.server.security import LOCAL, current_caller_name
 
 _ACTIONS = {review_pb2.ACCEPT: "accept", review_pb2.RELABEL: "relabel", review_pb2.REJECT: "reject", review_pb2.SKIP: "skip"}
@@ -39,8 +40,17 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
 
     async def GetReviewItem(self, request, context):
         item = await asyncio.to_thread(self.reviews.get, request.id)
-        image = await asyncio.to_thread(self.reviews.image, item) if request.include_image else b""
-        return review_item_to_proto(item, image)
+        if request.include_anomaly_map:
+            task = self.engine.get_task(item.task)
+            if task.kind != "anomaly":
+                raise InvalidInput(f"task {task.name!r} is a {task.kind} task; only anomaly tasks have an anomaly map")
+        image = await asyncio.to_thread(self.reviews.image, item) if request.include_image or request.include_anomaly_map else b""
+        response = review_item_to_proto(item, image if request.include_image else b"")
+        if request.include_anomaly_map:
+            answer = await self.engine.look_again(item.task, EncodedImage(image))
+            response.anomaly.CopyFrom(prediction_to_proto(answer, anomaly_map=True).anomaly)
+            response.anomaly_adapter_version = answer.adapter_version
+        return response
 
     async def ResolveReviewItems(self, request, context):
         action = _ACTIONS.get(request.action)

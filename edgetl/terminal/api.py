@@ -19,6 +19,7 @@ import numpy as np
 from aiohttp import web
 from google.protobuf.json_format import MessageToDict
 
+from edgetl.anomaly.heatmap import overlay
 from edgetl.api.v1 import adapt_pb2, image_pb2, model_pb2, review_pb2
 from edgetl.terminal.client import ServerClient, explain
 from edgetl.terminal.sessions import SESSION
@@ -147,6 +148,28 @@ async def review_image(request):
     cache.move_to_end(key)
     content_type, data = cache[key]
     return web.Response(body=data, content_type=content_type, headers={"Cache-Control": "private, max-age=600"})
+
+
+async def review_heatmap(request):
+    """An anomaly task's item with the active adapter's anomaly map blended over it (JPEG): where the part differs from the good ones.
+
+    Scored again by the server (GetReviewItem with include_anomaly_map), so it
+    shows what the version serving now sees; the headers say which version,
+    its score and threshold. Not counted as a prediction by the server.
+    """
+    item = await rpc(request, _client(request).review.GetReviewItem, review_pb2.GetReviewItemRequest(id=_item_id(request), include_image=True, include_anomaly_map=True))
+    a = item.anomaly
+    jpeg = await asyncio.to_thread(_heatmap_jpeg, item.image, np.array(a.map, np.float32).reshape(a.map_height, a.map_width), a.threshold)
+    headers = {
+        "Cache-Control": "no-store",  # a new version (an enrolment) changes the map
+        "X-Adapter-Version": item.anomaly_adapter_version, "X-Anomaly-Score": f"{a.score:.4f}", "X-Anomaly-Threshold": f"{a.threshold:.4f}",
+    }
+    return web.Response(body=jpeg, content_type="image/jpeg", headers=headers)
+
+
+def _heatmap_jpeg(data: bytes, anomaly_map: np.ndarray, threshold: float) -> bytes:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return cv2.imencode(".jpg", overlay(image, anomaly_map, threshold), [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
 
 
 def _thumbnail(data: bytes, size: int) -> bytes:
@@ -323,6 +346,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/review/items", review_items),
         web.get("/api/review/items/{item}", forward("review.GetReviewItem", lambda r: review_pb2.GetReviewItemRequest(id=_item_id(r)))),
         web.get("/api/review/items/{item}/image", review_image),
+        web.get("/api/review/items/{item}/heatmap", review_heatmap),
         web.post("/api/review/resolve", resolve),
         web.post("/api/review/items/{item}/enrol", enrol_good),
         web.get("/api/review/summary", forward("review.GetReviewSummary", lambda r: review_pb2.GetReviewSummaryRequest(task=r.query.get("task", "")))),

@@ -260,3 +260,46 @@ def test_kserve_v2_carries_the_anomaly_outputs(enrolled):
         assert client.infer("surface", [files]).as_numpy("anomalous").tolist() == [False, True]  # still serving
     finally:
         client.close()
+
+
+def test_a_review_item_of_an_anomaly_task_comes_with_its_map_without_counting_as_a_prediction(enrolled):
+    """The terminal's heatmap: GetReviewItem scores the stored image again with the active adapter. It is
+    the same answer a camera would get, it counts in no metric and keeps nothing for review; a classify
+    task's item or an unknown item get a clear error and the server goes on serving."""
+    from edgetl import metrics
+    from edgetl.api.v1 import review_pb2, review_pb2_grpc
+
+    server, _, _ = enrolled
+    review = review_pb2_grpc.ReviewServiceStub(server.channel)
+    review.SetCapturePolicy(review_pb2.SetCapturePolicyRequest(task="surface", random_rate=1.0), timeout=10)
+    part = _painted(next(make_images("brick", ("ok",), 1, 96, seed=31))[1], np.random.default_rng(2))
+    live = _ask(server, part, with_map=True)
+    assert server.server.capture.flush()
+    (item,) = review.ListReviewItems(review_pb2.ListReviewItemsRequest(task="surface"), timeout=10).items
+
+    images = metrics.IMAGES.labels("surface", live.adapter_version)
+    before = images._value.get()
+    got = review.GetReviewItem(review_pb2.GetReviewItemRequest(id=item.id, include_anomaly_map=True), timeout=30)
+    assert got.anomaly_adapter_version == live.adapter_version and not got.image  # the image only when asked
+    assert got.anomaly.score == pytest.approx(live.anomaly.score, rel=1e-5) and got.anomaly.anomalous == live.anomaly.anomalous
+    np.testing.assert_allclose(got.anomaly.map, live.anomaly.map, rtol=1e-5)
+    assert got.anomaly.map_png and (got.anomaly.map_height, got.anomaly.map_width) == (live.anomaly.map_height, live.anomaly.map_width)
+    assert images._value.get() == before  # not a prediction on the line
+    assert server.server.capture.flush()
+    assert review.ListReviewItems(review_pb2.ListReviewItemsRequest(task="surface"), timeout=10).total == 1  # nothing kept
+
+    plain = review.GetReviewItem(review_pb2.GetReviewItemRequest(id=item.id), timeout=10)
+    assert not plain.HasField("anomaly") and not plain.anomaly_adapter_version
+
+    # A classify task's item (stored as capture stores one; this task has no adapter to capture with).
+    from edgetl.review.store import Capture
+
+    model_pb2_grpc.ModelServiceStub(server.channel).CreateTask(model_pb2.CreateTaskRequest(name="parts", class_names=["ok", "pit"], backbone=TINY), timeout=300)
+    other, _ = server.server.reviews.add(Capture("parts", png(part), "png", 96, 96, "1", "ok", 0.9, 0.8, [0.9, 0.1], ["flagged"]), 10**9)
+    with pytest.raises(grpc.RpcError) as err:
+        review.GetReviewItem(review_pb2.GetReviewItemRequest(id=other, include_anomaly_map=True), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "only anomaly tasks have an anomaly map" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        review.GetReviewItem(review_pb2.GetReviewItemRequest(id=987654, include_anomaly_map=True), timeout=10)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert _ask(server, part).anomaly.anomalous == live.anomaly.anomalous  # still serving

@@ -257,6 +257,8 @@ def test_the_review_api_round_trip(server):
     assert status == 200 and headers["Content-Type"] == "image/png" and image == png(images[0][1])
     status, thumb, headers = b.call("GET", f"/api/review/items/{first['id']}/image?size=32")
     assert status == 200 and headers["Content-Type"] == "image/jpeg" and thumb[:2] == b"\xff\xd8"
+    status, body, _ = b.call("GET", f"/api/review/items/{first['id']}/heatmap")  # a classify task has no anomaly map
+    assert status == 400 and "only anomaly tasks have an anomaly map" in body["error"]
     status, result, _ = b.call("POST", "/api/review/resolve", {"item_ids": [first["id"]], "action": "accept"})
     assert status == 200 and result["results"][0]["state"] == "accepted"
     status, live, _ = b.call("GET", "/api/tasks/parts/live-accuracy")

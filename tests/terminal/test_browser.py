@@ -344,6 +344,18 @@ def test_an_operator_teaches_an_anomaly_task_a_good_part_from_the_review_queue(s
     assert page.text_content("#queue-count").endswith("of 4 pending")
     assert "learn it now" in page.text_content("#enrol")
     first = _shown_item(page)
+    # The map over the part comes first: the version serving now scored the stored image again.
+    page.wait_for_function("() => document.querySelector('#heatmap-caption').textContent.startsWith('Red: unlike the good parts')")
+    assert "adapter v1" in page.text_content("#heatmap-caption")
+    assert page.get_attribute("#review-image", "src").startswith("blob:")
+    assert page.evaluate("() => document.querySelector('#review-image').naturalWidth") == 96  # the overlay, at the image's size
+    page.screenshot(path=str(shots / "review-anomaly-map.png"))
+    page.keyboard.press("h")  # the image alone
+    page.wait_for_function("() => !document.querySelector('#review-image').src.startsWith('blob:')")
+    assert page.get_attribute("#review-image", "src").endswith(f"/api/review/items/{first}/image")
+    assert page.text_content("#heatmap-caption") == "" and "where it differs" in page.text_content("#heatmap-toggle")
+    page.keyboard.press("h")  # and back
+    page.wait_for_function("() => document.querySelector('#review-image').src.startsWith('blob:')")
     page.keyboard.press("e")
     page.wait_for_function("() => (document.querySelector('#last-action') || {}).textContent?.includes('added to the good parts')")
     last = page.text_content("#last-action")

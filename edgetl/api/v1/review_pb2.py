@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from edgetl.api.v1 import inference_pb2 as edgetl_dot_api_dot_v1_dot_inference__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64getl/api/v1/review.proto\x12\tedgetl.v1\"\x87\x03\n\nReviewItem\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61ptured_at\x18\x03 \x01(\x01\x12\x17\n\x0f\x61\x64\x61pter_version\x18\x04 \x01(\t\x12\x11\n\tpredicted\x18\x05 \x01(\t\x12\r\n\x05score\x18\x06 \x01(\x02\x12\x0e\n\x06margin\x18\x07 \x01(\x02\x12\x0e\n\x06scores\x18\x08 \x03(\x02\x12\x0f\n\x07reasons\x18\t \x03(\t\x12\x0e\n\x06\x63\x61ller\x18\n \x01(\t\x12\x12\n\nrequest_id\x18\x0b \x01(\t\x12\r\n\x05state\x18\x0c \x01(\t\x12\x13\n\x0bresolved_at\x18\r \x01(\x01\x12\x13\n\x0bresolved_by\x18\x0e \x01(\t\x12\x16\n\x0eresolved_class\x18\x0f \x01(\t\x12\x10\n\x08label_id\x18\x10 \x01(\x03\x12\x14\n\x0cimage_format\x18\x11 \x01(\t\x12\r\n\x05width\x18\x12 \x01(\r\x12\x0e\n\x06height\x18\x13 \x01(\r\x12\x13\n\x0bimage_bytes\x18\x14 \x01(\x04\x12\r\n\x05image\x18\x15 \x01(\x0c\"\xdb\x01\n\x16ListReviewItemsRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0f\n\x07reasons\x18\x03 \x03(\t\x12\x11\n\tpredicted\x18\x04 \x01(\t\x12\x16\n\tmin_score\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\x16\n\tmax_score\x18\x06 \x01(\x02H\x01\x88\x01\x01\x12\r\n\x05order\x18\x07 \x01(\t\x12\x11\n\tpage_size\x18\x08 \x01(\r\x12\x12\n\npage_token\x18\t \x01(\tB\x0c\n\n_min_scoreB\x0c\n\n_max_score\"g\n\x17ListReviewItemsResponse\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.edgetl.v1.ReviewItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x03\"9\n\x14GetReviewItemRequest\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x15\n\rinclude_image\x18\x02 \x01(\x08\"\x8d\x01\n\x19ResolveReviewItemsRequest\x12\x10\n\x08item_ids\x18\x01 \x03(\x03\x12\'\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x17.edgetl.v1.ReviewAction\x12\x12\n\nclass_name\x18\x03 \x01(\t\x12\x13\n\x0boperator_id\x18\x04 \x01(\t\x12\x0c\n\x04task\x18\x05 \x01(\t\"\\\n\rResolveResult\x12\x0f\n\x07item_id\x18\x01 \x01(\x03\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x10\n\x08label_id\x18\x05 \x01(\x03\"Y\n\x1aResolveReviewItemsResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.edgetl.v1.ResolveResult\x12\x10\n\x08resolved\x18\x02 \x01(\x03\"\'\n\x17GetReviewSummaryRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\"\xf1\x01\n\x11TaskReviewSummary\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x0f\n\x07pending\x18\x02 \x01(\x03\x12\x0f\n\x07skipped\x18\x03 \x01(\x03\x12\x10\n\x08resolved\x18\x04 \x01(\x03\x12L\n\x11pending_by_reason\x18\x05 \x03(\x0b\x32\x31.edgetl.v1.TaskReviewSummary.PendingByReasonEntry\x12\x14\n\x0cstored_bytes\x18\x06 \x01(\x04\x1a\x36\n\x14PendingByReasonEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"<\n\rReviewSummary\x12+\n\x05tasks\x18\x01 \x03(\x0b\x32\x1c.edgetl.v1.TaskReviewSummary\"&\n\x16GetLiveAccuracyRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\"\xad\x01\n\x0fVersionAccuracy\x12\x17\n\x0f\x61\x64\x61pter_version\x18\x01 \x01(\t\x12\x10\n\x08reviewed\x18\x02 \x01(\x03\x12\x0f\n\x07\x63orrect\x18\x03 \x01(\x03\x12\x10\n\x08\x61\x63\x63uracy\x18\x04 \x01(\x02\x12\x0b\n\x03low\x18\x05 \x01(\x02\x12\x0c\n\x04high\x18\x06 \x01(\x02\x12\x0e\n\x06\x61\x63tive\x18\x07 \x01(\x08\x12\x10\n\x08\x66irst_at\x18\x08 \x01(\x01\x12\x0f\n\x07last_at\x18\t \x01(\x01\"^\n\x0cLiveAccuracy\x12\x0c\n\x04task\x18\x01 \x01(\t\x12,\n\x08versions\x18\x02 \x03(\x0b\x32\x1a.edgetl.v1.VersionAccuracy\x12\x12\n\nconfidence\x18\x03 \x01(\x02\"\xfd\x01\n\rCapturePolicy\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\x12\x17\n\x0funcertain_score\x18\x03 \x01(\x02\x12\x18\n\x10uncertain_margin\x18\x04 \x01(\x02\x12\x13\n\x0brandom_rate\x18\x05 \x01(\x02\x12\x12\n\nper_minute\x18\x06 \x01(\r\x12\x10\n\x08per_hour\x18\x07 \x01(\r\x12\x0f\n\x07per_day\x18\x08 \x01(\r\x12\x12\n\ndisk_bytes\x18\t \x01(\x04\x12\x12\n\ncustomized\x18\n \x01(\x08\x12\x12\n\nupdated_at\x18\x0b \x01(\x01\x12\x12\n\nupdated_by\x18\x0c \x01(\t\"\'\n\x17GetCapturePolicyRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\"\xfe\x02\n\x17SetCapturePolicyRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x14\n\x07\x65nabled\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x1c\n\x0funcertain_score\x18\x03 \x01(\x02H\x01\x88\x01\x01\x12\x1d\n\x10uncertain_margin\x18\x04 \x01(\x02H\x02\x88\x01\x01\x12\x18\n\x0brandom_rate\x18\x05 \x01(\x02H\x03\x88\x01\x01\x12\x17\n\nper_minute\x18\x06 \x01(\rH\x04\x88\x01\x01\x12\x15\n\x08per_hour\x18\x07 \x01(\rH\x05\x88\x01\x01\x12\x14\n\x07per_day\x18\x08 \x01(\rH\x06\x88\x01\x01\x12\x17\n\ndisk_bytes\x18\t \x01(\x04H\x07\x88\x01\x01\x12\r\n\x05reset\x18\n \x01(\x08\x42\n\n\x08_enabledB\x12\n\x10_uncertain_scoreB\x13\n\x11_uncertain_marginB\x0e\n\x0c_random_rateB\r\n\x0b_per_minuteB\x0b\n\t_per_hourB\n\n\x08_per_dayB\r\n\x0b_disk_bytes*\\\n\x0cReviewAction\x12\x1d\n\x19REVIEW_ACTION_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43\x43\x45PT\x10\x01\x12\x0b\n\x07RELABEL\x10\x02\x12\n\n\x06REJECT\x10\x03\x12\x08\n\x04SKIP\x10\x04\x32\xda\x04\n\rReviewService\x12X\n\x0fListReviewItems\x12!.edgetl.v1.ListReviewItemsRequest\x1a\".edgetl.v1.ListReviewItemsResponse\x12G\n\rGetReviewItem\x12\x1f.edgetl.v1.GetReviewItemRequest\x1a\x15.edgetl.v1.ReviewItem\x12\x61\n\x12ResolveReviewItems\x12$.edgetl.v1.ResolveReviewItemsRequest\x1a%.edgetl.v1.ResolveReviewItemsResponse\x12P\n\x10GetReviewSummary\x12\".edgetl.v1.GetReviewSummaryRequest\x1a\x18.edgetl.v1.ReviewSummary\x12M\n\x0fGetLiveAccuracy\x12!.edgetl.v1.GetLiveAccuracyRequest\x1a\x17.edgetl.v1.LiveAccuracy\x12P\n\x10GetCapturePolicy\x12\".edgetl.v1.GetCapturePolicyRequest\x1a\x18.edgetl.v1.CapturePolicy\x12P\n\x10SetCapturePolicy\x12\".edgetl.v1.SetCapturePolicyRequest\x1a\x18.edgetl.v1.CapturePolicyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64getl/api/v1/review.proto\x12\tedgetl.v1\x1a\x1d\x65\x64getl/api/v1/inference.proto\"\xd3\x03\n\nReviewItem\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61ptured_at\x18\x03 \x01(\x01\x12\x17\n\x0f\x61\x64\x61pter_version\x18\x04 \x01(\t\x12\x11\n\tpredicted\x18\x05 \x01(\t\x12\r\n\x05score\x18\x06 \x01(\x02\x12\x0e\n\x06margin\x18\x07 \x01(\x02\x12\x0e\n\x06scores\x18\x08 \x03(\x02\x12\x0f\n\x07reasons\x18\t \x03(\t\x12\x0e\n\x06\x63\x61ller\x18\n \x01(\t\x12\x12\n\nrequest_id\x18\x0b \x01(\t\x12\r\n\x05state\x18\x0c \x01(\t\x12\x13\n\x0bresolved_at\x18\r \x01(\x01\x12\x13\n\x0bresolved_by\x18\x0e \x01(\t\x12\x16\n\x0eresolved_class\x18\x0f \x01(\t\x12\x10\n\x08label_id\x18\x10 \x01(\x03\x12\x14\n\x0cimage_format\x18\x11 \x01(\t\x12\r\n\x05width\x18\x12 \x01(\r\x12\x0e\n\x06height\x18\x13 \x01(\r\x12\x13\n\x0bimage_bytes\x18\x14 \x01(\x04\x12\r\n\x05image\x18\x15 \x01(\x0c\x12)\n\x07\x61nomaly\x18\x16 \x01(\x0b\x32\x18.edgetl.v1.AnomalyResult\x12\x1f\n\x17\x61nomaly_adapter_version\x18\x17 \x01(\t\"\xdb\x01\n\x16ListReviewItemsRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0f\n\x07reasons\x18\x03 \x03(\t\x12\x11\n\tpredicted\x18\x04 \x01(\t\x12\x16\n\tmin_score\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\x16\n\tmax_score\x18\x06 \x01(\x02H\x01\x88\x01\x01\x12\r\n\x05order\x18\x07 \x01(\t\x12\x11\n\tpage_size\x18\x08 \x01(\r\x12\x12\n\npage_token\x18\t \x01(\tB\x0c\n\n_min_scoreB\x0c\n\n_max_score\"g\n\x17ListReviewItemsResponse\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.edgetl.v1.ReviewItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x03\"V\n\x14GetReviewItemRequest\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x15\n\rinclude_image\x18\x02 \x01(\x08\x12\x1b\n\x13include_anomaly_map\x18\x03 \x01(\x08\"\x8d\x01\n\x19ResolveReviewItemsRequest\x12\x10\n\x08item_ids\x18\x01 \x03(\x03\x12\'\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x17.edgetl.v1.ReviewAction\x12\x12\n\nclass_name\x18\x03 \x01(\t\x12\x13\n\x0boperator_id\x18\x04 \x01(\t\x12\x0c\n\x04task\x18\x05 \x01(\t\"\\\n\rResolveResult\x12\x0f\n\x07item_id\x18\x01 \x01(\x03\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x10\n\x08label_id\x18\x05 \x01(\x03\"Y\n\x1aResolveReviewItemsResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.edgetl.v1.ResolveResult\x12\x10\n\x08resolved\x18\x02 \x01(\x03\"\'\n\x17GetReviewSummaryRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\"\xf1\x01\n\x11TaskReviewSummary\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x0f\n\x07pending\x18\x02 \x01(\x03\x12\x0f\n\x07skipped\x18\x03 \x01(\x03\x12\x10\n\x08resolved\x18\x04 \x01(\x03\x12L\n\x11pending_by_reason\x18\x05 \x03(\x0b\x32\x31.edgetl.v1.TaskReviewSummary.PendingByReasonEntry\x12\x14\n\x0cstored_bytes\x18\x06 \x01(\x04\x1a\x36\n\x14PendingByReasonEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"<\n\rReviewSummary\x12+\n\x05tasks\x18\x01 \x03(\x0b\x32\x1c.edgetl.v1.TaskReviewSummary\"&\n\x16GetLiveAccuracyRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\"\xad\x01\n\x0fVersionAccuracy\x12\x17\n\x0f\x61\x64\x61pter_version\x18\x01 \x01(\t\x12\x10\n\x08reviewed\x18\x02 \x01(\x03\x12\x0f\n\x07\x63orrect\x18\x03 \x01(\x03\x12\x10\n\x08\x61\x63\x63uracy\x18\x04 \x01(\x02\x12\x0b\n\x03low\x18\x05 \x01(\x02\x12\x0c\n\x04high\x18\x06 \x01(\x02\x12\x0e\n\x06\x61\x63tive\x18\x07 \x01(\x08\x12\x10\n\x08\x66irst_at\x18\x08 \x01(\x01\x12\x0f\n\x07last_at\x18\t \x01(\x01\"^\n\x0cLiveAccuracy\x12\x0c\n\x04task\x18\x01 \x01(\t\x12,\n\x08versions\x18\x02 \x03(\x0b\x32\x1a.edgetl.v1.VersionAccuracy\x12\x12\n\nconfidence\x18\x03 \x01(\x02\"\xfd\x01\n\rCapturePolicy\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\x12\x17\n\x0funcertain_score\x18\x03 \x01(\x02\x12\x18\n\x10uncertain_margin\x18\x04 \x01(\x02\x12\x13\n\x0brandom_rate\x18\x05 \x01(\x02\x12\x12\n\nper_minute\x18\x06 \x01(\r\x12\x10\n\x08per_hour\x18\x07 \x01(\r\x12\x0f\n\x07per_day\x18\x08 \x01(\r\x12\x12\n\ndisk_bytes\x18\t \x01(\x04\x12\x12\n\ncustomized\x18\n \x01(\x08\x12\x12\n\nupdated_at\x18\x0b \x01(\x01\x12\x12\n\nupdated_by\x18\x0c \x01(\t\"\'\n\x17GetCapturePolicyRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\"\xfe\x02\n\x17SetCapturePolicyRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x14\n\x07\x65nabled\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x1c\n\x0funcertain_score\x18\x03 \x01(\x02H\x01\x88\x01\x01\x12\x1d\n\x10uncertain_margin\x18\x04 \x01(\x02H\x02\x88\x01\x01\x12\x18\n\x0brandom_rate\x18\x05 \x01(\x02H\x03\x88\x01\x01\x12\x17\n\nper_minute\x18\x06 \x01(\rH\x04\x88\x01\x01\x12\x15\n\x08per_hour\x18\x07 \x01(\rH\x05\x88\x01\x01\x12\x14\n\x07per_day\x18\x08 \x01(\rH\x06\x88\x01\x01\x12\x17\n\ndisk_bytes\x18\t \x01(\x04H\x07\x88\x01\x01\x12\r\n\x05reset\x18\n \x01(\x08\x42\n\n\x08_enabledB\x12\n\x10_uncertain_scoreB\x13\n\x11_uncertain_marginB\x0e\n\x0c_random_rateB\r\n\x0b_per_minuteB\x0b\n\t_per_hourB\n\n\x08_per_dayB\r\n\x0b_disk_bytes*\\\n\x0cReviewAction\x12\x1d\n\x19REVIEW_ACTION_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43\x43\x45PT\x10\x01\x12\x0b\n\x07RELABEL\x10\x02\x12\n\n\x06REJECT\x10\x03\x12\x08\n\x04SKIP\x10\x04\x32\xda\x04\n\rReviewService\x12X\n\x0fListReviewItems\x12!.edgetl.v1.ListReviewItemsRequest\x1a\".edgetl.v1.ListReviewItemsResponse\x12G\n\rGetReviewItem\x12\x1f.edgetl.v1.GetReviewItemRequest\x1a\x15.edgetl.v1.ReviewItem\x12\x61\n\x12ResolveReviewItems\x12$.edgetl.v1.ResolveReviewItemsRequest\x1a%.edgetl.v1.ResolveReviewItemsResponse\x12P\n\x10GetReviewSummary\x12\".edgetl.v1.GetReviewSummaryRequest\x1a\x18.edgetl.v1.ReviewSummary\x12M\n\x0fGetLiveAccuracy\x12!.edgetl.v1.GetLiveAccuracyRequest\x1a\x17.edgetl.v1.LiveAccuracy\x12P\n\x10GetCapturePolicy\x12\".edgetl.v1.GetCapturePolicyRequest\x1a\x18.edgetl.v1.CapturePolicy\x12P\n\x10SetCapturePolicy\x12\".edgetl.v1.SetCapturePolicyRequest\x1a\x18.edgetl.v1.CapturePolicyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,42 +34,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TASKREVIEWSUMMARY_PENDINGBYREASONENTRY']._loaded_options = None
   _globals['_TASKREVIEWSUMMARY_PENDINGBYREASONENTRY']._serialized_options = b'8\001'
-  _globals['_REVIEWACTION']._serialized_start=2491
-  _globals['_REVIEWACTION']._serialized_end=2583
-  _globals['_REVIEWITEM']._serialized_start=42
-  _globals['_REVIEWITEM']._serialized_end=433
-  _globals['_LISTREVIEWITEMSREQUEST']._serialized_start=436
-  _globals['_LISTREVIEWITEMSREQUEST']._serialized_end=655
-  _globals['_LISTREVIEWITEMSRESPONSE']._serialized_start=657
-  _globals['_LISTREVIEWITEMSRESPONSE']._serialized_end=760
-  _globals['_GETREVIEWITEMREQUEST']._serialized_start=762
-  _globals['_GETREVIEWITEMREQUEST']._serialized_end=819
-  _globals['_RESOLVEREVIEWITEMSREQUEST']._serialized_start=822
-  _globals['_RESOLVEREVIEWITEMSREQUEST']._serialized_end=963
-  _globals['_RESOLVERESULT']._serialized_start=965
-  _globals['_RESOLVERESULT']._serialized_end=1057
-  _globals['_RESOLVEREVIEWITEMSRESPONSE']._serialized_start=1059
-  _globals['_RESOLVEREVIEWITEMSRESPONSE']._serialized_end=1148
-  _globals['_GETREVIEWSUMMARYREQUEST']._serialized_start=1150
-  _globals['_GETREVIEWSUMMARYREQUEST']._serialized_end=1189
-  _globals['_TASKREVIEWSUMMARY']._serialized_start=1192
-  _globals['_TASKREVIEWSUMMARY']._serialized_end=1433
-  _globals['_TASKREVIEWSUMMARY_PENDINGBYREASONENTRY']._serialized_start=1379
-  _globals['_TASKREVIEWSUMMARY_PENDINGBYREASONENTRY']._serialized_end=1433
-  _globals['_REVIEWSUMMARY']._serialized_start=1435
-  _globals['_REVIEWSUMMARY']._serialized_end=1495
-  _globals['_GETLIVEACCURACYREQUEST']._serialized_start=1497
-  _globals['_GETLIVEACCURACYREQUEST']._serialized_end=1535
-  _globals['_VERSIONACCURACY']._serialized_start=1538
-  _globals['_VERSIONACCURACY']._serialized_end=1711
-  _globals['_LIVEACCURACY']._serialized_start=1713
-  _globals['_LIVEACCURACY']._serialized_end=1807
-  _globals['_CAPTUREPOLICY']._serialized_start=1810
-  _globals['_CAPTUREPOLICY']._serialized_end=2063
-  _globals['_GETCAPTUREPOLICYREQUEST']._serialized_start=2065
-  _globals['_GETCAPTUREPOLICYREQUEST']._serialized_end=2104
-  _globals['_SETCAPTUREPOLICYREQUEST']._serialized_start=2107
-  _globals['_SETCAPTUREPOLICYREQUEST']._serialized_end=2489
-  _globals['_REVIEWSERVICE']._serialized_start=2586
-  _globals['_REVIEWSERVICE']._serialized_end=3188
+  _globals['_REVIEWACTION']._serialized_start=2627
+  _globals['_REVIEWACTION']._serialized_end=2719
+  _globals['_REVIEWITEM']._serialized_start=73
+  _globals['_REVIEWITEM']._serialized_end=540
+  _globals['_LISTREVIEWITEMSREQUEST']._serialized_start=543
+  _globals['_LISTREVIEWITEMSREQUEST']._serialized_end=762
+  _globals['_LISTREVIEWITEMSRESPONSE']._serialized_start=764
+  _globals['_LISTREVIEWITEMSRESPONSE']._serialized_end=867
+  _globals['_GETREVIEWITEMREQUEST']._serialized_start=869
+  _globals['_GETREVIEWITEMREQUEST']._serialized_end=955
+  _globals['_RESOLVEREVIEWITEMSREQUEST']._serialized_start=958
+  _globals['_RESOLVEREVIEWITEMSREQUEST']._serialized_end=1099
+  _globals['_RESOLVERESULT']._serialized_start=1101
+  _globals['_RESOLVERESULT']._serialized_end=1193
+  _globals['_RESOLVEREVIEWITEMSRESPONSE']._serialized_start=1195
+  _globals['_RESOLVEREVIEWITEMSRESPONSE']._serialized_end=1284
+  _globals['_GETREVIEWSUMMARYREQUEST']._serialized_start=1286
+  _globals['_GETREVIEWSUMMARYREQUEST']._serialized_end=1325
+  _globals['_TASKREVIEWSUMMARY']._serialized_start=1328
+  _globals['_TASKREVIEWSUMMARY']._serialized_end=1569
+  _globals['_TASKREVIEWSUMMARY_PENDINGBYREASONENTRY']._serialized_start=1515
+  _globals['_TASKREVIEWSUMMARY_PENDINGBYREASONENTRY']._serialized_end=1569
+  _globals['_REVIEWSUMMARY']._serialized_start=1571
+  _globals['_REVIEWSUMMARY']._serialized_end=1631
+  _globals['_GETLIVEACCURACYREQUEST']._serialized_start=1633
+  _globals['_GETLIVEACCURACYREQUEST']._serialized_end=1671
+  _globals['_VERSIONACCURACY']._serialized_start=1674
+  _globals['_VERSIONACCURACY']._serialized_end=1847
+  _globals['_LIVEACCURACY']._serialized_start=1849
+  _globals['_LIVEACCURACY']._serialized_end=1943
+  _globals['_CAPTUREPOLICY']._serialized_start=1946
+  _globals['_CAPTUREPOLICY']._serialized_end=2199
+  _globals['_GETCAPTUREPOLICYREQUEST']._serialized_start=2201
+  _globals['_GETCAPTUREPOLICYREQUEST']._serialized_end=2240
+  _globals['_SETCAPTUREPOLICYREQUEST']._serialized_start=2243
+  _globals['_SETCAPTUREPOLICYREQUEST']._serialized_end=2625
+  _globals['_REVIEWSERVICE']._serialized_start=2722
+  _globals['_REVIEWSERVICE']._serialized_end=3324
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from edgetl.api.v1 import inference_pb2 as _inference_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -21,7 +22,7 @@ REJECT: ReviewAction
 SKIP: ReviewAction
 
 class ReviewItem(_message.Message):
-    __slots__ = ("id", "task", "captured_at", "adapter_version", "predicted", "score", "margin", "scores", "reasons", "caller", "request_id", "state", "resolved_at", "resolved_by", "resolved_class", "label_id", "image_format", "width", "height", "image_bytes", "image")
+    __slots__ = ("id", "task", "captured_at", "adapter_version", "predicted", "score", "margin", "scores", "reasons", "caller", "request_id", "state", "resolved_at", "resolved_by", "resolved_class", "label_id", "image_format", "width", "height", "image_bytes", "image", "anomaly", "anomaly_adapter_version")
     ID_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     CAPTURED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +44,8 @@ class ReviewItem(_message.Message):
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     IMAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
+    ANOMALY_FIELD_NUMBER: _ClassVar[int]
+    ANOMALY_ADAPTER_VERSION_FIELD_NUMBER: _ClassVar[int]
     id: int
     task: str
     captured_at: float
@@ -64,7 +67,9 @@ class ReviewItem(_message.Message):
     height: int
     image_bytes: int
     image: bytes
-    def __init__(self, id: _Optional[int] = ..., task: _Optional[str] = ..., captured_at: _Optional[float] = ..., adapter_version: _Optional[str] = ..., predicted: _Optional[str] = ..., score: _Optional[float] = ..., margin: _Optional[float] = ..., scores: _Optional[_Iterable[float]] = ..., reasons: _Optional[_Iterable[str]] = ..., caller: _Optional[str] = ..., request_id: _Optional[str] = ..., state: _Optional[str] = ..., resolved_at: _Optional[float] = ..., resolved_by: _Optional[str] = ..., resolved_class: _Optional[str] = ..., label_id: _Optional[int] = ..., image_format: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., image_bytes: _Optional[int] = ..., image: _Optional[bytes] = ...) -> None: ...
+    anomaly: _inference_pb2.AnomalyResult
+    anomaly_adapter_version: str
+    def __init__(self, id: _Optional[int] = ..., task: _Optional[str] = ..., captured_at: _Optional[float] = ..., adapter_version: _Optional[str] = ..., predicted: _Optional[str] = ..., score: _Optional[float] = ..., margin: _Optional[float] = ..., scores: _Optional[_Iterable[float]] = ..., reasons: _Optional[_Iterable[str]] = ..., caller: _Optional[str] = ..., request_id: _Optional[str] = ..., state: _Optional[str] = ..., resolved_at: _Optional[float] = ..., resolved_by: _Optional[str] = ..., resolved_class: _Optional[str] = ..., label_id: _Optional[int] = ..., image_format: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., image_bytes: _Optional[int] = ..., image: _Optional[bytes] = ..., anomaly: _Optional[_Union[_inference_pb2.AnomalyResult, _Mapping]] = ..., anomaly_adapter_version: _Optional[str] = ...) -> None: ...
 
 class ListReviewItemsRequest(_message.Message):
     __slots__ = ("task", "state", "reasons", "predicted", "min_score", "max_score", "order", "page_size", "page_token")
@@ -99,12 +104,14 @@ class ListReviewItemsResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[ReviewItem, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total: _Optional[int] = ...) -> None: ...
 
 class GetReviewItemRequest(_message.Message):
-    __slots__ = ("id", "include_image")
+    __slots__ = ("id", "include_image", "include_anomaly_map")
     ID_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_ANOMALY_MAP_FIELD_NUMBER: _ClassVar[int]
     id: int
     include_image: bool
-    def __init__(self, id: _Optional[int] = ..., include_image: _Optional[bool] = ...) -> None: ...
+    include_anomaly_map: bool
+    def __init__(self, id: _Optional[int] = ..., include_image: _Optional[bool] = ..., include_anomaly_map: _Optional[bool] = ...) -> None: ...
 
 class ResolveReviewItemsRequest(_message.Message):
     __slots__ = ("item_ids", "action", "class_name", "operator_id", "task")

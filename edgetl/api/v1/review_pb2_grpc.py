@@ -82,7 +82,8 @@ class ReviewServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetReviewItem(self, request, context):
-        """One item, with its image bytes when include_image is set.
+        """One item, with its image bytes when include_image is set, and for an
+        anomaly task its anomaly map when include_anomaly_map is set.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,6 +1,7 @@
 // Review: the queue of a task, least sure first. Keyboard first:
 //   Enter accept · 1–9 that class · Esc or X reject · S skip · ←/→ move · G grid · +/−/0 zoom
-// An anomaly task adds E: the part is good, add it to the bank now (a new version serves at once).
+// An anomaly task adds E: the part is good, add it to the bank now (a new version serves at once),
+// and H: the image alone, or with its anomaly map (red where it is unlike the good parts; shown first).
 // In the grid: click (shift-click for a range) to select, A selects all, 1–9 labels the selection,
 // Enter accepts it, X rejects it, Esc clears the selection.
 
@@ -20,6 +21,7 @@ export async function render(ctx) {
   const anomaly = task.kind === "anomaly";
   const view = {
     items: [], index: 0, total: 0, next: "", mode: "single", selected: new Set(), anchor: null, busy: false, last: "",
+    heat: anomaly, heatUrl: "",  // an anomaly task's map over the image: on until the operator turns it off (H)
     filters: { state: "pending", reason: "", predicted: "", min_score: "", max_score: "", order: "score" },
   };
   const zoom = { scale: 1, x: 0, y: 0 };
@@ -161,6 +163,8 @@ export async function render(ctx) {
     const stage = h("div", { class: "viewer", id: "viewer" }, img);
     Object.assign(zoom, { scale: 1, x: 0, y: 0 });
     attachZoom(stage, img);
+    const heatCaption = h("p", { class: "muted heat-caption", id: "heatmap-caption" }, anomaly && view.heat ? "Finding where it differs…" : "");
+    if (anomaly && view.heat) loadHeat(item, img, heatCaption);
     const preload = view.items[view.index + 1];
     if (preload) new Image().src = `/api/review/items/${preload.id}/image`;
 
@@ -184,6 +188,9 @@ export async function render(ctx) {
         h("button", { class: "big reject", id: "reject", onclick: () => resolve([item.id], "reject") }, ["Reject ", h("kbd", {}, "X")]),
         h("button", { class: "big", id: "skip", disabled: item.state !== "pending", onclick: () => resolve([item.id], "skip") }, ["Skip ", h("kbd", {}, "S")]),
       ]),
+      anomaly
+        ? h("button", { class: "quiet", id: "heatmap-toggle", onclick: toggleHeat }, [view.heat ? "Show the image alone " : "Show where it differs ", h("kbd", {}, "H")])
+        : null,
       anomaly && unresolved
         ? h("button", { class: "big accept", id: "enrol", title: "Confirm the part is good and add it to the good parts now: a new adapter version serves at once (roll back under Versions)", onclick: () => enrolGood(item) }, ["Good: learn it now ", h("kbd", {}, "E")])
         : null,
@@ -199,13 +206,45 @@ export async function render(ctx) {
       view.last ? h("p", { class: "muted", id: "last-action" }, `Last: ${view.last}`) : null,
     ]);
     add(body, h("div", { class: "review-single" }, [
-      h("div", { class: "viewer-wrap" }, [stage, h("div", { class: "zoom-controls" }, [
+      h("div", {}, [h("div", { class: "viewer-wrap" }, [stage, h("div", { class: "zoom-controls" }, [
         h("button", { class: "quiet", onclick: () => setZoom(zoom.scale * 1.5), "aria-label": "Zoom in" }, "+"),
         h("button", { class: "quiet", onclick: () => setZoom(1), "aria-label": "Fit" }, "Fit"),
         h("button", { class: "quiet", onclick: () => setZoom(zoom.scale / 1.5), "aria-label": "Zoom out" }, "−"),
-      ])]),
+      ])]), heatCaption]),
       panel,
     ]));
+  }
+
+  // The anomaly map over the image, as the version serving now sees it: the server scores the stored
+  // image again (not counted as a prediction). Fetched rather than linked so its headers can say which
+  // version, and so an error says why instead of showing a broken picture.
+  async function loadHeat(item, img, caption) {
+    let response;
+    try {
+      response = await fetch(`/api/review/items/${item.id}/heatmap`, { credentials: "same-origin" });
+    } catch {
+      caption.textContent = "The anomaly map could not be fetched: the terminal cannot be reached.";
+      return;
+    }
+    if (!response.ok) {
+      let message = `The anomaly map could not be made (HTTP ${response.status}).`;
+      try { message = (await response.json()).error || message; } catch { /* not JSON */ }
+      caption.textContent = message;
+      return;
+    }
+    const blob = await response.blob();
+    if (current() !== item || !view.heat || !img.isConnected) return;  // the operator moved on meanwhile
+    if (view.heatUrl) URL.revokeObjectURL(view.heatUrl);
+    view.heatUrl = URL.createObjectURL(blob);
+    img.src = view.heatUrl;
+    const number = (name) => Number(response.headers.get(name)).toFixed(3);
+    caption.textContent = `Red: unlike the good parts, as adapter v${response.headers.get("X-Adapter-Version")} sees it `
+      + `(score ${number("X-Anomaly-Score")}, threshold ${number("X-Anomaly-Threshold")}).`;
+  }
+
+  function toggleHeat() {
+    view.heat = !view.heat;
+    draw();
   }
 
   function drawGrid() {
@@ -358,6 +397,7 @@ export async function render(ctx) {
     if (key === "Enter") { resolve([item.id], "accept"); return true; }
     if (/^[1-9]$/.test(key)) { byClass(item, Number(key) - 1); return true; }
     if (key === "Escape" || key === "x" || key === "X") { resolve([item.id], "reject"); return true; }
+    if (anomaly && (key === "h" || key === "H")) { toggleHeat(); return true; }
     if (anomaly && (key === "e" || key === "E")) { if (item.state === "pending" || item.state === "skipped") enrolGood(item); return true; }
     if (key === "s" || key === "S") { if (item.state === "pending") resolve([item.id], "skip"); return true; }
     if (key === "ArrowRight") { move(1); return true; }
