@@ -20,8 +20,9 @@ time to fit and to score one image (numpy only, the part serving adds to a
 backbone run).
 
 Tune on benchmarks.defects.TUNING generators (synthetic, strokes) and report
-HELD_OUT (relief, blend) only. Pixel AUROC needs defect masks, which the
-generators do not return yet; it is not measured.
+HELD_OUT (relief, blend) only. Pixel AUROC compares the anomaly map, resized to
+the image, with the defect masks of benchmarks.defects.make_set_with_masks
+(where drawing the defect changed the clean part).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.defects import CLASSES, HELD_OUT, TUNING, make_set
+from benchmarks.defects import CLASSES, HELD_OUT, TUNING, make_set, make_set_with_masks
 from benchmarks.defects.surfaces import SURFACES
 
 TEST_PER_CLASS = 30
@@ -75,6 +76,26 @@ class Maps:
         return [self.batcher.run(np.ascontiguousarray(VIEWS[v](x)), self.names).features for v in range(views)]
 
 
+#: Pixel AUROC reads every PIXEL_STEP-th pixel in each direction (3,136 of a 224 px image): the map is 14 × 14.
+PIXEL_STEP = 4
+
+
+def _pixel_scores(anomaly_map: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The low-resolution map resized (bilinear) to the sampled pixels: what the heatmap shows, per pixel."""
+    import cv2
+
+    return cv2.resize(anomaly_map.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _pixel_auroc(images: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Pixel AUROC over a set of images (MVTec's way: every pixel of every image, defect pixels against the rest)."""
+    from edgetl.anomaly.threshold import auroc
+
+    scores = np.concatenate([s.ravel() for s, _ in images])
+    inside = np.concatenate([m.ravel() for _, m in images])
+    return auroc(scores[~inside], scores[inside])
+
+
 def run_cells(args) -> None:
     from edgetl.anomaly.model import fit
     from edgetl.anomaly.threshold import auroc
@@ -93,24 +114,27 @@ def run_cells(args) -> None:
                     continue
                 goods = [img for _, (_, img) in zip(range(max(todo)), make_set(surface, generator, max(todo), seed=seed))]  # the ok parts come first
                 good_maps = [maps.of(img, views) for img in goods]
-                test = list(make_set(surface, generator, TEST_PER_CLASS, seed=seed + TEST_SEED_OFFSET))
-                test_maps = [(kind, maps.of(img)[0]) for kind, img in test]
+                test = list(make_set_with_masks(surface, generator, TEST_PER_CLASS, seed=seed + TEST_SEED_OFFSET))
+                test_maps = [(kind, maps.of(img)[0]) for kind, img, _ in test]
+                test_masks = [mask[::PIXEL_STEP, ::PIXEL_STEP] for _, _, mask in test]
                 for n in todo:
                     started = time.perf_counter()
                     model, summary = fit(good_maps[:n], maps.names, {**options, "views": views}, calibrated=n >= 2)
                     fit_s = time.perf_counter() - started
-                    scores, score_ms = defaultdict(list), []
-                    for kind, m in test_maps:
+                    scores, score_ms, pixels = defaultdict(list), [], defaultdict(list)
+                    for (kind, m), mask in zip(test_maps, test_masks):
                         t = time.perf_counter()
                         answer = model.answer(m)
                         score_ms.append((time.perf_counter() - t) * 1000)
                         scores[kind].append(answer.score)
+                        pixels[kind].append((_pixel_scores(answer.map, mask.shape), mask))
                     good = np.array(scores["ok"])
                     threshold = model.calibration.threshold if n >= 2 else float("nan")
                     row = {
                         "surface": surface, "generator": generator, "goods": n, "seed": seed, "variant": args.variant,
                         "auroc": {k: auroc(good, np.array(scores[k])) for k in DEFECTS},
                         "auroc_all": auroc(good, np.concatenate([scores[k] for k in DEFECTS])),
+                        "pixel_auroc": {k: _pixel_auroc(pixels["ok"] + pixels[k]) for k in DEFECTS},
                         "false_alarm_rate": float((good > threshold).mean()) if n >= 2 else None,
                         "miss_rate": {k: float((np.array(scores[k]) <= threshold).mean()) for k in DEFECTS} if n >= 2 else None,
                         "guaranteed_false_alarm_rate": model.calibration.guaranteed_false_alarm_rate if n >= 2 else None,
@@ -299,6 +323,14 @@ def report(args) -> None:
             + (f"{statistics.mean(far):.3f} | {statistics.mean(miss):.3f} | " if far else "– | – | ")
             + f"{statistics.median(c['bank_patches'] for c in cells):.0f} | {statistics.median(c['fit_s'] for c in cells):.2f} | {statistics.median(c['score_ms_median'] for c in cells):.1f} |"
         )
+    with_pixels = {key: cells for key, cells in groups.items() if all("pixel_auroc" in c for c in cells)}
+    if with_pixels:
+        print("\npixel AUROC (the map resized to the image, defect pixels against the rest; defect masks from the generators):\n")
+        print("| variant | good images | mean pixel AUROC | " + " | ".join(DEFECTS) + " |")
+        print("|---|---|---|" + "---|" * len(DEFECTS))
+        for (variant, n), cells in sorted(with_pixels.items()):
+            per_kind = {k: statistics.mean(c["pixel_auroc"][k] for c in cells) for k in DEFECTS}
+            print(f"| {variant} | {n} | {statistics.mean(per_kind.values()):.3f} | " + " | ".join(f"{v:.3f}" for v in per_kind.values()) + " |")
     print("\nper surface, mean image AUROC over defect kinds and generators:\n")
     surfaces = sorted({r["surface"] for r in rows}, key=list(SURFACES).index)
     print("| variant | good images | " + " | ".join(surfaces) + " |")

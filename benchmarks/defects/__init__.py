@@ -29,3 +29,33 @@ def make_set(surface: str, generator: str, per_class: int, size: int = 224, seed
     for kind in CLASSES:
         for _ in range(per_class):
             yield kind, draw(part(surface, size, rng), kind, rng)
+
+
+#: A pixel belongs to the defect when drawing it changed the pixel by more than this (|ΔB| + |ΔG| + |ΔR|, of 765).
+MASK_CHANGE = 30
+
+
+def make_set_with_masks(surface: str, generator: str, per_class: int, size: int = 224, seed: int = 0):
+    """(class, BGR image, defect mask [h, w] bool) triples: the images of `make_set`, the same random draws.
+
+    The mask is where the defect changed the clean part by more than
+    MASK_CHANGE, measured before a generator's `camera` (defocus, noise and
+    JPEG change every pixel a little, and are not the defect); `ok` parts
+    have an empty mask.
+    """
+    import numpy as np
+
+    from benchmarks.defects.surfaces import part
+
+    module = GENERATORS[generator]
+    rng = np.random.default_rng([seed, sum(map(ord, surface)), sum(map(ord, generator))])
+    for kind in CLASSES:
+        for _ in range(per_class):
+            clean = part(surface, size, rng)
+            if hasattr(module, "camera"):  # the same draws as module.draw: the defect, then the camera
+                drawn = module.defect(clean, kind, rng)
+                image = module.camera(drawn, rng)
+            else:
+                image = drawn = module.draw(clean, kind, rng)
+            change = np.abs(drawn.astype(np.int16) - clean.astype(np.int16)).sum(axis=2)
+            yield kind, image, change > MASK_CHANGE

@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 
 
-def _camera(img: np.ndarray, rng) -> np.ndarray:
+def camera(img: np.ndarray, rng) -> np.ndarray:
+    """What a cheap camera does to the whole picture: defocus, sensor noise, JPEG (each sometimes)."""
     out = img
     if rng.random() < 0.35:
         out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.4, 1.1))
@@ -39,6 +40,11 @@ def _blob(s: int, c, rng, spread: float) -> np.ndarray:
 
 
 def draw(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    return camera(defect(img, kind, rng), rng)
+
+
+def defect(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """The part with its defect, before the camera (benchmarks.defects.make_set_with_masks compares it with the clean part)."""
     s = img.shape[0]
     scale = s / 224
     out = img.astype(np.float32)
@@ -100,4 +106,4 @@ def draw(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
         out = out * (1 - mask[:, :, None]) + scorched * mask[:, :, None]
     else:
         raise ValueError(f"unknown class {kind!r}")
-    return _camera(np.clip(out, 0, 255).astype(np.uint8), rng)
+    return np.clip(out, 0, 255).astype(np.uint8)
