@@ -33,7 +33,7 @@ import numpy as np
 from edgetl.adapt.features import VIEWS
 from edgetl.anomaly.bank import image_score, nearest_distances
 from edgetl.anomaly.model import DEFAULTS, FILE, AnomalyModel
-from edgetl.anomaly.threshold import calibrate
+from edgetl.anomaly.threshold import Calibration, calibrate, with_threshold
 from edgetl.errors import InvalidInput, NotReady
 from edgetl.fsutil import sha256_file
 from edgetl.runtime.adapters import MANIFEST, PROBE, LoadedAdapter
@@ -45,6 +45,14 @@ log = logging.getLogger("edgetl.anomaly")
 ENROL_VIEWS = 1
 #: A bank may grow online to this many times `max_patches`; past it, retrain.
 GROWTH_LIMIT = 2.0
+
+
+@dataclass(frozen=True)
+class ThresholdChange:
+    version: str
+    parent_version: str
+    calibration: Calibration
+    previous_threshold: float
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,8 @@ def _cover(rows: np.ndarray, nearest: np.ndarray, radius: float) -> np.ndarray:
 
 
 class Enroller:
-    """Adds confirmed good parts to anomaly tasks' active banks, one at a time per task."""
+    """Online changes to anomaly tasks' active banks, one at a time per task: confirmed good parts
+    join them (`enroll`), and operators set their threshold (`set_threshold`); each is a new version."""
 
     def __init__(self, engine, versions, activator, labels, max_pixels: int):
         self.engine, self.versions, self.activator, self.labels = engine, versions, activator, labels
@@ -142,7 +151,7 @@ class Enroller:
         clock = _Clock()
         manifest = json.loads((parent.path / MANIFEST).read_text())
         options = manifest.get("options", {})
-        session = active.batcher.session if active.batcher is not None else self.engine.batchers[task.backbone].session
+        session = self._session(task, active)
         x = session.preprocess(decode(EncodedImage(data), self.max_pixels))
         # The part as the camera saw it (its flips and turns join at the next training job): one
         # backbone run and one search instead of eight keeps an enrolment near 100 ms on 2 cores.
@@ -152,23 +161,34 @@ class Enroller:
         max_bank = int(GROWTH_LIMIT * int(options.get("max_patches") or DEFAULTS["max_patches"]))
         grown, score, added = grow(model, maps, max_bank)
         clock.lap("bank")
+        record = {"parent": str(parent.version), "image_sha256": image_sha256, "operator": operator, "patches_added": added, "score": score}
+        registered = self._write_version(task, parent, session, grown, manifest, "enrolled", record, clock)
+        enrolment = Enrolment(str(registered.version), str(parent.version), score, grown.calibration.threshold, model.calibration.threshold, added, len(grown.bank), image_sha256, 0.0)
+        log.info("task %s: enrolment steps %s", task.name, clock)
+        return enrolment, grown, manifest
 
-        tmp = self.versions.temp_dir(task.name, f"enrol-{uuid.uuid4().hex[:8]}")
+    def _session(self, task, active):
+        return active.batcher.session if active.batcher is not None else self.engine.batchers[task.backbone].session
+
+    def _write_version(self, task, parent, session, model: AnomalyModel, manifest: dict, event: str, record: dict, clock: _Clock):
+        """`model` as a new version of `parent` (registered, not yet active); `manifest[event] = record` says what changed."""
+        options = manifest.get("options", {})
+        tmp = self.versions.temp_dir(task.name, f"{event}-{uuid.uuid4().hex[:8]}")
         try:
             # Unchanged files (the holdout bank, the probe inputs) are hard links: adapter files are
             # never written in place (a new file is renamed over), so sharing them is safe.
             shutil.copytree(parent.path, tmp, copy_function=_link_or_copy)
             for rewritten in (MANIFEST, FILE, PROBE):  # unlinked first: writing through a link would change the parent
                 (tmp / rewritten).unlink()
-            grown.save(tmp / FILE)
+            model.save(tmp / FILE)
             # One probe image (of the parent's): enough to catch a bank that does not answer as it was
             # written, at a quarter of the cost of scoring four on every enrolment.
             inputs, probe_out = self._probe_maps(parent.path / PROBE, session, model.inputs)
-            np.savez(tmp / PROBE, inputs=inputs, probs=grown(probe_out) if len(inputs) else np.zeros((0, 2), np.float32))
+            np.savez(tmp / PROBE, inputs=inputs, probs=model(probe_out) if len(inputs) else np.zeros((0, 2), np.float32))
             clock.lap("files and probe")
-            bank = {**options.get("bank", {}), "bank_patches": len(grown.bank), "bank_bytes": int(grown.bank.size * 2), "calibration": grown.calibration.to_dict()}
+            bank = {**options.get("bank", {}), "bank_patches": len(model.bank), "bank_bytes": int(model.bank.size * 2), "calibration": model.calibration.to_dict()}
             manifest["options"] = {**options, "bank": bank}
-            manifest["enrolled"] = {"parent": str(parent.version), "image_sha256": image_sha256, "operator": operator, "patches_added": added, "score": score}
+            manifest[event] = record
             # The linked files keep their recorded hashes (load_adapter checks them all on every later load).
             manifest["files"] = {**manifest["files"], FILE: sha256_file(tmp / FILE), PROBE: sha256_file(tmp / PROBE)}
 
@@ -177,17 +197,58 @@ class Enroller:
                 (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
                 return {
                     "method": "anomaly", "backbone": parent.backbone, "export_id": parent.export_id, "metrics": parent.metrics,
-                    "options": manifest["options"], "labels": parent.labels, "extra": {"enrolled": manifest["enrolled"]},
+                    "options": manifest["options"], "labels": parent.labels, "extra": {event: record},
                 }
 
             registered = self.versions.register(task.name, tmp, fields)
             clock.lap("register")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        enrolment = Enrolment(str(registered.version), str(parent.version), score, grown.calibration.threshold, model.calibration.threshold, added, len(grown.bank), image_sha256, 0.0)
-        log.info("task %s: enrolment steps %s", task.name, clock)
-        return enrolment, grown, manifest
+        return registered
 
+    # -- the operator's threshold ---------------------------------------------------
+    async def set_threshold(self, task_name: str, operator: str, false_alarm_rate: float | None = None, threshold: float | None = None) -> ThresholdChange:
+        """The active bank with a new threshold, as a new version, activated: the operator's sensitivity.
+
+        Set for `false_alarm_rate` (the threshold training would have set for
+        that rate) or to `threshold` outright; exactly one of them.
+        """
+        task = self.engine.get_task(task_name)
+        if task.kind != "anomaly":
+            raise InvalidInput(f"task {task.name!r} is a {task.kind} task; a threshold is set on anomaly tasks")
+        if (false_alarm_rate is None) == (threshold is None):
+            raise InvalidInput("set exactly one of false_alarm_rate (e.g. 0.01) and threshold (a score)")
+        async with self._locks[task.name]:
+            active = self.engine.adapters.get(task.name)
+            if active is None or not isinstance(active.head, AnomalyModel):
+                raise NotReady(f"task {task.name!r} has no active anomaly adapter yet; label good images and train one (edgetl train --task {task.name})")
+            model: AnomalyModel = active.head
+            if model.loo is None or len(model.loo) < 2:
+                raise NotReady(f"version {active.version} of task {task.name!r} keeps no leave-one-out scores to set a threshold from; retrain it")
+            try:
+                calibration = calibrate(model.loo, float(false_alarm_rate)) if threshold is None else with_threshold(model.loo, float(threshold))
+            except ValueError as exc:
+                raise InvalidInput(f"{exc}; version {active.version} keeps serving") from None
+            changed = AnomalyModel(model.inputs, model.scales, model.bank, model.radius, calibration, loo=model.loo, pool=model.pool)
+            parent = self.versions.get(task.name, active.version)
+            record = {
+                "parent": str(parent.version), "operator": operator, "previous_threshold": model.calibration.threshold,
+                "asked": {"false_alarm_rate": false_alarm_rate} if threshold is None else {"threshold": threshold},
+            }
+
+            def write():
+                manifest = json.loads((parent.path / MANIFEST).read_text())
+                return self._write_version(task, parent, self._session(task, active), changed, manifest, "threshold_set", record, _Clock()), manifest
+
+            registered, manifest = await asyncio.to_thread(write)
+            loaded = LoadedAdapter(registered.version, changed, active.batcher, manifest, active.drift, active.outputs)
+            adapter = await self.activator.activate(task.name, registered.version, reason="threshold", loaded=loaded)
+        log.info(
+            "task %s: threshold %.4f -> %.4f by %s as version %s (expected false alarms %.2f%%, at most %.1f%% without a model)",
+            task.name, model.calibration.threshold, calibration.threshold, operator, adapter.version,
+            100 * calibration.false_alarm_rate, 100 * calibration.guaranteed_false_alarm_rate,
+        )
+        return ThresholdChange(str(adapter.version), str(parent.version), calibration, model.calibration.threshold)
 
     def _probe_maps(self, path, session, names) -> tuple[np.ndarray, dict]:
         """The probe images and their backbone maps; the same inputs pass from version to version, so their maps are kept."""

@@ -69,32 +69,54 @@ def calibrate(good_scores: np.ndarray, false_alarm_rate: float = DEFAULT_FALSE_A
     return Calibration(threshold, false_alarm_rate, mean, std, len(scores), exceeding, (exceeding + 1) / (len(scores) + 1))
 
 
+def student_t_cdf(x: float, dof: int) -> float:
+    """P(T <= x) for Student's t with `dof` degrees of freedom (Simpson's rule; no scipy at run time)."""
+    if dof > 200:
+        return NormalDist().cdf(x)
+    log_c = math.lgamma((dof + 1) / 2) - math.lgamma(dof / 2) - 0.5 * math.log(dof * math.pi)
+    # The density is smooth: 2,000 intervals on [0, |x|] are plenty.
+    t = np.linspace(0.0, abs(x), 2001)
+    f = np.exp(log_c - (dof + 1) / 2 * np.log1p(t * t / dof))
+    half = (abs(x) / 6000.0) * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
+    return 0.5 + half if x >= 0 else 0.5 - half
+
+
 def student_t_quantile(p: float, dof: int) -> float:
-    """The p-quantile of Student's t with `dof` degrees of freedom (bisection on its CDF; no scipy at run time)."""
+    """The p-quantile (p >= 0.5) of Student's t with `dof` degrees of freedom (bisection on its CDF)."""
     if dof > 200:
         return NormalDist().inv_cdf(p)
-    log_c = math.lgamma((dof + 1) / 2) - math.lgamma(dof / 2) - 0.5 * math.log(dof * math.pi)
-
-    def cdf(x: float) -> float:
-        # Simpson's rule on [0, x] of the density, which is smooth: 2,000 intervals are plenty.
-        t = np.linspace(0.0, x, 2001)
-        f = np.exp(log_c - (dof + 1) / 2 * np.log1p(t * t / dof))
-        return 0.5 + (x / 6000.0) * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
-
     lo, hi = 0.0, 1.0
-    while cdf(hi) < p:
+    while student_t_cdf(hi, dof) < p:
         hi *= 2.0
     for _ in range(60):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if cdf(mid) < p else (lo, mid)
+        lo, hi = (mid, hi) if student_t_cdf(mid, dof) < p else (lo, mid)
     return (lo + hi) / 2
 
 
-def with_threshold(calibration: Calibration, threshold: float) -> Calibration:
-    """The same calibration with an operator's threshold (sensitivity), its guarantee recomputed."""
-    if not np.isfinite(threshold) or threshold <= 0:
+def with_threshold(good_scores: np.ndarray, threshold: float) -> Calibration:
+    """An operator's threshold (sensitivity) with what it means for good parts, from the same leave-one-out scores.
+
+    `false_alarm_rate` is the share of good parts the log-normal prediction
+    model expects above it (the inverse of `calibrate`); the guarantee is the
+    conformal (k + 1) / (n + 1) for the k good images above it. Unlike
+    `calibrate`, the threshold may sit below the largest good score: the
+    operator asked for it, and the guarantee says what it costs.
+    """
+    scores = np.asarray(good_scores, np.float64)
+    if len(scores) < 2:
+        raise ValueError("a threshold needs at least 2 good images (each is scored against the others)")
+    if not math.isfinite(threshold) or threshold <= 0:
         raise ValueError(f"an anomaly threshold must be a positive number, got {threshold}")
-    return Calibration(threshold, calibration.false_alarm_rate, calibration.log_mean, calibration.log_std, calibration.n, calibration.exceeding, calibration.guaranteed_false_alarm_rate)
+    logs = np.log(np.maximum(scores, 1e-12))
+    n = len(scores)
+    mean, std = float(logs.mean()), max(float(logs.std(ddof=1)), MIN_LOG_STD)
+    t = (math.log(threshold) - mean) / (std * math.sqrt(1.0 + 1.0 / n))
+    expected = 1.0 - student_t_cdf(t, n - 1)
+    exceeding = int((scores > threshold).sum())
+    return Calibration(float(threshold), float(expected), mean, std, n, exceeding, (exceeding + 1) / (n + 1))
+
+
 
 
 def auroc(good: np.ndarray, defect: np.ndarray) -> float:

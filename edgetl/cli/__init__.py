@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 import edgetl
-from edgetl.cli.adapt import cmd_adapters, cmd_enroll, cmd_eval, cmd_jobs, cmd_label, cmd_train
+from edgetl.cli.adapt import cmd_adapters, cmd_enroll, cmd_eval, cmd_jobs, cmd_label, cmd_threshold, cmd_train
 from edgetl.cli.common import DEFAULT_SERVER, CliError, Parser
 from edgetl.cli.inference import cmd_backbones, cmd_drift, cmd_predict, cmd_tasks
 from edgetl.cli.review import add_review_arguments, cmd_review
@@ -207,6 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
     enroll.add_argument("--json", action="store_true", help="one JSON object per file")
     enroll.add_argument("files", nargs="+", type=Path, metavar="FILE")
     enroll.set_defaults(func=cmd_enroll)
+
+    threshold = client("threshold", "anomaly tasks: set the sensitivity, for a false-alarm rate or to a score (a new version, activated)")
+    threshold.add_argument("--task", required=True)
+    target = threshold.add_mutually_exclusive_group(required=True)
+    target.add_argument("--false-alarm-rate", type=float, help="flag about this share of good parts, e.g. 0.02 (training uses 0.01)")
+    target.add_argument("--value", type=float, help="this score: parts scoring above it are anomalous")
+    threshold.add_argument("--operator", default=os.environ.get("USER", ""), help="who set it (without security; default $USER)")
+    threshold.add_argument("--json", action="store_true")
+    threshold.set_defaults(func=cmd_threshold)
 
     _, adapters = group("adapters", "list, activate or roll back adapter versions", {"list": "a task's versions", "activate": "activate a version", "rollback": "go back to the previously active version"})
     adapters["activate"].add_argument("version")

@@ -219,6 +219,32 @@ def cmd_enroll(args) -> int:
     return 0
 
 
+def cmd_threshold(args) -> int:
+    """The task's active bank with a new threshold, as a new version; says what it means for good parts."""
+    from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc
+
+    request = adapt_pb2.SetAnomalyThresholdRequest(task=args.task, operator_id=args.operator)
+    if args.value is not None:
+        request.threshold = args.value
+    else:
+        request.false_alarm_rate = args.false_alarm_rate
+    with open_channel(args) as channel:
+        r = call(args, adapt_pb2_grpc.AdapterServiceStub(channel).SetAnomalyThreshold, request)
+    if args.json:
+        print_json(
+            {"task": args.task, "version": r.version, "parent_version": r.parent_version, "threshold": round(r.threshold, 6), "previous_threshold": round(r.previous_threshold, 6),
+             "false_alarm_rate": round(r.false_alarm_rate, 6), "guaranteed_false_alarm_rate": round(r.guaranteed_false_alarm_rate, 6),
+             "good_images": r.good_images, "good_images_above": r.good_images_above}
+        )
+    else:
+        print(
+            f"task {args.task}: v{r.version} (from v{r.parent_version}) serving: threshold {r.previous_threshold:.3f} -> {r.threshold:.3f}; "
+            f"about {100 * r.false_alarm_rate:.1f} % of good parts flagged (model), at most {100 * r.guaranteed_false_alarm_rate:.1f} % without one "
+            f"({r.good_images_above} of {r.good_images} good images above it). Roll back: edgetl adapters rollback --task {args.task}"
+        )
+    return 0
+
+
 def cmd_adapters(args) -> int:
     from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc
 

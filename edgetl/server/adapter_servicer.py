@@ -51,5 +51,20 @@ class AdapterServicer(adapt_pb2_grpc.AdapterServiceServicer):
             patches_added=e.patches_added, bank_patches=e.bank_patches, image_sha256=e.image_sha256, elapsed_ms=e.elapsed_ms,
         )
 
+    async def SetAnomalyThreshold(self, request, context):
+        which = request.WhichOneof("target")
+        if which is None:
+            raise InvalidInput("set false_alarm_rate (e.g. 0.01: flag about 1 % of good parts) or threshold (a score)")
+        operator = current_caller_name(LOCAL)
+        if operator == LOCAL:
+            operator = request.operator_id or LOCAL
+        kind = {which: float(getattr(request, which))}
+        change = await self.enroller.set_threshold(request.task, operator, **kind)
+        c = change.calibration
+        return adapt_pb2.SetAnomalyThresholdResponse(
+            version=change.version, parent_version=change.parent_version, threshold=c.threshold, previous_threshold=change.previous_threshold,
+            false_alarm_rate=c.false_alarm_rate, guaranteed_false_alarm_rate=c.guaranteed_false_alarm_rate, good_images=c.n, good_images_above=c.exceeding,
+        )
+
     def _proto(self, adapter):
         return adapter_to_proto(adapter, self.versions.active_version(adapter.task), self.versions.activated_versions(adapter.task))

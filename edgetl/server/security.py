@@ -66,6 +66,8 @@ METHOD_ROLES = {
     "/edgetl.v1.AdapterService/Rollback": "admin",
     # Confirming a good part is an operator's call, like a label; it is gated and can be rolled back.
     "/edgetl.v1.AdapterService/EnrollGood": "operator",
+    # The sensitivity the issue gives the person at the line; every change is a version (audited, rolled back by an admin).
+    "/edgetl.v1.AdapterService/SetAnomalyThreshold": "operator",
     # KServe v2: readiness and metadata go with inference (a camera checks before it sends).
     "/inference.GRPCInferenceService/ServerLive": "inference",
     "/inference.GRPCInferenceService/ServerReady": "inference",

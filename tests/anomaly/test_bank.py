@@ -187,3 +187,23 @@ def test_a_bank_is_scored_with_the_pooling_it_was_fitted_with_and_older_banks_wi
     np.savez(tmp_path / "legacy.npz", **legacy)
     old = AnomalyModel.load(tmp_path / "legacy.npz")
     assert old.pool == 3 and old.answer(probe).score == pytest.approx(pooled.answer(probe).score, rel=1e-5)
+
+
+def test_an_operators_threshold_says_what_it_means_for_good_parts_and_inverts_calibration():
+    from edgetl.anomaly.threshold import student_t_cdf, with_threshold
+
+    assert student_t_cdf(0.0, 5) == pytest.approx(0.5)
+    assert student_t_cdf(2.015, 5) == pytest.approx(0.95, abs=1e-3) and student_t_cdf(-2.015, 5) == pytest.approx(0.05, abs=1e-3)
+    scores = np.exp(np.random.default_rng(6).normal(0.0, 0.2, 30))
+    for rate in (0.001, 0.005):
+        c = calibrate(scores, rate)
+        assert c.threshold > scores.max()  # not held up by the largest good score, so the model's rate comes back:
+        assert with_threshold(scores, c.threshold).false_alarm_rate == pytest.approx(rate, rel=1e-3)
+    low = with_threshold(scores, float(np.median(scores)))
+    assert low.false_alarm_rate == pytest.approx(0.5, abs=0.1)
+    assert low.exceeding == int((scores > np.median(scores)).sum()) and low.guaranteed_false_alarm_rate == pytest.approx((low.exceeding + 1) / 31)
+    high = with_threshold(scores, float(scores.max() * 2))
+    assert high.exceeding == 0 and high.false_alarm_rate < 0.001 and high.guaranteed_false_alarm_rate == pytest.approx(1 / 31)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="positive number"):
+            with_threshold(scores, bad)

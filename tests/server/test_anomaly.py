@@ -303,3 +303,65 @@ def test_a_review_item_of_an_anomaly_task_comes_with_its_map_without_counting_as
         review.GetReviewItem(review_pb2.GetReviewItemRequest(id=987654, include_anomaly_map=True), timeout=10)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert _ask(server, part).anomaly.anomalous == live.anomaly.anomalous  # still serving
+
+
+def test_an_operator_sets_the_sensitivity_as_a_new_version_and_bad_values_leave_the_old_one_serving(enrolled):
+    server, _, _ = enrolled
+    adapters = adapt_pb2_grpc.AdapterServiceStub(server.channel)
+    part = _painted(next(make_images("brick", ("ok",), 1, 96, seed=41))[1], np.random.default_rng(4))
+    before = _ask(server, part)
+    v1 = before.anomaly.threshold
+
+    # A looser rate: a lower threshold, from the same leave-one-out scores, as version 2.
+    loose = adapters.SetAnomalyThreshold(adapt_pb2.SetAnomalyThresholdRequest(task="surface", false_alarm_rate=0.3, operator_id="ana"), timeout=30)
+    assert (loose.version, loose.parent_version) == ("2", "1") and loose.previous_threshold == pytest.approx(v1)
+    assert loose.threshold < v1 and loose.false_alarm_rate == pytest.approx(0.3)
+    assert loose.good_images >= 2 and loose.guaranteed_false_alarm_rate == pytest.approx((loose.good_images_above + 1) / (loose.good_images + 1))
+    now = _ask(server, part)
+    assert now.adapter_version == "2" and now.anomaly.threshold == pytest.approx(loose.threshold)
+    assert now.anomaly.score == pytest.approx(before.anomaly.score, rel=1e-6)  # the bank is the same; only the line moved
+
+    # A threshold given outright, just above this part's score: it passes as good.
+    exact = adapters.SetAnomalyThreshold(adapt_pb2.SetAnomalyThresholdRequest(task="surface", threshold=before.anomaly.score * 1.01), timeout=30)
+    assert exact.version == "3" and exact.threshold == pytest.approx(before.anomaly.score * 1.01)
+    assert 0.0 < exact.false_alarm_rate < 1.0 and exact.good_images_above <= exact.good_images
+    after = _ask(server, part)
+    assert (after.adapter_version, after.anomaly.anomalous, after.label) == ("3", False, "good")
+
+    # Out of range, or not asked at all: INVALID_ARGUMENT, and version 3 keeps serving.
+    for request, words in [
+        (adapt_pb2.SetAnomalyThresholdRequest(task="surface", false_alarm_rate=0.7), "false_alarm_rate must be in (0, 0.5)"),
+        (adapt_pb2.SetAnomalyThresholdRequest(task="surface", threshold=-1.0), "must be a positive number"),
+        (adapt_pb2.SetAnomalyThresholdRequest(task="surface", threshold=float("nan")), "must be a positive number"),
+        (adapt_pb2.SetAnomalyThresholdRequest(task="surface"), "set false_alarm_rate"),
+        (adapt_pb2.SetAnomalyThresholdRequest(task="imagenet", false_alarm_rate=0.01), "a threshold is set on anomaly tasks"),
+    ]:
+        with pytest.raises(grpc.RpcError) as err:
+            adapters.SetAnomalyThreshold(request, timeout=30)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and words in err.value.details(), err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        adapters.SetAnomalyThreshold(adapt_pb2.SetAnomalyThresholdRequest(task="nope", false_alarm_rate=0.01), timeout=30)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert _ask(server, part).adapter_version == "3"
+
+    # Rolled back like any version; the written version loads from disk again, hashes checked, threshold intact.
+    assert adapters.Rollback(adapt_pb2.RollbackRequest(task="surface"), timeout=60).version == "2"
+    assert _ask(server, part).anomaly.threshold == pytest.approx(loose.threshold)
+    adapters.ActivateAdapter(adapt_pb2.ActivateAdapterRequest(task="surface", version="3"), timeout=60)
+    assert _ask(server, part).anomaly.threshold == pytest.approx(exact.threshold)
+
+    # The same from the command line.
+    import json
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "edgetl", "threshold", "--server", server.address, "--task", "surface", *args], capture_output=True, text=True, timeout=120)
+
+    done = cli("--false-alarm-rate", "0.05", "--json")
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert printed["version"] == "4" and printed["false_alarm_rate"] == pytest.approx(0.05) and _ask(server, part).adapter_version == "4"
+    refused = cli("--false-alarm-rate", "0.9")
+    assert refused.returncode != 0 and "false_alarm_rate must be in (0, 0.5)" in refused.stderr and "keeps serving" in refused.stderr
+    assert _ask(server, part).adapter_version == "4"

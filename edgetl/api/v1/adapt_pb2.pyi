@@ -230,6 +230,38 @@ class ListJobsResponse(_message.Message):
     jobs: _containers.RepeatedCompositeFieldContainer[Job]
     def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ...) -> None: ...
 
+class SetAnomalyThresholdRequest(_message.Message):
+    __slots__ = ("task", "false_alarm_rate", "threshold", "operator_id")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    FALSE_ALARM_RATE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    false_alarm_rate: float
+    threshold: float
+    operator_id: str
+    def __init__(self, task: _Optional[str] = ..., false_alarm_rate: _Optional[float] = ..., threshold: _Optional[float] = ..., operator_id: _Optional[str] = ...) -> None: ...
+
+class SetAnomalyThresholdResponse(_message.Message):
+    __slots__ = ("version", "parent_version", "threshold", "previous_threshold", "false_alarm_rate", "guaranteed_false_alarm_rate", "good_images", "good_images_above")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PARENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    FALSE_ALARM_RATE_FIELD_NUMBER: _ClassVar[int]
+    GUARANTEED_FALSE_ALARM_RATE_FIELD_NUMBER: _ClassVar[int]
+    GOOD_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    GOOD_IMAGES_ABOVE_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    parent_version: str
+    threshold: float
+    previous_threshold: float
+    false_alarm_rate: float
+    guaranteed_false_alarm_rate: float
+    good_images: int
+    good_images_above: int
+    def __init__(self, version: _Optional[str] = ..., parent_version: _Optional[str] = ..., threshold: _Optional[float] = ..., previous_threshold: _Optional[float] = ..., false_alarm_rate: _Optional[float] = ..., guaranteed_false_alarm_rate: _Optional[float] = ..., good_images: _Optional[int] = ..., good_images_above: _Optional[int] = ...) -> None: ...
+
 class EnrollGoodRequest(_message.Message):
     __slots__ = ("task", "image", "operator_id")
     TASK_FIELD_NUMBER: _ClassVar[int]

@@ -380,6 +380,11 @@ class AdapterServiceStub:
                 request_serializer=edgetl_dot_api_dot_v1_dot_adapt__pb2.EnrollGoodRequest.SerializeToString,
                 response_deserializer=edgetl_dot_api_dot_v1_dot_adapt__pb2.EnrollGoodResponse.FromString,
                 _registered_method=True)
+        self.SetAnomalyThreshold = channel.unary_unary(
+                '/edgetl.v1.AdapterService/SetAnomalyThreshold',
+                request_serializer=edgetl_dot_api_dot_v1_dot_adapt__pb2.SetAnomalyThresholdRequest.SerializeToString,
+                response_deserializer=edgetl_dot_api_dot_v1_dot_adapt__pb2.SetAnomalyThresholdResponse.FromString,
+                _registered_method=True)
 
 
 class AdapterServiceServicer:
@@ -417,6 +422,17 @@ class AdapterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetAnomalyThreshold(self, request, context):
+        """Anomaly tasks: the operator's sensitivity. The active bank with a new
+        threshold, set for a target false-alarm rate (from the good images'
+        leave-one-out scores, as training sets it) or given outright, as a new
+        adapter version activated at once (roll back like any other). A value out
+        of range is INVALID_ARGUMENT and the active version keeps serving.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdapterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -439,6 +455,11 @@ def add_AdapterServiceServicer_to_server(servicer, server):
                     servicer.EnrollGood,
                     request_deserializer=edgetl_dot_api_dot_v1_dot_adapt__pb2.EnrollGoodRequest.FromString,
                     response_serializer=edgetl_dot_api_dot_v1_dot_adapt__pb2.EnrollGoodResponse.SerializeToString,
+            ),
+            'SetAnomalyThreshold': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAnomalyThreshold,
+                    request_deserializer=edgetl_dot_api_dot_v1_dot_adapt__pb2.SetAnomalyThresholdRequest.FromString,
+                    response_serializer=edgetl_dot_api_dot_v1_dot_adapt__pb2.SetAnomalyThresholdResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -550,6 +571,33 @@ class AdapterService:
             '/edgetl.v1.AdapterService/EnrollGood',
             edgetl_dot_api_dot_v1_dot_adapt__pb2.EnrollGoodRequest.SerializeToString,
             edgetl_dot_api_dot_v1_dot_adapt__pb2.EnrollGoodResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAnomalyThreshold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgetl.v1.AdapterService/SetAnomalyThreshold',
+            edgetl_dot_api_dot_v1_dot_adapt__pb2.SetAnomalyThresholdRequest.SerializeToString,
+            edgetl_dot_api_dot_v1_dot_adapt__pb2.SetAnomalyThresholdResponse.FromString,
             options,
             channel_credentials,
             insecure,
