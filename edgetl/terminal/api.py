@@ -213,6 +213,20 @@ async def enrol_good(request):
     return web.json_response({"enrolled": to_json(enrolled), "resolved": to_json(resolved)})
 
 
+async def set_threshold(request):
+    """An anomaly task's sensitivity: `{"false_alarm_rate": 0.02}` or `{"threshold": 1.3}` (SetAnomalyThreshold: a new version, serving when this returns)."""
+    body = await _body(request)
+    message = adapt_pb2.SetAnomalyThresholdRequest(task=request.match_info["task"])
+    for name in ("false_alarm_rate", "threshold"):
+        if name in body:
+            try:
+                setattr(message, name, float(body[name]))
+            except (TypeError, ValueError):
+                raise BadRequest(f"{name} must be a number, got {body[name]!r}") from None
+            break
+    return reply(await rpc(request, _client(request).adapters.SetAnomalyThreshold, message, timeout=60))
+
+
 async def capture_policy(request):
     c, task = _client(request), request.match_info["task"]
     if request.method == "GET":
@@ -338,6 +352,7 @@ def routes() -> list[web.RouteDef]:
         ),
         web.post("/api/tasks/{task}/rollback", forward("adapters.Rollback", lambda r: adapt_pb2.RollbackRequest(task=task(r)), timeout=120)),
         web.get("/api/tasks/{task}/live-accuracy", forward("review.GetLiveAccuracy", lambda r: review_pb2.GetLiveAccuracyRequest(task=task(r)))),
+        web.post("/api/tasks/{task}/threshold", set_threshold),
         web.get("/api/tasks/{task}/capture-policy", capture_policy),
         web.put("/api/tasks/{task}/capture-policy", capture_policy),
         web.get("/api/jobs", forward("training.ListJobs", lambda r: adapt_pb2.ListJobsRequest(task=r.query.get("task", "")))),

@@ -259,6 +259,10 @@ def test_the_review_api_round_trip(server):
     assert status == 200 and headers["Content-Type"] == "image/jpeg" and thumb[:2] == b"\xff\xd8"
     status, body, _ = b.call("GET", f"/api/review/items/{first['id']}/heatmap")  # a classify task has no anomaly map
     assert status == 400 and "only anomaly tasks have an anomaly map" in body["error"]
+    status, body, _ = b.call("POST", "/api/tasks/parts/threshold", {"false_alarm_rate": "lots"})
+    assert status == 400 and "false_alarm_rate must be a number" in body["error"]
+    status, body, _ = b.call("POST", "/api/tasks/parts/threshold", {"false_alarm_rate": 0.02})  # a classify task
+    assert status == 400 and "a threshold is set on anomaly tasks" in body["error"]
     status, result, _ = b.call("POST", "/api/review/resolve", {"item_ids": [first["id"]], "action": "accept"})
     assert status == 200 and result["results"][0]["state"] == "accepted"
     status, live, _ = b.call("GET", "/api/tasks/parts/live-accuracy")

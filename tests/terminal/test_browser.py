@@ -367,3 +367,16 @@ def test_an_operator_teaches_an_anomaly_task_a_good_part_from_the_review_queue(s
     assert [a.version for a in active.adapters if a.state == "active"] == ["2"]
     assert page.text_content("#queue-count").endswith("of 3 pending")
     page.screenshot(path=str(shots / "review-anomaly.png"))
+
+    # Too many false alarms: the operator lets about 5 % of good parts be flagged instead, as version 3.
+    page.click("#sensitivity summary")
+    page.wait_for_selector("#sensitivity-now")
+    assert "Version 2: threshold" in page.text_content("#sensitivity-now")
+    page.fill("#sensitivity-form input[name=false_alarm_percent]", "5")
+    page.click("#sensitivity-form button[type=submit]")
+    page.wait_for_selector("#sensitivity-result")
+    assert "v3 serving: threshold" in page.text_content("#sensitivity-result")
+    assert "about 5.0 %" in page.text_content("#sensitivity-now")
+    active = adapt_pb2_grpc.AdapterServiceStub(server.channel).ListAdapters(adapt_pb2.ListAdaptersRequest(task="surface"), timeout=10)
+    assert [a.version for a in active.adapters if a.state == "active"] == ["3"]
+    page.screenshot(path=str(shots / "review-sensitivity.png"), full_page=True)

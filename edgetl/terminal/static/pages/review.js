@@ -52,7 +52,9 @@ export async function render(ctx) {
   const body = h("div", { class: "review-body" });
   const policyBox = h("details", { class: "card policy", id: "capture-policy" }, h("summary", {}, "What is kept for review"));
   policyBox.addEventListener("toggle", () => { if (policyBox.open) drawPolicy(); });
-  add(ctx.root, h("h1", {}, ["Review ", h("span", { class: "muted" }, task.name)]), filters, body, policyBox);
+  const sensitivityBox = anomaly ? h("details", { class: "card policy", id: "sensitivity" }, h("summary", {}, "Sensitivity: how many good parts may be flagged")) : null;
+  if (sensitivityBox) sensitivityBox.addEventListener("toggle", () => { if (sensitivityBox.open) drawSensitivity(); });
+  add(ctx.root, h("h1", {}, ["Review ", h("span", { class: "muted" }, task.name)]), filters, body, sensitivityBox, policyBox);
 
   // -- loading -----------------------------------------------------------------------------------
   function query(token = "") {
@@ -377,6 +379,39 @@ export async function render(ctx) {
       if (await attempt(() => api(`/api/tasks/${encodeURIComponent(task.name)}/capture-policy`, { method: "PUT", body: { reset: true } }))) drawPolicy();
     });
     add(policyBox, h("p", { class: "muted" }, `${origin} ${admin ? "" : "Admins can change it."} Images over the caps are not kept (and are counted); past ${Math.round(Number(policy.disk_bytes) / 2 ** 20)} MiB the oldest unreviewed go first.`), form);
+  }
+
+  // An anomaly task's threshold, as the share of good parts it flags: too many false alarms, raise it;
+  // defects slipping through, lower it. Each change is a new version (roll back under Versions).
+  async function drawSensitivity(result = null) {
+    const list = await attempt(() => api(`/api/tasks/${encodeURIComponent(task.name)}/adapters`));
+    if (!list) return;
+    while (sensitivityBox.children.length > 1) sensitivityBox.lastChild.remove();
+    const active = list.adapters.find((a) => a.state === "active");
+    const calibration = active ? (JSON.parse(active.options_json || "{}").bank || {}).calibration : null;
+    if (!calibration) {
+      add(sensitivityBox, h("p", { class: "muted" }, "No active anomaly version yet: train one from good parts first."));
+      return;
+    }
+    const percent = (x) => `${(100 * Number(x)).toFixed(1)} %`;
+    const now = h("p", { id: "sensitivity-now" }, [
+      `Version ${active.version}: threshold ${Number(calibration.threshold).toFixed(3)}, about `, h("strong", {}, percent(calibration.false_alarm_rate)),
+      ` of good parts flagged (at most ${percent(calibration.guaranteed_false_alarm_rate)} without a model; ${calibration.n} good images).`,
+    ]);
+    const rate = h("input", { type: "number", name: "false_alarm_percent", min: 0.1, max: 49, step: 0.1, value: (100 * Number(calibration.false_alarm_rate)).toFixed(1), "aria-label": "Good parts flagged, per cent" });
+    const form = h("form", { class: "policy-form", id: "sensitivity-form" }, [
+      h("label", {}, ["Flag about this share of good parts (%)", rate]),
+      h("div", { class: "row" }, [h("button", { class: "big primary", type: "submit" }, "Set as a new version")]),
+    ]);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const done = await attempt(() => api(`/api/tasks/${encodeURIComponent(task.name)}/threshold`, { method: "POST", body: { false_alarm_rate: Number(rate.value) / 100 } }));
+      if (done) drawSensitivity(done);
+    });
+    const last = result
+      ? h("p", { class: "resolved", id: "sensitivity-result" }, `v${result.version} serving: threshold ${Number(result.previous_threshold).toFixed(3)} → ${Number(result.threshold).toFixed(3)}. Roll back under Versions.`)
+      : null;
+    add(sensitivityBox, now, last, form, h("p", { class: "muted" }, "Fewer false alarms means a higher threshold, and small defects may pass; the review queue shows what it flags."));
   }
 
   // -- keys -----------------------------------------------------------------------------------------
