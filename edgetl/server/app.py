@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import signal
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable
@@ -118,6 +119,8 @@ class EdgetlServer:
         self._metrics_http = None
         self.terminal = None  # edgetl.terminal.app.Terminal when [terminal] terminal = true
         self.socket_path: Path | None = None
+        #: The temporary directory made for the socket when the data directory's path is too long (removed at stop).
+        self._socket_dir: Path | None = None
 
     @property
     def address(self) -> str:
@@ -241,7 +244,8 @@ class EdgetlServer:
         """
         path = data_dir.resolve() / "edgetl.sock"
         if len(str(path)) > 100:  # AF_UNIX paths are short
-            path = Path(tempfile.mkdtemp(prefix="edgetl-")) / "edgetl.sock"
+            self._socket_dir = Path(tempfile.mkdtemp(prefix="edgetl-"))
+            path = self._socket_dir / "edgetl.sock"
         path.unlink(missing_ok=True)  # left by a server that was killed
         if not self._server.add_secure_port(f"unix:{path}", grpc.local_server_credentials(grpc.LocalConnectionType.UDS)):
             raise ConfigError(f"cannot open the terminal's socket {path}")
@@ -289,8 +293,11 @@ class EdgetlServer:
             await self._server.stop(self.settings.grace_s if grace is None else grace)
         if self.socket_path is not None:
             self.socket_path.unlink(missing_ok=True)
-            if self.socket_path.parent.name.startswith("edgetl-"):  # our own temp dir (long data dir paths)
-                self.socket_path.parent.rmdir()
+        # Only the directory this server made: a name test once matched the default data directory,
+        # `edgetl-data`, and a stop that tried to remove it raised (rmdir refused: not empty).
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
         if self.jobs is not None:
             await self.jobs.close()
         if self._metrics_http is not None:

@@ -349,3 +349,22 @@ def test_the_terminal_of_a_tls_server_speaks_https_and_signs_people_in_with_toke
         assert oct(server.server.socket_path.stat().st_mode & 0o777) == "0o600"
     finally:
         server.stop()
+
+
+def test_a_server_on_a_data_directory_called_edgetl_data_stops_cleanly_and_keeps_it(tmp_path, session_store):
+    """The default data directory is `edgetl-data`; stopping once tried to remove it as if it were the
+    socket's temporary directory (and raised, since it is not empty). Long paths get a temporary one,
+    which is removed."""
+    from tests.conftest import ServerThread, make_settings
+
+    for parent in (tmp_path, tmp_path / ("long-" * 20)):  # short: the socket in the data dir; long: in a temp dir
+        data = parent / "edgetl-data"
+        data.mkdir(parents=True)
+        (data / "store").symlink_to(session_store, target_is_directory=True)
+        server = ServerThread(make_settings(data))
+        socket_dir = server.server.socket_path.parent
+        assert (socket_dir == data.resolve()) == (len(str(data.resolve() / "edgetl.sock")) <= 100)
+        server.stop()
+        assert data.is_dir() and (data / "edgetl.db").is_file()
+        assert not server.server.socket_path.exists()
+        assert socket_dir.exists() == (socket_dir == data.resolve())
