@@ -10,7 +10,7 @@ from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc
 from edgetl.errors import InvalidInput
 from edgetl.runtime.engine import InferenceEngine
 from edgetl.server.convert import adapter_to_proto
-from edgetl.server.security import LOCAL, current_caller_name
+from edgetl.server.security import operator_name
 
 
 class AdapterServicer(adapt_pb2_grpc.AdapterServiceServicer):
@@ -41,10 +41,7 @@ class AdapterServicer(adapt_pb2_grpc.AdapterServiceServicer):
     async def EnrollGood(self, request, context):
         if request.image.WhichOneof("data") != "encoded":
             raise InvalidInput("a good part is enrolled as encoded file bytes (image.encoded: JPEG, PNG or BMP), as a label is")
-        # With security the label names the authenticated caller; without it the caller may say who they are.
-        operator = current_caller_name(LOCAL)
-        if operator == LOCAL:
-            operator = request.operator_id or LOCAL
+        operator = operator_name(request.operator_id)
         e = await self.enroller.enroll(request.task, request.image.encoded, operator)
         return adapt_pb2.EnrollGoodResponse(
             version=e.version, parent_version=e.parent_version, score=e.score, threshold=e.threshold, previous_threshold=e.previous_threshold,
@@ -55,9 +52,7 @@ class AdapterServicer(adapt_pb2_grpc.AdapterServiceServicer):
         which = request.WhichOneof("target")
         if which is None:
             raise InvalidInput("set false_alarm_rate (e.g. 0.01: flag about 1 % of good parts) or threshold (a score)")
-        operator = current_caller_name(LOCAL)
-        if operator == LOCAL:
-            operator = request.operator_id or LOCAL
+        operator = operator_name(request.operator_id)
         kind = {which: float(getattr(request, which))}
         change = await self.enroller.set_threshold(request.task, operator, **kind)
         c = change.calibration

@@ -8,7 +8,7 @@ from edgetl.adapt.labels import LabelStore, split_of
 from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc
 from edgetl.errors import InvalidInput
 from edgetl.runtime.engine import InferenceEngine
-from edgetl.server.security import LOCAL, current_caller_name
+from edgetl.server.security import operator_name
 
 
 class LabelServicer(adapt_pb2_grpc.LabelServiceServicer):
@@ -23,11 +23,7 @@ class LabelServicer(adapt_pb2_grpc.LabelServiceServicer):
             raise InvalidInput(f"task {task.name!r} is built in; create a task of your own to label (edgetl tasks create)")
         if request.image.WhichOneof("data") != "encoded":
             raise InvalidInput("labels need the image as encoded file bytes (image.encoded: JPEG, PNG or BMP)")
-        # With security the label names the authenticated caller; without it
-        # (every local caller is "local") the caller may say who they are.
-        operator = current_caller_name(LOCAL)
-        if operator == LOCAL:
-            operator = request.operator_id or LOCAL
+        operator = operator_name(request.operator_id)
         result = await asyncio.to_thread(
             self.labels.add, task.name, task.class_names, request.image.encoded, request.class_name, operator, request.corrects_prediction, self.max_pixels
         )

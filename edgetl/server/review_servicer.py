@@ -15,7 +15,7 @@ from edgetl.review.store import Query, ReviewStore
 from edgetl.runtime.engine import InferenceEngine
 from edgetl.runtime.preprocess import EncodedImage
 from edgetl.server.convert import policy_changes_from_proto, policy_to_proto, prediction_to_proto, review_item_to_proto
-from edgetl.server.security import LOCAL, current_caller_name
+from edgetl.server.security import LOCAL, current_caller_name, operator_name
 
 _ACTIONS = {review_pb2.ACCEPT: "accept", review_pb2.RELABEL: "relabel", review_pb2.REJECT: "reject", review_pb2.SKIP: "skip"}
 
@@ -60,9 +60,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
         check_request(item_ids, action, request.class_name)
         if request.task:
             self.engine.get_task(request.task)  # NOT_FOUND for a task that does not exist
-        operator = current_caller_name(LOCAL)
-        if operator == LOCAL and request.operator_id:  # no security: the caller may say who they are
-            operator = request.operator_id
+        operator = operator_name(request.operator_id)
         outcomes = await asyncio.to_thread(
             resolve, self.reviews, self.labels, self.engine.get_task, item_ids, action, request.class_name, operator, self.max_pixels, request.task
         )

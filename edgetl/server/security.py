@@ -114,6 +114,14 @@ def current_caller_name(default: str = "") -> str:
     return caller.name if caller is not None else default
 
 
+def operator_name(claimed: str) -> str:
+    """Who a label, resolution or adapter change is recorded as: with security, the
+    authenticated caller; without it (every local caller is "local"), the name the
+    request claims (its `operator_id`), or "local"."""
+    operator = current_caller_name(LOCAL)
+    return (claimed or LOCAL) if operator == LOCAL else operator
+
+
 def required_role(method: str) -> str | None:
     """None for open methods (health, reflection)."""
     if method.lstrip("/").split("/")[0] in OPEN_SERVICES:
