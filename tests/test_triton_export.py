@@ -46,7 +46,8 @@ def _run_ensemble(repo, name: str, pixels: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("method", ["head", "lora", "head-int8"])
 def test_the_triton_repository_answers_as_the_server_does(server, data_dir, tmp_path, method):
     images = create_and_label(server, task="line9", backbone=TINY, per_class=6, size=64)
-    options = {"epochs": 1, "batch_size": 8} if method == "lora" else {}
+    # A plain head: a guided one (the default with an "ok" class) is refused (the next test).
+    options = {"epochs": 1, "batch_size": 8} if method == "lora" else {"pooling": "global"}
     method, _, precision = method.partition("-")
     if precision:
         options["precision"] = precision
@@ -97,3 +98,15 @@ def test_export_of_a_task_without_an_active_adapter_writes_nothing(server, data_
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "task 'fresh' has no active adapter to export" in done.stderr and len(done.stderr.splitlines()) == 1
     assert list(out.iterdir()) == []  # no models, no staging directory left behind
+
+
+def test_export_of_a_guided_head_is_refused_with_the_way_out(server, data_dir, tmp_path):
+    create_and_label(server, task="line9", backbone=TINY, per_class=6, size=64)
+    _, job = train(server, task="line9")
+    assert job.state == "succeeded"
+    out = tmp_path / "r"
+    done = subprocess.run([sys.executable, "-m", "edgetl", "export", "triton", "--task", "line9", "--data-dir", str(data_dir), str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1
+    assert "serves a guided head" in done.stderr and "--pooling global" in done.stderr
+    assert not out.exists()

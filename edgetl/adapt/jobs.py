@@ -119,6 +119,10 @@ class JobManager:
             check_precision(options["precision"])
             if method == "anomaly" and options["precision"] != "fp32":
                 raise InvalidInput(ANOMALY_PRECISION)
+        if options.get("pooling") is not None and options["pooling"] not in ("auto", "guided", "global"):
+            raise InvalidInput(f"head option pooling must be 'auto', 'guided' or 'global', got {options['pooling']!r}")
+        if options.get("good_class") and options["good_class"] not in task.class_names:
+            raise InvalidInput(f"good_class {options['good_class']!r} is not a class of task {task.name!r}; classes: {', '.join(task.class_names)}")
         running = [j for j in self._jobs.values() if j.task == task.name and j.state not in FINISHED]
         if running:
             raise NotReady(f"task {task.name!r} already has job {running[0].id} {running[0].state}; wait for it or cancel it")

@@ -276,8 +276,9 @@ def _auto(tmp, build, options, backbone, base, settings, store, val_x, val_y, is
 
 def _drift_reference(tmp, candidate, manifest, labels, tensors, y, class_names, session, data_dir, emit) -> None:
     """drift.npz: how every labelled image looks to the served model (edgetl.monitor.reference)."""
-    from edgetl.adapt.features import cached_features
+    from edgetl.adapt.features import cached_features, cached_maps
     from edgetl.monitor.reference import FILE, fit_reference
+    from edgetl.runtime.guided import GuidedHead
     from edgetl.runtime.heads import EMBEDDING, probabilities_and_embedding
 
     emit({"phase": "reference", "message": f"drift reference from {len(labels)} labelled images"})
@@ -286,7 +287,11 @@ def _drift_reference(tmp, candidate, manifest, labels, tensors, y, class_names, 
         names = candidate.head.inputs
         # An INT8 head runs its own quantized backbone: the float backbone's cache does not hold its features.
         cache = None if manifest.get("onnx") else data_dir / "features" / session.record.export_id
-        pooled = cached_features(candidate.batcher, labels, tensors, names, cache, emit)
+        if isinstance(candidate.head, GuidedHead):
+            maps = cached_maps(candidate.batcher, labels, tensors, names, cache, emit)
+            pooled = np.stack([candidate.head.pool({k: v[None].astype(np.float32) for k, v in m.items()})[0] for m in maps])
+        else:
+            pooled = cached_features(candidate.batcher, labels, tensors, names, cache, emit)
         z = (pooled - candidate.head.mean) * candidate.head.inv_std
     elif EMBEDDING in candidate.outputs:
         rows = []
@@ -350,48 +355,97 @@ def _check_labels(labels, class_names) -> None:
 
 
 def _train_head(tmp, session, batcher, labels, tensors, is_val, y, class_names, options, data_dir, emit) -> dict:
-    """The holdout head on the training split, then the served head on every label (a fit is a fraction of a second)."""
-    from edgetl.adapt.features import VIEWS, cached_features
+    """The holdout head on the training split, then the served head on every label.
+
+    Guided pooling (edgetl.runtime.guided) when the task has a good class
+    with enough training images, else the plain head's global pooling
+    (`_head_pooling` says which and why; the job's options record it).
+    """
+    from edgetl.adapt.features import VIEWS, cached_features, cached_maps
+    from edgetl.adapt.trainer_guided import fit_guided
     from edgetl.adapt.trainer_head import DEFAULTS, train_head
+    from edgetl.anomaly.model import bank_maps
     from edgetl.backbones.spec import POOLED
     from edgetl.errors import InvalidInput
+    from edgetl.runtime.guided import head_from_arrays
 
-    names = (POOLED, *session.record.manifest["spec"]["feature_maps"])
     cache = data_dir / "features" / session.record.export_id
     resolved = {**DEFAULTS, **{k: v for k, v in options.items() if k in DEFAULTS and v is not None}}
     views = int(resolved["views"])
     if not 1 <= views <= len(VIEWS):
         raise InvalidInput(f"head option views must be 1-{len(VIEWS)}, got {views}")
-    # Each labelled image in `views` of its flips and turns: more rows to fit, nothing more to serve.
-    x = np.stack([cached_features(batcher, labels, tensors, names, cache, emit, view) for view in range(views)])  # [V, N, D]
     train = ~is_val
+    pooling, good, why = _head_pooling(class_names, y, train, options)
+    resolved = {**resolved, "pooling": pooling, "pooling_reason": why}
+    if good is not None:
+        resolved["good_class"] = class_names[good]
+    if pooling == "guided":
+        names = bank_maps(session.record.manifest)
+        guided_options = {**resolved, "max_patches": options.get("max_patches"), "seed": options.get("seed")}
 
-    def fit(rows: np.ndarray, progress=lambda e: None) -> dict:
-        return train_head(x[:, rows].reshape(-1, x.shape[2]), np.tile(y[rows], views), len(class_names), resolved, progress)
+        def extract(source, cache_dir):  # each labelled image's maps, in each view
+            return [cached_maps(source, labels, tensors, names, cache_dir, emit, view) for view in range(views)]
 
+        def fit(data, rows, progress=lambda e: None) -> dict:
+            return fit_guided(data, y, rows, good, len(class_names), guided_options, progress)
+
+        def probabilities(head, data, rows) -> np.ndarray:
+            return head_from_arrays(head)({name: np.stack([data[0][i][name] for i in np.flatnonzero(rows)]).astype(np.float32) for name in names})
+    else:
+        names = (POOLED, *session.record.manifest["spec"]["feature_maps"])
+
+        def extract(source, cache_dir):  # [V, N, D]: each labelled image's pooled features, in each view
+            return np.stack([cached_features(source, labels, tensors, names, cache_dir, emit, view) for view in range(views)])
+
+        def fit(data, rows, progress=lambda e: None) -> dict:
+            return train_head(data[:, rows].reshape(-1, data.shape[2]), np.tile(y[rows], views), len(class_names), resolved, progress)
+
+        def probabilities(head, data, rows) -> np.ndarray:
+            model = head_from_arrays(head, names)
+            return model.classify((data[0, rows] - model.mean) * model.inv_std)
+
+    emit({"phase": "features", "message": f"{pooling} pooling ({why}); {len(labels)} images in {views} view(s)"})
+    data = extract(batcher, cache)
     (tmp / HOLDOUT_DIR).mkdir(parents=True, exist_ok=True)
-    holdout = fit(train, emit)
+    holdout = fit(data, train, emit)
     if options.get("precision") == "int8":
         # The float holdout head above is the yardstick; the adapter itself is
         # an INT8 backbone of its own with heads fitted on *its* features.
-        fp32_metrics = _head_metrics(holdout, x[0, ~train], y[~train], class_names)
+        from edgetl.adapt.metrics import metrics
+
+        predicted = probabilities(holdout, data, ~train).argmax(1)
+        fp32_metrics = {**metrics(y[~train], predicted, class_names), "predicted": predicted.tolist()}
         int8 = _int8_backbone(tmp, session, tensors[train], emit)
-        own = _own_batcher(tmp, session, int8)
-        x = np.stack([cached_features(own, labels, tensors, names, None, emit, view) for view in range(views)])
-        holdout = fit(train, emit)
+        data = extract(_own_batcher(tmp, session, int8), None)
+        holdout = fit(data, train, emit)
         resolved = {**resolved, "int8": {**int8, "fp32_metrics": fp32_metrics}}
-    np.savez(tmp / HOLDOUT_DIR / "head.npz", inputs=np.array(names), **holdout)
+    np.savez(tmp / HOLDOUT_DIR / "head.npz", **{"inputs": np.array(names), **holdout})
     emit({"phase": "refit", "message": f"fitting the served head on all {len(y)} labels"})
-    np.savez(tmp / "head.npz", inputs=np.array(names), **fit(np.ones_like(train)))
+    np.savez(tmp / "head.npz", **{"inputs": np.array(names), **fit(data, np.ones_like(train))})
     return resolved
 
 
-def _head_metrics(head: dict, features: np.ndarray, y: np.ndarray, class_names) -> dict:
-    """A fitted head's metrics on pooled features (as LinearHead computes its logits), with its predictions."""
-    from edgetl.adapt.metrics import metrics
+def _head_pooling(class_names, y, train, options) -> tuple[str, int | None, str]:
+    """("guided" or "global", the good class's index or None, why), from the `pooling` option and the labels."""
+    from edgetl.adapt.trainer_guided import MIN_GOOD, good_class
+    from edgetl.errors import InvalidInput
 
-    logits = ((features - head["mean"]) / head["std"]) @ head["weight"].T + head["bias"]
-    return {**metrics(y, logits.argmax(1), class_names), "predicted": logits.argmax(1).tolist()}
+    wanted = str(options.get("pooling") or "auto")
+    if wanted not in ("auto", "guided", "global"):
+        raise InvalidInput(f"head option pooling must be 'auto', 'guided' or 'global', got {wanted!r}")
+    if wanted == "global":
+        return "global", None, "asked for"
+    good = good_class(class_names, options)
+    if good is None:
+        if wanted == "guided":
+            raise InvalidInput(f"guided pooling needs a good class: name it with good_class (classes: {', '.join(class_names)})")
+        return "global", None, "no class named like a good part (ok, good, pass…); name one with good_class for guided pooling"
+    n_good = int((train & (y == good)).sum())
+    if n_good < MIN_GOOD:
+        if wanted == "guided":
+            raise InvalidInput(f"guided pooling needs at least {MIN_GOOD} {class_names[good]!r} images in the training split, got {n_good}; label more")
+        return "global", good, f"only {n_good} {class_names[good]!r} image(s) in the training split; guided pooling needs {MIN_GOOD}"
+    return "guided", good, f"looks where parts differ from the {n_good} {class_names[good]!r} training images" if wanted == "auto" else "asked for"
 
 
 def _int8_backbone(tmp: Path, session, calibration: np.ndarray, emit) -> dict:

@@ -135,7 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int)
     train.add_argument("--patience", type=int)
     train.add_argument("--views", type=int, help="head: fit each image in this many of its flips and turns (1-8, default 8); anomaly: enrol each good image in this many (default 8)")
-    train.add_argument("--max-patches", type=int, help="anomaly: the most patches the bank keeps (default 4096)")
+    train.add_argument("--max-patches", type=int, help="anomaly, and a guided head's good bank: the most patches the bank keeps (default 4096)")
+    train.add_argument(
+        "--pooling", choices=["auto", "guided", "global"],
+        help="head: guided looks where a part differs from the good class (auto, the default, when the task has one); global pools the whole image",
+    )
+    train.add_argument("--good-class", help="head: the class of good parts, for guided pooling (default: a class named ok, good, pass, normal…)")
     train.add_argument("--false-alarm-rate", type=float, help="anomaly: the false-alarm rate on good parts the threshold is set for (default 0.01)")
     train.add_argument(
         "--precision", choices=["fp32", "int8"],

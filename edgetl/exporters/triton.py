@@ -84,6 +84,12 @@ def export_triton(data_dir: Path, task_name: str, out: Path, max_batch: int = MA
         # The bank's nearest-neighbour search and top-1 % pooling would be an ONNX graph of their own
         # (MatMul against the bank as an initializer, ReduceMin, TopK); not built yet.
         raise InvalidInput(f"task {task.name!r} is an anomaly task; the Triton export covers classify tasks (head and LoRA adapters) only, so far")
+    if manifest["method"] == "head" and manifest.get("options", {}).get("pooling") == "guided":
+        # The same nearest-neighbour search as an anomaly bank, before the linear layer.
+        raise InvalidInput(
+            f"task {task.name!r} serves a guided head (it searches a bank of good patches); the Triton export covers plain heads and LoRA. "
+            f"For a Triton deployment train one with: edgetl train --task {task.name} --method head --pooling global"
+        )
     verify_files(adapter_dir, manifest)  # never export a damaged adapter
     base = ModelStore(data_dir / "store").load(data_dir / "store" / "exports" / manifest["export_id"])
     spec = base.manifest["input"]

@@ -2,7 +2,9 @@
 
 An adapter directory holds ``manifest.json`` and its artifacts:
 
-- method ``head``: ``head.npz``, a LinearHead on the task's shared backbone;
+- method ``head``: ``head.npz``, a LinearHead on the task's shared backbone
+  (a GuidedHead when it also holds a bank of the task's good patches:
+  edgetl.runtime.guided);
   with precision ``int8``, also ``model.onnx``, the backbone quantized to
   8 bits (edgetl.adapt.quantize), run as the task's own backbone session;
 - method ``anomaly``: ``bank.npz``, a bank of good patches with its
@@ -41,7 +43,8 @@ from edgetl.fsutil import sha256_file
 from edgetl.monitor.reference import FILE as DRIFT_FILE
 from edgetl.monitor.reference import DriftReference
 from edgetl.runtime.batcher import MicroBatcher
-from edgetl.runtime.heads import EMBEDDING, Head, LinearHead, LogitsHead
+from edgetl.runtime.guided import load_head
+from edgetl.runtime.heads import EMBEDDING, Head, LogitsHead
 from edgetl.runtime.session import BackboneSession
 from edgetl.runtime.store import ExportRecord
 from edgetl.settings import Settings
@@ -110,13 +113,13 @@ def open_adapter(
                 f"adapter {manifest['version']} was trained on backbone export {manifest['export_id']}, "
                 f"but {batcher.session.record.export_id} is loaded; retrain it"
             )
-        head: Head = LinearHead.load(path / "head.npz") if method == "head" else _load_bank(path / BANK_FILE, manifest)
+        head: Head = _load_head(path / "head.npz", manifest) if method == "head" else _load_bank(path / BANK_FILE, manifest)
     elif method in ("head", "lora", "scratch") and own_model:
         record = ExportRecord(f"{manifest['task']}-v{manifest.get('version', 'candidate')}", path, manifest["onnx"])
         kind = method + (", int8" if "int8" in manifest["onnx"] else "")
         # Counted per task, not per version, so /metrics does not grow a series with every retraining.
         batcher = MicroBatcher(BackboneSession(record, settings, trt_cache_root), settings.max_batch, label=f"{manifest['task']} ({kind})")
-        head = LinearHead.load(path / "head.npz") if method == "head" else LogitsHead()
+        head = _load_head(path / "head.npz", manifest) if method == "head" else LogitsHead()
     else:
         raise ExportError(f"adapter {manifest['version']}: unknown method {method!r}")
     drift, outputs = None, ()
@@ -125,6 +128,13 @@ def open_adapter(
     if method != "head" and EMBEDDING in (manifest.get("onnx") or {}).get("outputs", {}):
         outputs = (*head.inputs, EMBEDDING)
     return LoadedAdapter(str(manifest.get("version", "candidate")), head, batcher, manifest, drift, outputs)
+
+
+def _load_head(path: Path, manifest: dict) -> Head:
+    try:
+        return load_head(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise Damaged(f"adapter {manifest.get('version')} of task {manifest.get('task')!r}: its head {path.name} cannot be read ({exc})") from exc
 
 
 def _load_bank(path: Path, manifest: dict) -> AnomalyModel:

@@ -68,9 +68,13 @@ class LinearHead:
         with np.load(path) as z:
             return cls(tuple(str(n) for n in z["inputs"]), z["mean"], z["std"], z["weight"], z["bias"])
 
+    def pool(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The features [N, D] this head was fitted on (a guided head pools differently)."""
+        return pool_features(features, self.inputs)
+
     def standardize(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
         """The vector [N, D] the linear layer reads (the adapter's embedding, for drift monitoring)."""
-        return (pool_features(features, self.inputs) - self.mean) * self.inv_std
+        return (self.pool(features) - self.mean) * self.inv_std
 
     def classify(self, z: np.ndarray) -> np.ndarray:
         return softmax(z @ self.weight_t + self.bias)

@@ -335,10 +335,15 @@ def test_auto_tries_lora_when_the_head_leaves_room_and_says_why(server, data_dir
 
 def test_the_head_learns_from_every_flip_and_turn_of_each_image(server, data_dir):
     create_and_label(server, per_class=6)
-    _, job = train(server)
-    assert job.state == "succeeded" and adapter_options(server, job.version)["views"] == 8
+    _, job = train(server)  # a class named "ok": guided pooling, on the two coarsest maps
+    options = adapter_options(server, job.version)
+    assert job.state == "succeeded" and options["views"] == 8 and options["pooling"] == "guided" and options["good_class"] == "ok"
+    cached = {p.name.split(".", 1)[1] for p in (data_dir / "features").rglob("maps/*.npz")}
+    assert cached == {"npz", *(f"v{i}.npz" for i in range(1, 8))}  # each view's maps cached once, for the next job
+    _, pooled = train(server, force=True, pooling="global")
+    assert pooled.state == "succeeded" and adapter_options(server, pooled.version)["pooling"] == "global"
     cached = {p.name.split(".", 1)[1] for p in (data_dir / "features").rglob("*.npy")}
-    assert cached == {"npy", *(f"v{i}.npy" for i in range(1, 8))}  # each view cached once, for the next job
+    assert cached == {"npy", *(f"v{i}.npy" for i in range(1, 8))}
     _, plain = train(server, force=True, views=1)
     assert plain.state == "succeeded" and adapter_options(server, plain.version)["views"] == 1
     _, bad = train(server, views=9)
@@ -351,3 +356,22 @@ def adapter_options(server, version: str) -> dict:
 
     listed = adapters(server).ListAdapters(adapt_pb2.ListAdaptersRequest(task="parts"), timeout=10).adapters
     return json.loads(next(a for a in listed if a.version == version).options_json)
+
+
+def test_pooling_follows_the_good_class_and_bad_options_are_refused(server, data_dir):
+    create_and_label(server, task="defects", classes=("scratch", "pit", "burn"), per_class=6)
+    _, plain = train(server, task="defects")  # no class is named like a good part
+    options = json.loads((data_dir / "adapters" / "defects" / plain.version / "manifest.json").read_text())["options"]
+    assert plain.state == "succeeded" and options["pooling"] == "global" and "good_class" in options["pooling_reason"]
+
+    _, named = train(server, task="defects", good_class="scratch", force=True)
+    options = json.loads((data_dir / "adapters" / "defects" / named.version / "manifest.json").read_text())["options"]
+    assert named.state == "succeeded" and options["pooling"] == "guided" and options["good_class"] == "scratch"
+
+    for bad, message in (({"good_class": "fine"}, "not a class of task 'defects'"), ({"pooling": "max"}, "pooling must be 'auto', 'guided' or 'global'")):
+        with pytest.raises(grpc.RpcError) as refused:
+            train(server, task="defects", **bad)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in refused.value.details()
+    _, failed = train(server, task="defects", pooling="guided")
+    assert failed.state == "failed" and "guided pooling needs a good class" in failed.error
+    assert classify(server, np.zeros((96, 96, 3), np.uint8), task="defects").adapter_version == named.version  # still serving

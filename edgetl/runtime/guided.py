@@ -1,0 +1,104 @@
+"""Anomaly-guided pooling: a defect classifier that looks where the part is unlike a good one.
+
+The plain head (`LinearHead`) pools every feature map over the whole image,
+so a thin scratch is a few positions among 196 of texture. A guided head
+carries a small bank of its task's *good* patches (the labelled good
+class, on the two coarsest maps, exactly as an anomaly task's bank:
+`edgetl.anomaly.bank`) and pools where an image's patches are far from
+it: the mean of the K most anomalous patches, a softmax-weighted mean of
+all patches (weights grow with the distance), and the K largest distances
+with the mean and spread of all of them. A linear classifier reads that.
+
+On defects nobody here tuned on (benchmarks/guided_heads.py, relief and
+blend, 8 surfaces, 2 seeds) this scored 0.772 / 0.812 / 0.852 at 10 / 20 /
+50 labels per class against 0.673 / 0.751 / 0.817 for the plain head's
+features; it costs one nearest-neighbour search per image (about 3.5 ms
+on 2 cores, as an anomaly task's score).
+
+Numpy only: serving imports no torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.anomaly.bank import nearest_distances, patch_features
+from edgetl.runtime.heads import LinearHead
+
+#: The most anomalous patches averaged into the defect's descriptor.
+TOP_K = 4
+
+
+def guided_features(patches: np.ndarray, distances: np.ndarray, k: int = TOP_K) -> np.ndarray:
+    """One image's descriptor [2 D + k + 2] from its patches [P, D] and their distances [P] to the good bank.
+
+    The K most anomalous patches' mean says what the defect looks like; the
+    softmax-weighted mean (temperature: the distances' spread) says it
+    without a hard cut-off; the K largest distances and the mean and spread
+    of all say how unlike a good part it is.
+    """
+    top = np.argpartition(-distances, k - 1)[:k] if len(distances) > k else np.arange(len(distances))
+    w = np.exp((distances - distances.max()) / (distances.std() + 1e-6))
+    w /= w.sum()
+    return np.concatenate([
+        patches[top].mean(0), w @ patches, np.sort(distances[top])[-k:], [distances.mean(), distances.std()],
+    ]).astype(np.float32)
+
+
+class GoodBank:
+    """Patches of a task's good images [M, D] on maps `inputs`, each map divided by its scale."""
+
+    def __init__(self, inputs: tuple[str, ...], scales: np.ndarray, bank: np.ndarray, k: int = TOP_K):
+        self.inputs = tuple(inputs)
+        self.scales = np.asarray(scales, np.float32)
+        self.bank = np.ascontiguousarray(bank, np.float32)
+        self.bank_sq = np.einsum("md,md->m", self.bank, self.bank)
+        self.k = int(k)
+
+    def describe(self, maps: Mapping[str, np.ndarray], excluded: np.ndarray | None = None) -> np.ndarray:
+        """One image's guided descriptor from its maps ([C, h, w] each); `excluded` bank rows are skipped (leave one out)."""
+        patches, _ = patch_features(maps, self.inputs, self.scales)
+        return guided_features(patches, nearest_distances(patches, self.bank, self.bank_sq, excluded), self.k)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"inputs": np.array(self.inputs), "scales": self.scales, "bank": self.bank.astype(np.float16), "k": np.array(self.k)}
+
+
+class GuidedHead(LinearHead):
+    """A linear classifier on guided descriptors: describe (bank search) -> standardise -> linear -> softmax."""
+
+    def __init__(self, good: GoodBank, mean: np.ndarray, std: np.ndarray, weight: np.ndarray, bias: np.ndarray):
+        super().__init__(good.inputs, mean, std, weight, bias)
+        self.good = good
+
+    def pool(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        n = len(features[self.inputs[0]])
+        rows = [self.good.describe({name: features[name][i] for name in self.inputs}) for i in range(n)]
+        return np.stack(rows) if rows else np.zeros((0, len(self.mean)), np.float32)
+
+    @classmethod
+    def load(cls, path: Path) -> GuidedHead:
+        with np.load(path) as z:
+            bank = z["bank"].astype(np.float32)
+            if bank.ndim != 2 or not len(bank) or not np.all(np.isfinite(bank)):
+                raise ValueError(f"the good bank holds {bank.shape} patches, or non-finite ones")
+            good = GoodBank(tuple(str(n) for n in z["inputs"]), z["scales"], bank, int(z["k"]))
+            return cls(good, z["mean"], z["std"], z["weight"], z["bias"])
+
+
+def head_from_arrays(arrays: Mapping[str, np.ndarray], inputs: tuple[str, ...] | None = None) -> LinearHead:
+    """A head from what a trainer returned (and head.npz holds): guided when there is a bank, plain otherwise (then `inputs` names its maps)."""
+    if "bank" in arrays:
+        good = GoodBank(tuple(str(n) for n in arrays["inputs"]), arrays["scales"], np.asarray(arrays["bank"], np.float32), int(arrays["k"]))
+        return GuidedHead(good, arrays["mean"], arrays["std"], arrays["weight"], arrays["bias"])
+    return LinearHead(tuple(inputs if inputs is not None else (str(n) for n in arrays["inputs"])), arrays["mean"], arrays["std"], arrays["weight"], arrays["bias"])
+
+
+def load_head(path: Path) -> LinearHead:
+    """A head file: guided (it holds a good bank) or plain."""
+    with np.load(path) as z:
+        guided = "bank" in z.files
+    return GuidedHead.load(path) if guided else LinearHead.load(path)
