@@ -77,6 +77,7 @@ class Bench:
         from edgetl.db import DB_FILE
         from edgetl.runtime.adapters import open_adapter, predict
         from edgetl.runtime.preprocess import EncodedImage, decode
+        from edgetl.runtime.threads import limit_blas
 
         task = f"t{int(time.time() * 1e6)}"
         labels = LabelStore(self.root, self.root / DB_FILE)
@@ -94,6 +95,7 @@ class Bench:
         started = time.monotonic()
         result = run(request, lambda event: None)
         train_s = time.monotonic() - started
+        limit_blas(1)  # the test set is classified as a server would (edgetl.runtime.threads); run() gave BLAS the job's threads
         adapter = open_adapter(tmp, self.base, self.settings, self.store.trt_cache)
         test = list(make_set(surface, generator, TEST_PER_CLASS, 224, seed + TEST_SEED_OFFSET))
         tensors = np.stack([self.session.preprocess(decode(EncodedImage(_png(img)), 10**8)) for _, img in test])

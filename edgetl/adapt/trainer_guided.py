@@ -74,8 +74,10 @@ def fit_guided(
     bank = GoodBank(names, scales, all_patches[chosen])
     bank_origin = all_origin[chosen]
     picked = np.flatnonzero(rows)
-    x = np.stack([
-        bank.describe(maps[v][i], bank_origin == i if y[i] == good else None) for v in range(views) for i in picked
-    ])
-    head = train_head(x, np.tile(y[picked], views), num_classes, options, progress)
+    x = np.empty((views, len(picked), bank.describe(maps[0][picked[0]]).shape[0]), np.float32)
+    for j, i in enumerate(picked):
+        x[:, j] = bank.describe_views([maps[v][i] for v in range(views)], bank_origin == i if y[i] == good else None)
+        if (j + 1) % 50 == 0 or j + 1 == len(picked):
+            progress({"phase": "train", "epoch": j + 1, "epochs": len(picked), "message": f"guided descriptors {j + 1}/{len(picked)}"})
+    head = train_head(x.reshape(-1, x.shape[2]), np.tile(y[picked], views), num_classes, options, progress)
     return {**bank.arrays(), **head}

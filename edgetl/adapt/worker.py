@@ -102,6 +102,9 @@ def run(request: dict, emit) -> dict:
 
     settings = Settings.from_dict(request["settings"])
     settings.intra_op_threads = settings.train_threads
+    from edgetl.runtime.threads import limit_blas
+
+    limit_blas(settings.train_threads)  # bank searches and head fits: the job's threads, no more
     settings.providers = ("cpu",) if request.get("cpu_only") else settings.providers
     try:
         os.nice(settings.train_nice)

@@ -55,6 +55,7 @@ from edgetl.runtime.engine import ActiveAdapter, InferenceEngine
 from edgetl.runtime.heads import LogitsHead
 from edgetl.runtime.session import BackboneSession
 from edgetl.runtime.store import ModelStore
+from edgetl.runtime.threads import limit_blas
 from edgetl.server.adapter_servicer import AdapterServicer
 from edgetl.server.inference_servicer import InferenceServicer
 from edgetl.server.interceptors import ErrorMappingInterceptor
@@ -129,6 +130,7 @@ class EdgetlServer:
     async def start(self) -> str:
         settings = self.settings
         started = time.perf_counter()
+        limit_blas(1)  # bank searches beside ONNX Runtime's spinning threads (edgetl.runtime.threads)
         data_dir = Path(settings.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         self.registry = BackboneRegistry.from_settings(settings, self.extra_plugins)
