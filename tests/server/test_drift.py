@@ -60,7 +60,9 @@ def test_a_stable_line_stays_ok_and_another_material_drifts_visibly(watched, dat
 
     _stream(server, "grass", 150, seed=6)  # another material
     drifted = _drift(server)
-    assert drifted.state == "drifted" and drifted.test in ("features", "classes") and abs(drifted.statistic) > drifted.threshold
+    # Which test crosses first depends on the head: a guided one (the default here: the task has an "ok" class)
+    # is far less confident on a material its good bank has never seen.
+    assert drifted.state == "drifted" and drifted.test in ("features", "classes", "confidence") and abs(drifted.statistic) > drifted.threshold
     assert drifted.images == 300 and drifted.adapter_version == job.version and "drifted" in drifted.message
     listed = model_pb2_grpc.ModelServiceStub(server.channel).ListTasks(model_pb2.ListTasksRequest(), timeout=10)
     assert {t.name: t.drift.state for t in listed.tasks} == {"parts": "drifted", "imagenet": ""}

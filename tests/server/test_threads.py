@@ -20,6 +20,7 @@ def test_a_running_server_has_one_blas_thread(server):
 def test_limit_blas_sets_the_pool_size():
     with threadpool_limits(limits=None):  # restored afterwards, whatever the test sets
         limit_blas(2)
-        assert set(_blas_threads()) == {min(2, os.cpu_count() or 1)}
+        # Every BLAS in the process is capped (torch, once imported by a test, brings its own).
+        assert max(_blas_threads()) <= 2 and min(2, os.cpu_count() or 1) in _blas_threads()
         limit_blas(0)  # never zero threads
         assert set(_blas_threads()) == {1}
