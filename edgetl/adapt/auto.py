@@ -1,8 +1,9 @@
 """`--method auto`: a head first, then LoRA if the evidence and the time budget say it may pay.
 
-The head trains in seconds and serves for free (it shares the backbone run
-with every other head task), so it is always trained first and is the
-answer unless LoRA does clearly better:
+The head trains in seconds to a minute and serves on the shared backbone
+run (a guided head adds its bank search, about 9 ms on 2 cores; a LoRA
+adapter runs a whole backbone of its own), so it is always trained first
+and is the answer unless LoRA does clearly better:
 
 1. the head's holdout model is scored on the validation split;
 2. if that is already (near) perfect, or the split is too small to tell two
