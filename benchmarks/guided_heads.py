@@ -1,4 +1,4 @@
-"""Anomaly-guided pooling for defect classifiers: a measurement, not yet the server's recipe.
+"""Anomaly-guided pooling for defect classifiers, measured outside the server (the server's default head since 2026-11-29: edgetl/runtime/guided.py).
 
     python benchmarks/guided_heads.py run --generators synthetic strokes --surfaces brick grass gravel --seeds 0 1
     python benchmarks/guided_heads.py run --generators relief blend --seeds 0 1 2        # the held-out check
