@@ -53,12 +53,10 @@ def guided_features(maps, scales, bank, bank_sq, excluded=None) -> np.ndarray:
     """One image: its K most anomalous patches' mean, a softmax-weighted mean of all its patches, its K largest distances, their mean and spread."""
     import edgetl.anomaly.bank as B
 
+    from edgetl.runtime.guided import guided_features as describe
+
     patches, _ = B.patch_features(maps, BANK_MAPS, scales)
-    d = B.nearest_distances(patches, bank, bank_sq, excluded)
-    top = np.argsort(-d)[:K]
-    w = np.exp((d - d.max()) / (d.std() + 1e-6))
-    w /= w.sum()
-    return np.concatenate([patches[top].mean(0), (w[:, None] * patches).sum(0), np.sort(d)[-K:], [d.mean(), d.std()]])
+    return describe(patches, B.nearest_distances(patches, bank, bank_sq, excluded), K)
 
 
 def run_cells(args) -> None:
