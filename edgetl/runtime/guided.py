@@ -9,11 +9,11 @@ it: the mean of the K most anomalous patches, a softmax-weighted mean of
 all patches (weights grow with the distance), and the K largest distances
 with the mean and spread of all of them. A linear classifier reads that.
 
-On defects nobody here tuned on (benchmarks/guided_heads.py, relief and
-blend, 8 surfaces, 2 seeds) this scored 0.772 / 0.812 / 0.852 at 10 / 20 /
-50 labels per class against 0.673 / 0.751 / 0.817 for the plain head's
-features; it costs one nearest-neighbour search per image (about 3.5 ms
-on 2 cores, as an anomaly task's score).
+On defects nobody here tuned on (benchmarks/heldout.py, relief and blend,
+8 surfaces, 2 seeds) the server's guided head scored 0.772 / 0.813 / 0.849
+at 10 / 20 / 50 labels per class against 0.671 / 0.750 / 0.815 for the
+plain head; it costs one nearest-neighbour search per image (9 ms on
+2 cores in a live server, as an anomaly task's score; BENCHMARKS.md).
 
 Numpy only: serving imports no torch.
 """
