@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from edgetl.runtime.threads import limit_blas
@@ -20,7 +18,8 @@ def test_a_running_server_has_one_blas_thread(server):
 def test_limit_blas_sets_the_pool_size():
     with threadpool_limits(limits=None):  # restored afterwards, whatever the test sets
         limit_blas(2)
-        # Every BLAS in the process is capped (torch, once imported by a test, brings its own).
-        assert max(_blas_threads()) <= 2 and min(2, os.cpu_count() or 1) in _blas_threads()
+        # A cap, not a size: every BLAS in the process (torch and scipy bring their own) stays at or under it.
+        # (A library may not grow past the threads it started with, so 2 is not asserted.)
+        assert _blas_threads() and max(_blas_threads()) <= 2
         limit_blas(0)  # never zero threads
         assert set(_blas_threads()) == {1}
