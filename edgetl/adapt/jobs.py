@@ -27,6 +27,7 @@ from edgetl import metrics
 from edgetl.adapt.activation import Activator
 from edgetl.adapt.gate import gate
 from edgetl.adapt.quantize import ANOMALY_PRECISION, check_precision
+from edgetl.adapt.trainer_guided import check_pooling, good_class
 from edgetl.adapt.versions import AdapterVersions
 from edgetl.db import connect
 from edgetl.errors import InvalidInput, NotFound, NotReady
@@ -119,10 +120,9 @@ class JobManager:
             check_precision(options["precision"])
             if method == "anomaly" and options["precision"] != "fp32":
                 raise InvalidInput(ANOMALY_PRECISION)
-        if options.get("pooling") is not None and options["pooling"] not in ("auto", "guided", "global"):
-            raise InvalidInput(f"head option pooling must be 'auto', 'guided' or 'global', got {options['pooling']!r}")
-        if options.get("good_class") and options["good_class"] not in task.class_names:
-            raise InvalidInput(f"good_class {options['good_class']!r} is not a class of task {task.name!r}; classes: {', '.join(task.class_names)}")
+        if options.get("pooling") is not None:
+            check_pooling(options["pooling"])
+        good_class(task.class_names, options)  # a good_class that is not one of the task's is refused here, not in the job
         running = [j for j in self._jobs.values() if j.task == task.name and j.state not in FINISHED]
         if running:
             raise NotReady(f"task {task.name!r} already has job {running[0].id} {running[0].state}; wait for it or cancel it")

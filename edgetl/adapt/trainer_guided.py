@@ -28,6 +28,16 @@ MAX_PATCHES = 4096
 MIN_GOOD = 2
 
 
+#: The head's `pooling` option: auto (guided when the task has a good class), guided, or global.
+POOLINGS = ("auto", "guided", "global")
+
+
+def check_pooling(value: str) -> str:
+    if value not in POOLINGS:
+        raise InvalidInput(f"head option pooling must be 'auto', 'guided' or 'global', got {value!r}")
+    return value
+
+
 def good_class(class_names: Sequence[str], options: dict) -> int | None:
     """The index of the task's good class: the `good_class` option, else a class named like one (GOOD_NAMES), else None."""
     chosen = options.get("good_class")
@@ -74,7 +84,7 @@ def fit_guided(
     bank = GoodBank(names, scales, all_patches[chosen])
     bank_origin = all_origin[chosen]
     picked = np.flatnonzero(rows)
-    x = np.empty((views, len(picked), bank.describe(maps[0][picked[0]]).shape[0]), np.float32)
+    x = np.empty((views, len(picked), bank.descriptor_size), np.float32)
     for j, i in enumerate(picked):
         x[:, j] = bank.describe_views([maps[v][i] for v in range(views)], bank_origin == i if y[i] == good else None)
         if (j + 1) % 50 == 0 or j + 1 == len(picked):

@@ -430,12 +430,10 @@ def _train_head(tmp, session, batcher, labels, tensors, is_val, y, class_names, 
 
 def _head_pooling(class_names, y, train, options) -> tuple[str, int | None, str]:
     """("guided" or "global", the good class's index or None, why), from the `pooling` option and the labels."""
-    from edgetl.adapt.trainer_guided import MIN_GOOD, good_class
+    from edgetl.adapt.trainer_guided import MIN_GOOD, check_pooling, good_class
     from edgetl.errors import InvalidInput
 
-    wanted = str(options.get("pooling") or "auto")
-    if wanted not in ("auto", "guided", "global"):
-        raise InvalidInput(f"head option pooling must be 'auto', 'guided' or 'global', got {wanted!r}")
+    wanted = check_pooling(str(options.get("pooling") or "auto"))
     if wanted == "global":
         return "global", None, "asked for"
     good = good_class(class_names, options)

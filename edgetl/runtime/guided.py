@@ -58,6 +58,11 @@ class GoodBank:
         self.bank_sq = np.einsum("md,md->m", self.bank, self.bank)
         self.k = int(k)
 
+    @property
+    def descriptor_size(self) -> int:
+        """A descriptor's length (guided_features): two patch means, the K largest distances, their mean and spread."""
+        return 2 * self.bank.shape[1] + self.k + 2
+
     def describe(self, maps: Mapping[str, np.ndarray], excluded: np.ndarray | None = None) -> np.ndarray:
         """One image's guided descriptor from its maps ([C, h, w] each); `excluded` bank rows are skipped (leave one out)."""
         return self.describe_views([maps], excluded)[0]
@@ -85,15 +90,6 @@ class GuidedHead(LinearHead):
         rows = [self.good.describe({name: features[name][i] for name in self.inputs}) for i in range(n)]
         return np.stack(rows) if rows else np.zeros((0, len(self.mean)), np.float32)
 
-    @classmethod
-    def load(cls, path: Path) -> GuidedHead:
-        with np.load(path) as z:
-            bank = z["bank"].astype(np.float32)
-            if bank.ndim != 2 or not len(bank) or not np.all(np.isfinite(bank)):
-                raise ValueError(f"the good bank holds {bank.shape} patches, or non-finite ones")
-            good = GoodBank(tuple(str(n) for n in z["inputs"]), z["scales"], bank, int(z["k"]))
-            return cls(good, z["mean"], z["std"], z["weight"], z["bias"])
-
 
 def head_from_arrays(arrays: Mapping[str, np.ndarray], inputs: tuple[str, ...] | None = None) -> LinearHead:
     """A head from what a trainer returned (and head.npz holds): guided when there is a bank, plain otherwise (then `inputs` names its maps)."""
@@ -104,7 +100,11 @@ def head_from_arrays(arrays: Mapping[str, np.ndarray], inputs: tuple[str, ...] |
 
 
 def load_head(path: Path) -> LinearHead:
-    """A head file: guided (it holds a good bank) or plain."""
+    """A head file: guided (it holds a good bank) or plain. Raises ValueError for a bank that cannot serve."""
     with np.load(path) as z:
-        guided = "bank" in z.files
-    return GuidedHead.load(path) if guided else LinearHead.load(path)
+        arrays = {name: z[name] for name in z.files}
+    if "bank" in arrays:
+        bank = arrays["bank"]
+        if bank.ndim != 2 or not len(bank) or not np.all(np.isfinite(bank)):
+            raise ValueError(f"the good bank holds {bank.shape} patches, or non-finite ones")
+    return head_from_arrays(arrays)

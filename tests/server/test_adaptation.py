@@ -368,7 +368,7 @@ def test_pooling_follows_the_good_class_and_bad_options_are_refused(server, data
     options = json.loads((data_dir / "adapters" / "defects" / named.version / "manifest.json").read_text())["options"]
     assert named.state == "succeeded" and options["pooling"] == "guided" and options["good_class"] == "scratch"
 
-    for bad, message in (({"good_class": "fine"}, "not a class of task 'defects'"), ({"pooling": "max"}, "pooling must be 'auto', 'guided' or 'global'")):
+    for bad, message in (({"good_class": "fine"}, "good_class 'fine' is not a class of this task; classes: scratch, pit, burn"), ({"pooling": "max"}, "pooling must be 'auto', 'guided' or 'global'")):
         with pytest.raises(grpc.RpcError) as refused:
             train(server, task="defects", **bad)
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in refused.value.details()
