@@ -50,7 +50,7 @@ class Activator:
             if loaded is None:
                 loaded = await asyncio.to_thread(load_adapter, adapter.path, self.engine.batchers, self.settings, self.trt_cache)
             _check_classes(self.engine.get_task(task).class_names, loaded.manifest.get("class_names"), adapter)
-            self.engine.adapters[task] = ActiveAdapter(str(adapter.version), loaded.head, loaded.batcher, loaded.drift, loaded.outputs)
+            self.engine.adapters[task] = ActiveAdapter(str(adapter.version), loaded.head, loaded.batcher, loaded.drift, loaded.outputs, loaded.views)
             if record:
                 await asyncio.to_thread(self.versions.record_activation, task, adapter.version, reason)
             metrics.adapter_activated(task, str(adapter.version), reason)

@@ -18,20 +18,7 @@ import numpy as np
 import os
 from edgetl.runtime.batcher import MicroBatcher
 from edgetl.runtime.heads import pool_features
-
-
-#: The eight flips and quarter turns of a square image (the dihedral group), identity first.
-#: A part can lie on the line any way up, and a defect is a defect in every one of them.
-VIEWS = (
-    lambda x: x,
-    lambda x: x[:, :, ::-1],
-    lambda x: x[:, ::-1, :],
-    lambda x: x[:, ::-1, ::-1],
-    lambda x: np.rot90(x, 1, (1, 2)),
-    lambda x: np.rot90(x, 3, (1, 2)),
-    lambda x: np.swapaxes(x, 1, 2),
-    lambda x: np.rot90(np.swapaxes(x, 1, 2), 2, (1, 2)),
-)
+from edgetl.runtime.views import VIEWS
 
 
 def cached_features(batcher: MicroBatcher, labels, tensors: np.ndarray, names: tuple[str, ...], cache_dir: Path | None, emit=lambda e: None, view: int = 0) -> np.ndarray:

@@ -204,18 +204,26 @@ def _build(directory, method, options, backbone, session, base, record, labels, 
     """Train a `method` adapter (holdout and served models) into `directory` and write its manifest; returns its options."""
     from edgetl.adapt.labels import snapshot
 
+    from edgetl.errors import InvalidInput
+    from edgetl.runtime.views import ANOMALY_VIEWS, check_serve_views
+
     directory.mkdir(parents=True, exist_ok=True)
     precision = options.get("precision", "fp32")
+    serve_views = check_serve_views(options.get("serve_views") or 1)
+    if serve_views > 1 and method == "anomaly":
+        raise InvalidInput(ANOMALY_VIEWS)
     if method == "head":
         options = _train_head(directory, session, base[backbone.name], labels, tensors, is_val, y, class_names, options, data_dir, emit)
     elif method == "anomaly":
         options = _train_anomaly(directory, session, base[backbone.name], tensors, is_val, y, options, emit)
     else:
         options = _train_lora(directory, backbone, tensors[~is_val], y[~is_val], tensors[is_val], y[is_val], class_names, options, emit, scratch=False)
-    options = {**options, "precision": precision}
+    options = {**options, "precision": precision, "serve_views": serve_views}
     manifest = {
         "task": task, "method": method, "backbone": backbone.name, "export_id": record.export_id,
         "class_names": class_names, "options": options, "labels": snapshot(labels), "files": {},
+        # Read by the loader: the probe, the gate's evidence and serving all answer from these views.
+        "serve_views": serve_views,
         **_onnx_section(directory, method, record, task),
         "holdout": {"trained_on": int((~is_val).sum()), **_onnx_section(directory / HOLDOUT_DIR, method, record, task)},
     }

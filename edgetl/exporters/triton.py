@@ -90,6 +90,12 @@ def export_triton(data_dir: Path, task_name: str, out: Path, max_batch: int = MA
             f"task {task.name!r} serves a guided head (it searches a bank of good patches); the Triton export covers plain heads and LoRA. "
             f"For a Triton deployment train one with: edgetl train --task {task.name} --method head --pooling global"
         )
+    if int(manifest.get("serve_views", 1)) > 1:
+        # Averaging over flips and turns would need the views inside the ensemble; the exported model answers the image as sent.
+        raise InvalidInput(
+            f"task {task.name!r} answers each image from {manifest['serve_views']} views (serve_views); the Triton export answers from the image "
+            f"as sent. For a Triton deployment train with: edgetl train --task {task.name} --serve-views 1"
+        )
     verify_files(adapter_dir, manifest)  # never export a damaged adapter
     base = ModelStore(data_dir / "store").load(data_dir / "store" / "exports" / manifest["export_id"])
     spec = base.manifest["input"]

@@ -18,6 +18,9 @@ An adapter directory holds ``manifest.json`` and its artifacts:
 - ``drift.npz``: the drift reference (edgetl.monitor.reference), fitted
   on the served model's embeddings of every label; adapters from before
   drift monitoring have none;
+- ``serve_views`` in the manifest (head and LoRA; 1 when absent): each image
+  is answered from its first V views (edgetl.runtime.views), the head's
+  probabilities averaged; the probe, the gate's evidence and serving alike;
 - ``holdout/``: the same kind of model trained on the training split only
   (``head.npz`` or ``model.onnx``), which the evaluation gate compares. The
   served model learned from every label. Adapters from before there was a
@@ -47,6 +50,7 @@ from edgetl.runtime.guided import load_head
 from edgetl.runtime.heads import EMBEDDING, Head, LogitsHead
 from edgetl.runtime.session import BackboneSession
 from edgetl.runtime.store import ExportRecord
+from edgetl.runtime.views import check_serve_views, stack_views, views_of
 from edgetl.settings import Settings
 
 MANIFEST = "manifest.json"
@@ -63,6 +67,7 @@ class LoadedAdapter:
     manifest: dict
     drift: object | None = None  # its DriftReference, when it has one
     outputs: tuple[str, ...] = ()  # outputs to fetch beyond the head's inputs (a LoRA model's embedding)
+    views: int = 1  # views each image is answered from, probabilities averaged (edgetl.runtime.views)
 
 
 def read_manifest(path: Path) -> dict:
@@ -127,7 +132,8 @@ def open_adapter(
         drift = DriftReference.load(path / DRIFT_FILE)
     if method != "head" and EMBEDDING in (manifest.get("onnx") or {}).get("outputs", {}):
         outputs = (*head.inputs, EMBEDDING)
-    return LoadedAdapter(str(manifest.get("version", "candidate")), head, batcher, manifest, drift, outputs)
+    views = check_serve_views(manifest.get("serve_views", 1)) if method != "anomaly" else 1
+    return LoadedAdapter(str(manifest.get("version", "candidate")), head, batcher, manifest, drift, outputs, views)
 
 
 def _load_head(path: Path, manifest: dict) -> Head:
@@ -145,11 +151,11 @@ def _load_bank(path: Path, manifest: dict) -> AnomalyModel:
 
 
 def predict(adapter: LoadedAdapter, tensors: np.ndarray) -> np.ndarray:
-    """Probabilities [N, K] for preprocessed inputs [N, 3, H, W], as serving computes them."""
+    """Probabilities [N, K] for preprocessed inputs [N, 3, H, W], as serving computes them (in the adapter's views)."""
     out = []
     for x in tensors:
-        result = adapter.batcher.run(x, adapter.head.inputs)
-        out.append(adapter.head({k: v[None] for k, v in result.features.items()})[0])
+        results = adapter.batcher.run_many(views_of(x, adapter.views), adapter.head.inputs)
+        out.append(adapter.head(stack_views(results, adapter.views)).mean(axis=0))
     return np.stack(out) if out else np.zeros((0, len(adapter.manifest["class_names"])), np.float32)
 
 

@@ -79,10 +79,14 @@ class MicroBatcher:
         An image whose `deadline` (time.monotonic()) has passed when its batch
         starts is dropped with DeadlineExceeded instead of being computed.
         """
-        slot = _Slot(tensor, outputs, deadline)
+        return self.run_many([tensor], outputs, deadline)[0]
+
+    def run_many(self, tensors: list[np.ndarray], outputs: tuple[str, ...], deadline: float | None = None) -> list[BackboneResult]:
+        """Run several images (one part's views) queued together, so they share batches; blocks until all are done."""
+        slots = [_Slot(tensor, outputs, deadline) for tensor in tensors]
         with self._cond:
-            self._waiting.append(slot)
-            while slot.result is None and slot.error is None:
+            self._waiting.extend(slots)
+            while any(slot.result is None and slot.error is None for slot in slots):
                 if self._busy:
                     self._cond.wait()
                     continue
@@ -95,9 +99,10 @@ class MicroBatcher:
                     self._cond.acquire()
                     self._busy = False
                     self._cond.notify_all()
-        if slot.error is not None:
-            raise slot.error
-        return slot.result
+        for slot in slots:
+            if slot.error is not None:
+                raise slot.error
+        return [slot.result for slot in slots]
 
     def _run(self, batch: list[_Slot]) -> None:
         now = time.monotonic()

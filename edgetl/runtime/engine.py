@@ -23,6 +23,7 @@ from edgetl.runtime.batcher import BackboneResult, MicroBatcher
 from edgetl.runtime.heads import Head, probabilities_and_embedding
 from edgetl.runtime.preprocess import ImageInput, decode
 from edgetl.runtime.stats import RecentStats
+from edgetl.runtime.views import stack_views, views_of
 from edgetl.tasks.store import Task, TaskStore
 
 DEFAULT_TOP_K = 5
@@ -42,6 +43,8 @@ class ActiveAdapter:
     drift: object | None = None
     #: Backbone outputs to fetch, when more than the head reads (a LoRA model's embedding).
     outputs: tuple[str, ...] = ()
+    #: Views each image is answered from (edgetl.runtime.views), probabilities averaged; 1: the image as sent.
+    views: int = 1
 
     @property
     def fetch(self) -> tuple[str, ...]:
@@ -126,8 +129,8 @@ class InferenceEngine:
         monitor, and the caller captures nothing.
         """
         task, adapter, batcher = self._resolve(task_name)
-        decode_ms, result = await self._admitted(self._run, image, batcher, adapter.fetch, None)
-        return self._answer(task, adapter, batcher, decode_ms, result, DEFAULT_TOP_K, time.perf_counter(), observe=False)
+        decode_ms, results = await self._admitted(self._run, image, batcher, adapter.fetch, None, adapter.views)
+        return self._answer(task, adapter, batcher, decode_ms, results, DEFAULT_TOP_K, time.perf_counter(), observe=False)
 
     async def classify_batch(self, task_name: str, images: list[ImageInput], deadline: float | None = None) -> tuple[Task, list[Prediction]]:
         """Classify several images with one adapter (read once, so a swap cannot split the batch)."""
@@ -196,12 +199,15 @@ class InferenceEngine:
             except EdgetlError as exc:
                 self._count_failure(name, exc, 1)
                 raise
-        # One backbone run per session, fetching what every task on it reads.
-        runs: dict[int, tuple[MicroBatcher, set[str]]] = {}
+        # One backbone run per session (per view), fetching what every task on it reads;
+        # views nest, so a task answered from fewer views reads the first of them.
+        runs: dict[int, tuple[MicroBatcher, set[str], list[int]]] = {}
         for _, adapter, batcher in resolved:
-            runs.setdefault(id(batcher), (batcher, set()))[1].update(adapter.fetch)
+            _, outputs, views = runs.setdefault(id(batcher), (batcher, set(), [1]))
+            outputs.update(adapter.fetch)
+            views[0] = max(views[0], adapter.views)
         try:
-            plan = [(b, tuple(sorted(o))) for b, o in runs.values()]
+            plan = [(b, tuple(sorted(o)), v[0]) for b, o, v in runs.values()]
             decode_ms, results = await self._admitted(self._run_many, image, plan, deadline)
         except EdgetlError as exc:
             for name in task_names:
@@ -228,22 +234,24 @@ class InferenceEngine:
     async def _classify(
         self, task: Task, adapter: ActiveAdapter, batcher: MicroBatcher, image: ImageInput, top_k: int, deadline: float | None, received: float
     ) -> Prediction:
-        decode_ms, result = await self._admitted(self._run, image, batcher, adapter.fetch, deadline)
-        return self._answer(task, adapter, batcher, decode_ms, result, top_k, received)
+        decode_ms, results = await self._admitted(self._run, image, batcher, adapter.fetch, deadline, adapter.views)
+        return self._answer(task, adapter, batcher, decode_ms, results, top_k, received)
 
     def _answer(
-        self, task: Task, adapter: ActiveAdapter, batcher: MicroBatcher, decode_ms: float, result: BackboneResult, top_k: int, received: float,
+        self, task: Task, adapter: ActiveAdapter, batcher: MicroBatcher, decode_ms: float, results: list[BackboneResult], top_k: int, received: float,
         observe: bool = True,
     ) -> Prediction:
-        """The task's adapter on the backbone's outputs: its probabilities, drift, timing and metrics (`observe=False`: no drift, no metrics)."""
+        """The task's adapter on the backbone's outputs (one result per view): its probabilities, drift, timing and
+        metrics (`observe=False`: no drift, no metrics)."""
         head_started = time.perf_counter()
         anomaly = None
         if isinstance(adapter.head, AnomalyModel):
-            anomaly = adapter.head.answer(result.features)
+            anomaly = adapter.head.answer(results[0].features)
             probs, embedding = adapter.head.probabilities(anomaly.score), None
         else:
-            probs, embedding = probabilities_and_embedding(adapter.head, {k: v[None] for k, v in result.features.items()})
-            probs = probs[0]
+            probs, embedding = probabilities_and_embedding(adapter.head, stack_views(results, adapter.views))
+            # Averaged over the views; drift watches the image as sent, as its reference was fitted.
+            probs = probs.mean(axis=0)
         if len(probs) < len(task.class_names):
             # Trained before a class was added (classes are only appended): it
             # cannot know the new class, so it answers 0 for it.
@@ -264,40 +272,43 @@ class InferenceEngine:
             top=top,
             adapter_version=adapter.version,
             decode_ms=decode_ms,
-            queue_ms=result.queue_ms,
-            inference_ms=result.inference_ms + head_ms,
+            queue_ms=results[0].queue_ms,
+            # From the first view's batch starting to the last one's ending.
+            inference_ms=max(r.queue_ms + r.inference_ms for r in results[: adapter.views]) - results[0].queue_ms + head_ms,
             total_ms=(time.perf_counter() - received) * 1000,
             drift=drift,
             anomaly=anomaly,
             input_size=tuple(batcher.session.input_size) if anomaly is not None else (0, 0),
         )
         if observe:
-            metrics.PredictionMetrics.of(task.name, adapter.version).observe(decode_ms, result.queue_ms, prediction.inference_ms, prediction.total_ms)
+            metrics.PredictionMetrics.of(task.name, adapter.version).observe(decode_ms, prediction.queue_ms, prediction.inference_ms, prediction.total_ms)
             self.stats.record(task.name, prediction.total_ms)
         return prediction
 
-    def _run(self, image: ImageInput, batcher: MicroBatcher, outputs: tuple[str, ...], deadline: float | None) -> tuple[float, BackboneResult]:
-        """In a worker thread: decode, preprocess, backbone (unless the caller has given up)."""
+    def _run(
+        self, image: ImageInput, batcher: MicroBatcher, outputs: tuple[str, ...], deadline: float | None, views: int = 1
+    ) -> tuple[float, list[BackboneResult]]:
+        """In a worker thread: decode, preprocess, backbone in each view (unless the caller has given up)."""
         if deadline is not None and time.monotonic() > deadline:
             raise DeadlineExceeded("the request's deadline passed while it was queued; it was not computed")
         started = time.perf_counter()
         tensor = batcher.session.preprocess(decode(image, self.max_pixels))
         decode_ms = (time.perf_counter() - started) * 1000
-        return decode_ms, batcher.run(tensor, outputs, deadline)
+        return decode_ms, batcher.run_many(views_of(tensor, views), outputs, deadline)
 
     def _run_many(
-        self, image: ImageInput, runs: list[tuple[MicroBatcher, tuple[str, ...]]], deadline: float | None
-    ) -> tuple[float, list[BackboneResult]]:
-        """In a worker thread: decode once, then each backbone run (preprocessed for its session)."""
+        self, image: ImageInput, runs: list[tuple[MicroBatcher, tuple[str, ...], int]], deadline: float | None
+    ) -> tuple[float, list[list[BackboneResult]]]:
+        """In a worker thread: decode once, then each backbone's runs, one per view (preprocessed for its session)."""
         if deadline is not None and time.monotonic() > deadline:
             raise DeadlineExceeded("the request's deadline passed while it was queued; it was not computed")
         started = time.perf_counter()
         decoded = decode(image, self.max_pixels)
         decode_ms, results = 0.0, []
-        for batcher, outputs in runs:
+        for batcher, outputs, views in runs:
             tensor = batcher.session.preprocess(decoded)
             decode_ms += (time.perf_counter() - started) * 1000
-            results.append(batcher.run(tensor, outputs, deadline))
+            results.append(batcher.run_many(views_of(tensor, views), outputs, deadline))
             started = time.perf_counter()
         return decode_ms, results
 

@@ -54,21 +54,9 @@ def build():
     """The torch module, ImageNet weights loaded (export/training processes only)."""
     import timm
 
-    from edgetl.backbones.timm_features import TimmFeatures, load_state_dict_file
+    from edgetl.backbones.timm_features import TimmFeatures, load_in_order
 
-    model = timm.create_model(TIMM_ARCH, pretrained=False)
-    source = [(k, v) for k, v in load_state_dict_file(weights_file()).items() if not k.endswith("num_batches_tracked")]
-    target = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
-    if len(source) != len(target):
-        raise RuntimeError(f"{weights_file()}: {len(source)} tensors, {TIMM_ARCH} has {len(target)}")
-    mapped = {}
-    for key, (src_key, tensor) in zip(target, source):
-        if model.state_dict()[key].shape != tensor.shape:
-            raise RuntimeError(f"weight {src_key} {tuple(tensor.shape)} does not fit {key}")
-        mapped[key] = tensor
-    missing, _ = model.load_state_dict(mapped, strict=False)
-    if any(not k.endswith("num_batches_tracked") for k in missing):
-        raise RuntimeError(f"weights missing for {missing}")
+    model = load_in_order(timm.create_model(TIMM_ARCH, pretrained=False), weights_file())
     return TimmFeatures(model, FEATURE_MAPS, with_logits=True).eval()
 
 

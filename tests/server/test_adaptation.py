@@ -16,8 +16,8 @@ import grpc
 import numpy as np
 import pytest
 
-from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc
-from tests.adapt_helpers import adapters, classify, create_and_label, train
+from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc, image_pb2, inference_pb2, inference_pb2_grpc
+from tests.adapt_helpers import adapters, classify, create_and_label, png, train
 from tests.conftest import TINY
 
 
@@ -375,3 +375,55 @@ def test_pooling_follows_the_good_class_and_bad_options_are_refused(server, data
     _, failed = train(server, task="defects", pooling="guided")
     assert failed.state == "failed" and "guided pooling needs a good class" in failed.error
     assert classify(server, np.zeros((96, 96, 3), np.uint8), task="defects").adapter_version == named.version  # still serving
+
+
+def test_serve_views_answer_from_the_averaged_flips_and_the_gate_sees_the_same(server, data_dir):
+    """Test-time augmentation: trained with serve_views = 4, the adapter answers each image from its
+    first four views (itself and its flips), probabilities averaged; its probe and gate evidence too."""
+    from edgetl.runtime.adapters import open_adapter
+    from edgetl.runtime.guided import load_head
+    from edgetl.runtime.views import VIEWS
+
+    images = create_and_label(server, per_class=6)
+    _, job = train(server, serve_views=4)
+    assert job.state == "succeeded", job.error
+    version_dir = data_dir / "adapters" / "parts" / job.version
+    manifest = json.loads((version_dir / "manifest.json").read_text())
+    assert manifest["serve_views"] == 4 and adapter_options(server, job.version)["serve_views"] == 4
+    engine = server.server.engine
+    assert engine.adapters["parts"].views == 4
+    assert open_adapter(version_dir, engine.batchers, server.server.settings, server.server.store.trt_cache, holdout=True).views == 4
+
+    # The same answer by hand: the backbone on each view, the served head on each, the mean.
+    session = engine.batchers["efficientnet_lite0"].session
+    head = load_head(version_dir / "head.npz")
+    kind, img = next((k, i) for k, i in images if k == "pit")
+    x = session.preprocess(img)  # the test's images are BGR, as the server decodes them
+    per_view = np.stack([head(session.run(np.ascontiguousarray(VIEWS[v](x))[None], list(head.inputs)))[0] for v in range(4)])
+    answer = classify(server, img)
+    assert answer.adapter_version == job.version
+    # Relative: a confident head's probabilities sit at 1 and 1e-30, where the views still differ.
+    assert np.allclose(answer.scores, per_view.mean(axis=0), rtol=1e-3, atol=0)
+    assert not np.allclose(answer.scores, per_view[0], rtol=1e-3, atol=0)  # not just the image as sent
+
+    # One request for two tasks on one backbone, answered from different numbers of views: each as alone.
+    create_and_label(server, task="single", per_class=6)
+    _, single = train(server, task="single")
+    assert engine.adapters["single"].views == 1
+    both = inference_pb2_grpc.InferenceServiceStub(server.channel).ClassifyTasks(
+        inference_pb2.ClassifyTasksRequest(tasks=["parts", "single"], image=image_pb2.Image(encoded=png(img))), timeout=30
+    )
+    assert both.backbone_runs == 1
+    assert np.allclose(both.answers[0].scores, answer.scores, rtol=1e-3, atol=0)
+    assert np.allclose(both.answers[1].scores, classify(server, img, task="single").scores, rtol=1e-3, atol=0)
+
+
+@pytest.mark.parametrize("views", [3, 16])
+def test_serve_views_out_of_range_are_refused_and_the_old_version_serves(server, views):
+    create_and_label(server, per_class=4)
+    _, first = train(server)
+    with pytest.raises(grpc.RpcError) as refused:
+        train(server, serve_views=views)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"serve_views must be one of 1, 2, 4, 8, got {views}" in refused.value.details()
+    assert classify(server, np.zeros((96, 96, 3), np.uint8)).adapter_version == first.version

