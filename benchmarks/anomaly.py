@@ -223,16 +223,17 @@ def serve(args) -> None:
                     times.append(r.timing.total_ms)
             return statistics.median(times)
 
-        # Two defect classifiers on the same labels (10 per class): a guided head (it searches a
-        # bank of the ok class's patches, as the anomaly task does) and a plain one.
-        for task, pooling in (("guided", "guided"), ("plain", "global")):
+        # Defect classifiers on the same labels (10 per class): a guided head (it searches a bank of
+        # the ok class's patches, as the anomaly task does), a plain one, and the guided head
+        # answering from 4 and 8 views of each image (serve_views: test-time augmentation).
+        for task, pooling, views in (("guided", "guided", 1), ("plain", "global", 1), ("guided-4", "guided", 4), ("guided-8", "guided", 8)):
             model_pb2_grpc.ModelServiceStub(channel).CreateTask(model_pb2.CreateTaskRequest(name=task, class_names=list(CLASSES)), timeout=300)
             for kind, img in make_set(surface, generator, 10, seed=0):
                 labels.AddLabel(adapt_pb2.AddLabelRequest(task=task, image=image_pb2.Image(encoded=png(img)), class_name=kind), timeout=30)
-            job = training.StartTraining(adapt_pb2.StartTrainingRequest(task=task, method="head", options=adapt_pb2.TrainingOptions(pooling=pooling)), timeout=30)
+            job = training.StartTraining(adapt_pb2.StartTrainingRequest(task=task, method="head", options=adapt_pb2.TrainingOptions(pooling=pooling, serve_views=views)), timeout=30)
             final = list(training.WatchJob(adapt_pb2.WatchJobRequest(job_id=job.id), timeout=900))[-1].job
             assert final.state == "succeeded", final.error
-        tasks = ("imagenet", "surface", "guided", "plain")
+        tasks = ("imagenet", "surface", "guided", "plain", "guided-4", "guided-8")
         for task in tasks:  # warm every one
             median_ms(task, rounds=1)
         # Interleaved rounds, so drift in the machine's speed hits all alike.
@@ -241,7 +242,8 @@ def serve(args) -> None:
             for task in tasks:
                 times[task].append(median_ms(task, rounds=2))
             times["map"].append(median_ms("surface", with_map=True, rounds=2))
-        names = {"imagenet": "imagenet (backbone + its classifier)", "surface": "anomaly", "map": "anomaly with map", "guided": "guided head", "plain": "plain head"}
+        names = {"imagenet": "imagenet (backbone + its classifier)", "surface": "anomaly", "map": "anomaly with map", "guided": "guided head", "plain": "plain head",
+                 "guided-4": "guided head, 4 views", "guided-8": "guided head, 8 views"}
         result["classify_ms"] = {names[task]: statistics.median(values) for task, values in times.items()}
         result["added_ms"] = round(statistics.median(times["surface"]) - statistics.median(times["imagenet"]), 2)
         result["guided_added_ms"] = round(statistics.median(times["guided"]) - statistics.median(times["plain"]), 2)

@@ -21,8 +21,6 @@ Rows go to benchmarks/results/guided-variants.jsonl.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 from collections import defaultdict
@@ -34,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.anomaly import Maps
-from benchmarks.defects import CLASSES, TUNING, make_set
+from benchmarks.defects import CLASSES, make_set
 from benchmarks.defects.surfaces import SURFACES
+from benchmarks.guided_heads import append_cell, cell_parser, pending_cells, read_cells
 
 BANK_MAPS = ("stride16", "stride32")
 MAPS = ("stride8", "stride16", "stride32")
@@ -156,74 +155,59 @@ def run_cells(args) -> None:
     from edgetl.adapt.trainer_head import train_head
     from edgetl.runtime.guided import GoodBank
 
-    done = set()
-    if args.results.is_file():
-        done = {_key(json.loads(line)) for line in args.results.read_text().splitlines() if line.strip()}
     if args.backbone == "lite0" and args.size == 224:
         maps = Maps(args.store, args.threads, ",".join(MAPS))  # the server's own export
     else:
         maps = SizedMaps(args.size, args.threads, args.backbone)
-    for seed in args.seeds:
-        for surface in args.surfaces:
-            for generator in args.generators:
-                todo = [n for n in args.labels if _key({"surface": surface, "generator": generator, "seed": seed, "labels": n}) not in done]
-                if not todo:
-                    continue
-                test_views = VIEWS if args.tta else 1
-                test = [(CLASSES.index(k), img, maps.of(img, test_views)) for k, img in make_set(surface, generator, TEST_PER_CLASS, seed=seed + 1000)]
-                y_test = np.array([c for c, _, _ in test])
-                drawn = list(make_set(surface, generator, MAX_LABELS, seed=seed))
-                labelled = [(CLASSES.index(k), _views_of_image(img), maps.of(img, VIEWS)) for k, img in drawn]
-                for n in todo:
-                    # The first n of each class (make_set yields the classes in turn, MAX_LABELS each).
-                    picked = [labelled[c * MAX_LABELS + j] for c in range(len(CLASSES)) for j in range(n)]
-                    ok = [(i, views) for i, (c, _, views) in enumerate(picked) if c == 0]
-                    scales = B.map_scales([views[0] for _, views in ok], BANK_MAPS)
-                    rows = [B.patch_features(m, BANK_MAPS, scales)[0] for _, views in ok for m in views]
-                    origin = np.concatenate([np.full(len(B.patch_features(views[0], BANK_MAPS, scales)[0]) * VIEWS, i) for i, views in ok])
-                    patches = np.concatenate(rows).astype(np.float16).astype(np.float32)
-                    chosen, _ = B.greedy_coreset(patches, 4096, 0)
-                    bank = GoodBank(BANK_MAPS, scales, patches[chosen])
-                    origin = origin[chosen]
-                    train = defaultdict(list)
-                    y = []
-                    for i, (c, images, views) in enumerate(picked):
-                        for img, m in zip(images, views):
-                            for variant, x in describe(m, img, bank, (origin == i) if c == 0 else None).items():
-                                train[variant].append(x)
-                            y.append(c)
-                    test_x = defaultdict(list)
-                    for _, img, views in test:
-                        for variant, x in describe(views[0], img, bank).items():
-                            test_x[variant].append(x)
-                    # Test-time augmentation: the served descriptor in every view, probabilities averaged.
-                    tta = [bank.describe_views(views) for _, _, views in test] if args.tta else []
-                    row = {"surface": surface, "generator": generator, "seed": seed, "labels": n, "accuracy": {}}
-                    for variant in VARIANTS:
-                        head = train_head(np.stack(train[variant]), np.array(y), len(CLASSES), {})
-                        x_test = np.stack(test_x[variant])
-                        logits = ((x_test - head["mean"]) / head["std"]) @ head["weight"].T + head["bias"]
-                        row["accuracy"][variant] = float((logits.argmax(1) == y_test).mean())
-                        if variant == "guided" and tta:
-                            logits = ((np.stack(tta) - head["mean"]) / head["std"]) @ head["weight"].T + head["bias"]  # [N, V, C]
-                            p = np.exp(logits - logits.max(-1, keepdims=True))
-                            p /= p.sum(-1, keepdims=True)
-                            for views in TTA_VIEWS:  # the first 2 (a flip), 4 (the flips) or all 8 views
-                                name = "guided-tta" if views == VIEWS else f"guided-tta{views}"
-                                row["accuracy"][name] = float((p[:, :views].mean(1).argmax(1) == y_test).mean())
-                    with open(args.results, "a") as f:
-                        f.write(json.dumps(row) + "\n")
-                    print(f"{surface:7} {generator:9} seed {seed} {n:2}/class  " + "  ".join(f"{v} {a:.3f}" for v, a in row["accuracy"].items()), flush=True)
+    for seed, surface, generator, todo in pending_cells(args):
+        test_views = VIEWS if args.tta else 1
+        test = [(CLASSES.index(k), img, maps.of(img, test_views)) for k, img in make_set(surface, generator, TEST_PER_CLASS, seed=seed + 1000)]
+        y_test = np.array([c for c, _, _ in test])
+        drawn = list(make_set(surface, generator, MAX_LABELS, seed=seed))
+        labelled = [(CLASSES.index(k), _views_of_image(img), maps.of(img, VIEWS)) for k, img in drawn]
+        for n in todo:
+            # The first n of each class (make_set yields the classes in turn, MAX_LABELS each).
+            picked = [labelled[c * MAX_LABELS + j] for c in range(len(CLASSES)) for j in range(n)]
+            ok = [(i, views) for i, (c, _, views) in enumerate(picked) if c == 0]
+            scales = B.map_scales([views[0] for _, views in ok], BANK_MAPS)
+            rows = [B.patch_features(m, BANK_MAPS, scales)[0] for _, views in ok for m in views]
+            origin = np.concatenate([np.full(len(B.patch_features(views[0], BANK_MAPS, scales)[0]) * VIEWS, i) for i, views in ok])
+            patches = np.concatenate(rows).astype(np.float16).astype(np.float32)
+            chosen, _ = B.greedy_coreset(patches, 4096, 0)
+            bank = GoodBank(BANK_MAPS, scales, patches[chosen])
+            origin = origin[chosen]
+            train = defaultdict(list)
+            y = []
+            for i, (c, images, views) in enumerate(picked):
+                for img, m in zip(images, views):
+                    for variant, x in describe(m, img, bank, (origin == i) if c == 0 else None).items():
+                        train[variant].append(x)
+                    y.append(c)
+            test_x = defaultdict(list)
+            for _, img, views in test:
+                for variant, x in describe(views[0], img, bank).items():
+                    test_x[variant].append(x)
+            # Test-time augmentation: the served descriptor in every view, probabilities averaged.
+            tta = [bank.describe_views(views) for _, _, views in test] if args.tta else []
+            row = {"surface": surface, "generator": generator, "seed": seed, "labels": n, "accuracy": {}}
+            for variant in VARIANTS:
+                head = train_head(np.stack(train[variant]), np.array(y), len(CLASSES), {})
+                x_test = np.stack(test_x[variant])
+                logits = ((x_test - head["mean"]) / head["std"]) @ head["weight"].T + head["bias"]
+                row["accuracy"][variant] = float((logits.argmax(1) == y_test).mean())
+                if variant == "guided" and tta:
+                    logits = ((np.stack(tta) - head["mean"]) / head["std"]) @ head["weight"].T + head["bias"]  # [N, V, C]
+                    p = np.exp(logits - logits.max(-1, keepdims=True))
+                    p /= p.sum(-1, keepdims=True)
+                    for views in TTA_VIEWS:  # the first 2 (a flip), 4 (the flips) or all 8 views
+                        name = "guided-tta" if views == VIEWS else f"guided-tta{views}"
+                        row["accuracy"][name] = float((p[:, :views].mean(1).argmax(1) == y_test).mean())
+            append_cell(args.results, row)
 
 
 def report(args) -> None:
-    rows = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r["generator"] in args.generators and r["surface"] in args.surfaces]
-    by = defaultdict(list)
-    for r in rows:
-        by[r["labels"]].append(r)
+    rows, by = read_cells(args)
     variants = [v for v in (*VARIANTS, "guided-tta2", "guided-tta4", "guided-tta") if all(v in r["accuracy"] for r in rows)]
-    print(f"generators {', '.join(args.generators)}; surfaces {', '.join(sorted({r['surface'] for r in rows}))}; seeds {sorted({r['seed'] for r in rows})}\n")
     print("| labels per class | cells | " + " | ".join(variants) + " |")
     print("|---|---|" + "---|" * len(variants))
     for n, cells in sorted(by.items()):
@@ -235,23 +219,11 @@ def report(args) -> None:
         print(f"| {v} | " + " | ".join(f"{statistics.mean(r['accuracy'][v] for r in rows if r['surface'] == s):.3f}" for s in surfaces) + " |")
 
 
-def _key(row: dict) -> tuple:
-    return (row["surface"], row["generator"], row["seed"], row["labels"])
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["run", "report"])
-    parser.add_argument("--generators", nargs="+", default=list(TUNING))
-    parser.add_argument("--surfaces", nargs="+", default=list(SURFACES))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--labels", nargs="+", type=int, default=[10, 20, 50])
-    parser.add_argument("--threads", type=int, default=2)
+    parser = cell_parser(__doc__, "guided-variants.jsonl")
     parser.add_argument("--size", type=int, default=224, help="the backbone's input size (parts are drawn at 224 px and upsampled); 0: the backbone's own")
     parser.add_argument("--backbone", choices=["lite0", "lite2"], default="lite0")
-    parser.add_argument("--tta", action="store_true", help="also score the served descriptor averaged over the test part's 8 views (variant guided-tta)")
-    parser.add_argument("--store", type=Path, default=ROOT / "edgetl-data" / "store")
-    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "guided-variants.jsonl")
+    parser.add_argument("--tta", action="store_true", help="also score the served descriptor averaged over the test part's first 2, 4 and 8 views (variants guided-tta2, guided-tta4, guided-tta)")
     args = parser.parse_args()
     run_cells(args) if args.command == "run" else report(args)
 
