@@ -304,3 +304,5 @@ def test_cancel_a_job_and_activate_a_version_through_the_terminal(server):
     assert status == 400 and "unknown training option 'bogus'" in body["error"]
     status, body, _ = b.call("POST", "/api/tasks/slow/train", {"method": "head", "options": {"precision": "fp16"}})
     assert status == 400 and "precision must be one of fp32, int8" in body["error"]
+    status, body, _ = b.call("POST", "/api/tasks/slow/train", {"method": "head", "options": {"serve_views": 3}})
+    assert status == 400 and "serve_views must be one of 1, 2, 4, 8, got 3" in body["error"]

@@ -213,9 +213,10 @@ def test_an_operators_day_review_label_train_watch_roll_back(line, page, shots, 
     page.click("#page details summary")  # the options, open in the screenshot
     assert page.input_value("#precision") == ""  # the server's default unless the operator picks one
     assert page.eval_on_selector_all("#precision option", "els => els.map(e => e.value)") == ["", "fp32", "int8"]
+    assert page.input_value("#serve-views") == "" and page.eval_on_selector_all("#serve-views option", "els => els.map(e => e.value)") == ["", "4", "8"]
     with page.expect_request(lambda r: r.url.endswith("/train") and r.method == "POST") as started:
         page.click("#start-training")
-    assert "precision" not in started.value.post_data_json["options"]
+    assert "precision" not in started.value.post_data_json["options"] and "serve_views" not in started.value.post_data_json["options"]
     page.wait_for_selector("#job-progress:not([hidden])")
     page.wait_for_selector("#gate", timeout=180_000)
     phases = page.evaluate("window.seenPhases")

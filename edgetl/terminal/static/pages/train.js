@@ -26,6 +26,11 @@ export async function render(ctx) {
     h("option", { value: "fp32" }, "FP32"),
     h("option", { value: "int8" }, "INT8: about twice as fast on a CPU box; kept as a candidate if it loses accuracy"),
   ]);
+  const views = h("select", { id: "serve-views" }, [
+    h("option", { value: "" }, "1: the image as sent (fastest)"),
+    h("option", { value: "4" }, "4: the image and its flips, averaged"),
+    h("option", { value: "8" }, "8: every flip and turn, averaged; steadier answers, 8 backbone runs per image"),
+  ]);
   const force = h("input", { type: "checkbox", id: "force" });
   const start = h("button", { class: "big primary", id: "start-training" }, "Start training");
   const cancel = h("button", { class: "big reject", id: "cancel-job", hidden: true }, "Cancel");
@@ -143,6 +148,7 @@ export async function render(ctx) {
     if (epochs.value) options.epochs = Number(epochs.value);
     if (budget.value && method === "auto") options.time_budget_s = Number(budget.value);
     if (precision.value) options.precision = precision.value;
+    if (views.value) options.serve_views = Number(views.value);
     start.disabled = true;
     const job = await attempt(() => api(`${path}/train`, { method: "POST", body: { method, options, force: force.checked } }));
     if (!job) { start.disabled = false; return; }
@@ -176,6 +182,7 @@ export async function render(ctx) {
           h("label", {}, ["Epochs (head: optimiser steps)", epochs]),
           h("label", {}, ["Auto: most seconds LoRA may take", budget]),
           h("label", {}, ["Precision", precision]),
+          h("label", {}, ["Views per answer", views]),
           h("label", { class: "check" }, [force, " Activate even if worse than the active adapter (admins)"]),
         ]),
         h("div", { class: "row" }, [start, cancel]),
