@@ -175,7 +175,7 @@ class InferenceEngine:
     async def classify_tasks(
         self, task_names: list[str], image: ImageInput, top_k: int = DEFAULT_TOP_K, deadline: float | None = None
     ) -> tuple[list[Prediction], int]:
-        """One image, several tasks' answers (in the order asked), and how many backbone runs they took.
+        """One image, several tasks' answers (in the order asked), and how many backbone runs they took (a view is a run).
 
         The image is decoded once; tasks whose adapters run on the same
         backbone session (every head and anomaly adapter of one backbone)
@@ -217,7 +217,7 @@ class InferenceEngine:
         predictions = [
             self._answer(task, adapter, batcher, decode_ms, by_batcher[id(batcher)], top_k, received) for task, adapter, batcher in resolved
         ]
-        return predictions, len(runs)
+        return predictions, sum(views for _, _, views in plan)
 
     async def _admitted(self, work, *args):
         """`work(*args)` in a worker thread, if the queue has room (else Unavailable)."""
