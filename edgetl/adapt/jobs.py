@@ -28,10 +28,10 @@ from edgetl.adapt.activation import Activator
 from edgetl.adapt.gate import gate
 from edgetl.adapt.quantize import ANOMALY_PRECISION, check_precision
 from edgetl.adapt.trainer_guided import check_pooling, good_class
-from edgetl.runtime.views import ANOMALY_VIEWS, check_serve_views
 from edgetl.adapt.versions import AdapterVersions
 from edgetl.db import connect
 from edgetl.errors import InvalidInput, NotFound, NotReady
+from edgetl.runtime.views import check_serve_views
 from edgetl.settings import Settings
 from edgetl.tasks.store import Task
 
@@ -124,9 +124,7 @@ class JobManager:
         if options.get("pooling") is not None:
             check_pooling(options["pooling"])
         if options.get("serve_views") is not None:
-            check_serve_views(options["serve_views"])
-            if method == "anomaly" and options["serve_views"] != 1:
-                raise InvalidInput(ANOMALY_VIEWS)
+            check_serve_views(options["serve_views"], method)
         good_class(task.class_names, options)  # a good_class that is not one of the task's is refused here, not in the job
         running = [j for j in self._jobs.values() if j.task == task.name and j.state not in FINISHED]
         if running:

@@ -203,15 +203,11 @@ def run(request: dict, emit) -> dict:
 def _build(directory, method, options, backbone, session, base, record, labels, tensors, is_val, y, class_names, data_dir, task, emit) -> dict:
     """Train a `method` adapter (holdout and served models) into `directory` and write its manifest; returns its options."""
     from edgetl.adapt.labels import snapshot
-
-    from edgetl.errors import InvalidInput
-    from edgetl.runtime.views import ANOMALY_VIEWS, check_serve_views
+    from edgetl.runtime.views import check_serve_views
 
     directory.mkdir(parents=True, exist_ok=True)
     precision = options.get("precision", "fp32")
-    serve_views = check_serve_views(options.get("serve_views") or 1)
-    if serve_views > 1 and method == "anomaly":
-        raise InvalidInput(ANOMALY_VIEWS)
+    serve_views = check_serve_views(options.get("serve_views") or 1, method)
     if method == "head":
         options = _train_head(directory, session, base[backbone.name], labels, tensors, is_val, y, class_names, options, data_dir, emit)
     elif method == "anomaly":

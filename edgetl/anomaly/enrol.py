@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgetl.adapt.features import VIEWS
 from edgetl.anomaly.bank import image_score, nearest_distances
 from edgetl.anomaly.model import DEFAULTS, FILE, AnomalyModel
 from edgetl.anomaly.threshold import Calibration, calibrate, with_threshold
@@ -38,6 +37,7 @@ from edgetl.errors import InvalidInput, NotReady
 from edgetl.fsutil import sha256_file
 from edgetl.runtime.adapters import MANIFEST, PROBE, LoadedAdapter
 from edgetl.runtime.preprocess import EncodedImage, decode
+from edgetl.runtime.views import views_of
 
 log = logging.getLogger("edgetl.anomaly")
 
@@ -155,7 +155,7 @@ class Enroller:
         x = session.preprocess(decode(EncodedImage(data), self.max_pixels))
         # The part as the camera saw it (its flips and turns join at the next training job): one
         # backbone run and one search instead of eight keeps an enrolment near 100 ms on 2 cores.
-        outputs = session.run(np.stack([np.ascontiguousarray(VIEWS[v](x)) for v in range(ENROL_VIEWS)]), list(model.inputs))
+        outputs = session.run(np.stack(views_of(x, ENROL_VIEWS)), list(model.inputs))
         maps = [{name: outputs[name][v] for name in model.inputs} for v in range(ENROL_VIEWS)]
         clock.lap("backbone")
         max_bank = int(GROWTH_LIMIT * int(options.get("max_patches") or DEFAULTS["max_patches"]))

@@ -41,7 +41,7 @@ import numpy as np
 
 from edgetl.anomaly.model import FILE as BANK_FILE
 from edgetl.anomaly.model import AnomalyModel
-from edgetl.errors import Damaged, ExportError, NotReady
+from edgetl.errors import Damaged, ExportError, InvalidInput, NotReady
 from edgetl.fsutil import sha256_file
 from edgetl.monitor.reference import FILE as DRIFT_FILE
 from edgetl.monitor.reference import DriftReference
@@ -132,7 +132,10 @@ def open_adapter(
         drift = DriftReference.load(path / DRIFT_FILE)
     if method != "head" and EMBEDDING in (manifest.get("onnx") or {}).get("outputs", {}):
         outputs = (*head.inputs, EMBEDDING)
-    views = check_serve_views(manifest.get("serve_views", 1)) if method != "anomaly" else 1
+    try:
+        views = check_serve_views(manifest.get("serve_views", 1), method)
+    except InvalidInput as exc:
+        raise Damaged(f"adapter {manifest.get('version')} of task {manifest.get('task')!r}: its manifest says {exc}") from exc
     return LoadedAdapter(str(manifest.get("version", "candidate")), head, batcher, manifest, drift, outputs, views)
 
 

@@ -36,14 +36,16 @@ SERVE_VIEWS = (1, 2, 4, 8)
 ANOMALY_VIEWS = "serve_views is for classifier adapters (head, lora, auto); an anomaly task scores the image as sent"
 
 
-def check_serve_views(value) -> int:
-    """`value` as a number of serving views, or InvalidInput saying which are allowed."""
+def check_serve_views(value, method: str = "") -> int:
+    """`value` as a number of serving views for an adapter of `method`, or InvalidInput saying what is allowed."""
     try:
         views = int(value)
     except (TypeError, ValueError):
         views = -1
     if views not in SERVE_VIEWS:
         raise InvalidInput(f"serve_views must be one of {', '.join(map(str, SERVE_VIEWS))}, got {value!r}")
+    if views > 1 and method == "anomaly":
+        raise InvalidInput(ANOMALY_VIEWS)
     return views
 
 
@@ -53,5 +55,7 @@ def views_of(tensor: np.ndarray, count: int) -> list[np.ndarray]:
 
 
 def stack_views(results: list[BackboneResult], views: int) -> dict[str, np.ndarray]:
-    """The first `views` backbone results of one image as a batch [V, ...] per output."""
+    """The first `views` backbone results of one image as a batch [V, ...] per output (one view: no copy, the serving path's usual case)."""
+    if views == 1:
+        return {name: value[None] for name, value in results[0].features.items()}
     return {name: np.stack([r.features[name] for r in results[:views]]) for name in results[0].features}

@@ -427,3 +427,18 @@ def test_serve_views_out_of_range_are_refused_and_the_old_version_serves(server,
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert f"serve_views must be one of 1, 2, 4, 8, got {views}" in refused.value.details()
     assert classify(server, np.zeros((96, 96, 3), np.uint8)).adapter_version == first.version
+
+
+def test_a_manifest_with_impossible_serve_views_is_damaged_and_the_active_version_serves(server, data_dir):
+    images = create_and_label(server, per_class=4)
+    _, first = train(server)
+    _, second = train(server, force=True, seed=1)
+    stub = adapters(server)
+    stub.ActivateAdapter(adapt_pb2.ActivateAdapterRequest(task="parts", version=first.version), timeout=60)
+    path = data_dir / "adapters" / "parts" / second.version / "manifest.json"
+    manifest = json.loads(path.read_text())
+    path.write_text(json.dumps({**manifest, "serve_views": 3}))
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ActivateAdapter(adapt_pb2.ActivateAdapterRequest(task="parts", version=second.version), timeout=60)
+    assert info.value.code() == grpc.StatusCode.DATA_LOSS and "its manifest says serve_views must be one of 1, 2, 4, 8, got 3" in info.value.details()
+    assert classify(server, images[0][1]).adapter_version == first.version
