@@ -115,7 +115,9 @@ def run_cells(args) -> None:
                 goods = [img for _, (_, img) in zip(range(max(todo)), make_set(surface, generator, max(todo), seed=seed))]  # the ok parts come first
                 good_maps = [maps.of(img, views) for img in goods]
                 test = list(make_set_with_masks(surface, generator, TEST_PER_CLASS, seed=seed + TEST_SEED_OFFSET))
-                test_maps = [(kind, maps.of(img)[0]) for kind, img, _ in test]
+                # --tta V: each test part is also scored in its first V views (image scores averaged), in the same run.
+                test_views = [(kind, maps.of(img, args.tta)) for kind, img, _ in test] if args.tta > 1 else []
+                test_maps = [(kind, views[0]) for kind, views in test_views] or [(kind, maps.of(img)[0]) for kind, img, _ in test]
                 test_masks = [mask[::PIXEL_STEP, ::PIXEL_STEP] for _, _, mask in test]
                 for n in todo:
                     started = time.perf_counter()
@@ -129,6 +131,7 @@ def run_cells(args) -> None:
                         scores[kind].append(answer.score)
                         pixels[kind].append((_pixel_scores(answer.map, mask.shape), mask))
                     good = np.array(scores["ok"])
+                    tta = _tta_scores(model, good_maps[:n], test_views, args.tta) if test_views and n >= 2 else None
                     threshold = model.calibration.threshold if n >= 2 else float("nan")
                     row = {
                         "surface": surface, "generator": generator, "goods": n, "seed": seed, "variant": args.variant,
@@ -141,7 +144,11 @@ def run_cells(args) -> None:
                         "bank_patches": summary["bank_patches"], "bank_bytes": summary["bank_bytes"],
                         "fit_s": round(fit_s, 3), "score_ms_median": round(statistics.median(score_ms), 3), "options": summary["options"],
                         "threshold": threshold, "scores": {k: [round(float(v), 5) for v in vals] for k, vals in scores.items()},
+                        # The calibration's evidence: each good image against the bank without it (a threshold rule can be replayed from these).
+                        "loo": summary["leave_one_out_scores"],
                     }
+                    if tta:
+                        row["tta"] = tta
                     with open(args.results, "a") as f:
                         f.write(json.dumps(row) + "\n")
                     worst = min(row["auroc"], key=row["auroc"].get)
@@ -151,6 +158,25 @@ def run_cells(args) -> None:
                         f"bank {row['bank_patches']}  fit {fit_s:.1f} s  score {row['score_ms_median']:.1f} ms",
                         flush=True,
                     )
+
+
+def _tta_scores(model, good_maps: list[list[dict]], test_views: list[tuple[str, list[dict]]], views: int) -> dict:
+    """Image scores averaged over each part's first `views` views: the test parts, and the good images left out one at a time (every view)."""
+    from edgetl.anomaly.bank import image_score, nearest_distances
+    from edgetl.anomaly.threshold import auroc
+
+    def score(maps_per_view, excluded=None) -> float:
+        return float(np.mean([image_score(nearest_distances(model.patches(m)[0], model.bank, model.bank_sq, excluded)) for m in maps_per_view]))
+
+    scores = defaultdict(list)
+    for kind, maps_per_view in test_views:
+        scores[kind].append(score(maps_per_view[:views]))
+    loo = [score(g[:views], model.origin == i) for i, g in enumerate(good_maps)]
+    good = np.array(scores["ok"])
+    return {
+        "views": views, "auroc": {k: auroc(good, np.array(scores[k])) for k in DEFECTS},
+        "scores": {k: [round(float(v), 5) for v in vals] for k, vals in scores.items()}, "loo": [round(v, 5) for v in loo],
+    }
 
 
 def figure(args) -> None:
@@ -379,6 +405,7 @@ def main() -> None:
     parser.add_argument("--variant", default="default")
     parser.add_argument("--variants", nargs="*", default=[], help="report: only these variants")
     parser.add_argument("--option", action="append", default=[], help="a fit option, e.g. max_patches=8192 or views=1")
+    parser.add_argument("--tta", type=int, default=1, help="run: also score each test part averaged over its first N views (2, 4 or 8)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--store", type=Path, default=ROOT / "edgetl-data" / "store")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "anomaly.jsonl")

@@ -640,6 +640,7 @@ def _scratch(backbone, method, session, train_x, train_y, val_x, val_y, class_na
     from edgetl.adapt.trainer_lora import (
         SCRATCH_DEFAULTS,
         build_tasknet,
+        nhwc,
         torch_pool,
         train_tasknet,
     )
@@ -649,7 +650,7 @@ def _scratch(backbone, method, session, train_x, train_y, val_x, val_y, class_na
         net, _ = build_tasknet(backbone, len(class_names), SCRATCH_DEFAULTS, scratch=True)  # random, frozen
         names = (POOLED, *backbone.spec.feature_maps)
         with torch.no_grad():
-            feats = lambda x: torch.cat([torch_pool(net.backbone.eval()(torch.from_numpy(x[i : i + 16])), names) for i in range(0, len(x), 16)]).numpy()
+            feats = lambda x: torch.cat([torch_pool(net.backbone.eval()(nhwc(torch.from_numpy(x[i : i + 16]))), names) for i in range(0, len(x), 16)]).numpy()
             ftrain, fval = feats(train_x), feats(val_x)
         head = train_head(ftrain, train_y, len(class_names), HEAD_DEFAULTS)
         logits = ((fval - head["mean"]) / head["std"]) @ head["weight"].T + head["bias"]
@@ -658,7 +659,7 @@ def _scratch(backbone, method, session, train_x, train_y, val_x, val_y, class_na
     net, _ = build_tasknet(backbone, len(class_names), resolved, scratch=True)
     train_tasknet(net, train_x, train_y, val_x, val_y, len(class_names), resolved, True, lambda e: emit({**e, "phase": "scratch"}))
     with torch.no_grad():
-        logits = torch.cat([net(torch.from_numpy(val_x[i : i + 32]))["logits"] for i in range(0, len(val_x), 32)])
+        logits = torch.cat([net(nhwc(torch.from_numpy(val_x[i : i + 32])))["logits"] for i in range(0, len(val_x), 32)])
     return metrics(val_y, logits.argmax(1).numpy(), class_names)
 
 

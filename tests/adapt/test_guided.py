@@ -74,6 +74,10 @@ def test_fit_serve_and_reload_agree_and_tell_defects_apart(tmp_path):
     assert probs.shape == (30, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
     assert (probs.argmax(1) == test_y).mean() >= 0.9
 
+    # A batch is searched SEARCH_ROWS images at a time; each answer is what the image gets alone.
+    alone = np.stack([head.good.describe({name: batch[name][i] for name in NAMES}) for i in range(30)])
+    np.testing.assert_allclose(head.pool(batch), alone, rtol=1e-5, atol=1e-5)
+
     np.savez(tmp_path / "head.npz", **arrays)
     loaded = load_head(tmp_path / "head.npz")
     assert isinstance(loaded, GuidedHead)
