@@ -371,6 +371,19 @@ def report(args) -> None:
         for (variant, n), cells in sorted(with_pixels.items()):
             per_kind = {k: statistics.mean(c["pixel_auroc"][k] for c in cells) for k in DEFECTS}
             print(f"| {variant} | {n} | {statistics.mean(per_kind.values()):.3f} | " + " | ".join(f"{v:.3f}" for v in per_kind.values()) + " |")
+    with_tta = {key: cells for key, cells in groups.items() if all("tta" in c for c in cells)}
+    if with_tta:
+        print("\nanswered from several views (run --tta N: image scores averaged over each part's views, the threshold from leave-one-out scores averaged the same way), against one view in the same run:\n")
+        print("| variant | good images | views | mean image AUROC | one view | false alarms (test goods) | one view |")
+        print("|---|---|---|---|---|---|---|")
+        for (variant, n), cells in sorted(with_tta.items()):
+            from edgetl.anomaly.threshold import calibrate
+
+            far = [np.mean(np.array(c["tta"]["scores"]["ok"]) > calibrate(np.array(c["tta"]["loo"])).threshold) for c in cells]
+            print(
+                f"| {variant} | {n} | {cells[0]['tta']['views']} | {statistics.mean(statistics.mean(c['tta']['auroc'].values()) for c in cells):.3f} "
+                f"| {statistics.mean(statistics.mean(c['auroc'].values()) for c in cells):.3f} | {statistics.mean(far):.3f} | {statistics.mean(c['false_alarm_rate'] for c in cells):.3f} |"
+            )
     print("\nper surface, mean image AUROC over defect kinds and generators:\n")
     surfaces = sorted({r["surface"] for r in rows}, key=list(SURFACES).index)
     print("| variant | good images | " + " | ".join(surfaces) + " |")

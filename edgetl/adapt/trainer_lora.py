@@ -127,6 +127,10 @@ def build_tasknet(backbone: Backbone, num_classes: int, options: dict, scratch: 
         target = r"(?:.*\.)?(?:" + "|".join(spec.lora_targets) + r")"
         rank = int(options["rank"])
         config = peft.LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=target, lora_dropout=0.0, bias="none")
+        # peft draws the LoRA weights from torch's global generator: seeded here, a job is the same job
+        # whatever ran before it in the process (benchmarks run many in one; a cell's result depended on
+        # the cells before it).
+        torch.manual_seed(int(options.get("seed", 0)))
         peft_model = peft.get_peft_model(base, config)
         inner = peft_model
     h, w = spec.input_size

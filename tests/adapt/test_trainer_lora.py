@@ -49,3 +49,14 @@ def test_training_runs_channels_last_and_the_export_copy_computes_the_same(taskn
     assert all(p.is_contiguous() for p in merged.parameters())
     with torch.no_grad():
         np.testing.assert_allclose(merged(x)["logits"].numpy(), net(x)["logits"].numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_the_lora_weights_start_from_the_seed_whatever_ran_before(data_dir):
+    backbone = BackboneRegistry.from_settings(make_settings(data_dir)).get(TINY)
+    first, _ = build_tasknet(backbone, 3, dict(DEFAULTS))
+    torch.rand(1000)  # another job's draws in the same process
+    second, _ = build_tasknet(backbone, 3, dict(DEFAULTS))
+    other, _ = build_tasknet(backbone, 3, {**DEFAULTS, "seed": 1})
+    lora = [k for k in first.state_dict() if "lora_A" in k]
+    assert lora and all(torch.equal(first.state_dict()[k], second.state_dict()[k]) for k in lora)
+    assert not all(torch.equal(first.state_dict()[k], other.state_dict()[k]) for k in lora)
