@@ -162,20 +162,18 @@ def run_cells(args) -> None:
 
 def _tta_scores(model, good_maps: list[list[dict]], test_views: list[tuple[str, list[dict]]], views: int) -> dict:
     """Image scores averaged over each part's first `views` views: the test parts, and the good images left out one at a time (every view)."""
-    from edgetl.anomaly.bank import image_score, nearest_distances
+    from edgetl.anomaly.bank import image_score
+    from edgetl.anomaly.model import leave_one_out_scores
     from edgetl.anomaly.threshold import auroc
-
-    def score(maps_per_view, excluded=None) -> float:
-        return float(np.mean([image_score(nearest_distances(model.patches(m)[0], model.bank, model.bank_sq, excluded)) for m in maps_per_view]))
 
     scores = defaultdict(list)
     for kind, maps_per_view in test_views:
-        scores[kind].append(score(maps_per_view[:views]))
-    loo = [score(g[:views], model.origin == i) for i, g in enumerate(good_maps)]
+        scores[kind].append(float(np.mean([image_score(model.patch_scores(m)[0]) for m in maps_per_view[:views]])))
+    loo = np.mean([leave_one_out_scores(model, [g[v] for g in good_maps]) for v in range(views)], axis=0)
     good = np.array(scores["ok"])
     return {
         "views": views, "auroc": {k: auroc(good, np.array(scores[k])) for k in DEFECTS},
-        "scores": {k: [round(float(v), 5) for v in vals] for k, vals in scores.items()}, "loo": [round(v, 5) for v in loo],
+        "scores": {k: [round(float(v), 5) for v in vals] for k, vals in scores.items()}, "loo": [round(float(v), 5) for v in loo],
     }
 
 
@@ -376,9 +374,9 @@ def report(args) -> None:
         print("\nanswered from several views (run --tta N: image scores averaged over each part's views, the threshold from leave-one-out scores averaged the same way), against one view in the same run:\n")
         print("| variant | good images | views | mean image AUROC | one view | false alarms (test goods) | one view |")
         print("|---|---|---|---|---|---|---|")
-        for (variant, n), cells in sorted(with_tta.items()):
-            from edgetl.anomaly.threshold import calibrate
+        from edgetl.anomaly.threshold import calibrate
 
+        for (variant, n), cells in sorted(with_tta.items()):
             far = [np.mean(np.array(c["tta"]["scores"]["ok"]) > calibrate(np.array(c["tta"]["loo"])).threshold) for c in cells]
             print(
                 f"| {variant} | {n} | {cells[0]['tta']['views']} | {statistics.mean(statistics.mean(c['tta']['auroc'].values()) for c in cells):.3f} "
