@@ -99,7 +99,8 @@ class Bench:
         adapter = open_adapter(tmp, self.base, self.settings, self.store.trt_cache)
         test = list(make_set(surface, generator, TEST_PER_CLASS, 224, seed + TEST_SEED_OFFSET))
         tensors = np.stack([self.session.preprocess(decode(EncodedImage(_png(img)), 10**8)) for _, img in test])
-        predicted = predict(adapter, tensors).argmax(1)
+        probabilities = predict(adapter, tensors)
+        predicted = probabilities.argmax(1)
         truth = np.array([CLASSES.index(kind) for kind, _ in test])
         confusion = np.zeros((len(CLASSES), len(CLASSES)), int)
         for t, p in zip(truth, predicted):
@@ -108,6 +109,8 @@ class Bench:
         return {
             "test_accuracy": float((predicted == truth).mean()), "val_accuracy": result["metrics"]["accuracy"], "val_n": result["metrics"]["n"],
             "train_s": round(train_s, 2), "confusion": confusion.tolist(), "options": result.get("options", {}),
+            # Each test part's class probabilities and true class: an ensemble of methods is replayed from these (`report`).
+            "probabilities": np.round(probabilities, 4).tolist(), "truth": truth.tolist(),
             **({"scratch_val_accuracy": result["scratch_metrics"]["accuracy"]} if scratch and result.get("scratch_metrics") else {}),
             **({"int8_paired": result["int8_paired"]} if "int8_paired" in result else {}),
         }
@@ -174,6 +177,28 @@ def with_auto(rows: list[dict]) -> list[dict]:
     return rows + out
 
 
+def ensemble(rows: list[dict]) -> None:
+    """Head and LoRA of the same cell (variant included), their test probabilities averaged: what serving both would answer."""
+    by_key = {(r["surface"], r["generator"], r["labels"], r["seed"], r["variant"], r["method"]): r for r in rows if "probabilities" in r}
+    groups = defaultdict(list)
+    for key, head in by_key.items():
+        lora = by_key.get((*key[:-1], "lora"))
+        if key[-1] != "head" or lora is None:
+            continue
+        truth = np.array(head["truth"])
+        both = (np.array(head["probabilities"]) + np.array(lora["probabilities"])) / 2
+        groups[(key[4], key[2])].append((head["test_accuracy"], lora["test_accuracy"], float((both.argmax(1) == truth).mean()), key[0]))
+    if not groups:
+        return
+    print("\nensemble (a cell's head and LoRA, test probabilities averaged; the same test parts):\n")
+    print("| variant | labels/class | head | LoRA | head + LoRA | cells | ensemble above both |")
+    print("|---|---|---|---|---|---|---|")
+    for (variant, n), cells in sorted(groups.items()):
+        head, lora, both = (statistics.mean(c[i] for c in cells) for i in range(3))
+        above = sum(c[2] > max(c[0], c[1]) for c in cells)
+        print(f"| {variant} | {n} | {head:.3f} | {lora:.3f} | {both:.3f} | {len(cells)} | {above} of {len(cells)} |")
+
+
 def report(args) -> None:
     rows = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
     rows = with_auto([r for r in rows if r["generator"] in args.generators and r["surface"] in args.surfaces and r["seed"] in args.seeds])
@@ -205,6 +230,7 @@ def report(args) -> None:
         print("|---|---|---|---|---|---|")
         for r in scratch:
             print(f"| {r['surface']} | {r['generator']} | {r['labels']} | {r['variant']} ({r['method']}) | {r['val_accuracy']:.3f} | {r['scratch_val_accuracy']:.3f} |")
+    ensemble(rows)
     print("\nper surface (mean over generators and seeds):\n")
     surfaces = [s for s in args.surfaces if any(r["surface"] == s for r in rows)]
     print("| method | variant | labels/class | " + " | ".join(surfaces) + " |")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import numpy as np
@@ -16,6 +17,32 @@ from edgetl.runtime.store import ExportRecord
 from edgetl.settings import Settings
 
 log = logging.getLogger(__name__)
+
+_arena_lock = threading.Lock()
+_arena: bool | None = None  # None: not tried yet in this process
+
+
+def shared_cpu_arena() -> bool:
+    """One CPU memory arena for every session in the process, registered on first use; False if ORT refused it.
+
+    Each ONNX Runtime session otherwise grows its own arena for the
+    activations of its runs, about 7 MB for EfficientNet-Lite0 at batch 1
+    to 4, held for the process's life. A server with a LoRA or INT8 task per
+    station holds a session per task, and they run one image after another,
+    so one arena serves them all (BENCHMARKS.md, "Cold paths": memory per LoRA
+    task). Sessions opt in with the config entry `session.use_env_allocators`.
+    """
+    global _arena
+    with _arena_lock:
+        if _arena is None:
+            try:
+                memory = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+                ort.create_and_register_allocator(memory, ort.OrtArenaCfg(0, -1, -1, -1))  # ORT's default arena settings
+                _arena = True
+            except Exception as exc:  # noqa: BLE001 - an ORT build without it: each session keeps its own arena
+                log.warning("ONNX Runtime did not register a shared CPU arena (%s); each session keeps its own", exc)
+                _arena = False
+        return _arena
 
 
 class BackboneSession:
@@ -40,6 +67,9 @@ class BackboneSession:
         spin = "1" if settings.ort_spinning else "0"
         options.add_session_config_entry("session.intra_op.allow_spinning", spin)
         options.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        if shared_cpu_arena():
+            options.add_session_config_entry("session.use_env_allocators", "1")
+        self.shares_arena = options.get_session_config_entry("session.use_env_allocators") == "1"
         check_model(record.onnx_path)  # before ORT opens it: no outside data, no custom ops
         providers, line = choose_providers(
             settings.providers, ort.get_available_providers(), trt_cache_root, record.onnx_sha256, int8="int8" in manifest
