@@ -53,8 +53,10 @@ from edgetl.backbones.spec import POOLED, Backbone
 
 DEFAULTS = {
     "epochs": 8, "rank": 8, "learning_rate": 1e-3, "head_learning_rate": 1e-3, "batch_size": 16, "patience": 8, "augment": True, "seed": 0,
-    "refit_epochs": 2,
+    "refit_epochs": 2, "schedule": "constant",
 }
+#: Learning-rate schedules over the epochs: constant, or cosine from the full rate down toward zero at the last epoch.
+SCHEDULES = ("constant", "cosine")
 REFIT_LR_SCALE = 0.5
 SCRATCH_DEFAULTS = {**DEFAULTS, "learning_rate": 2e-3, "head_learning_rate": 2e-3}
 
@@ -175,7 +177,9 @@ def train_tasknet(
     best = {"acc": -1.0, "loss": float("inf"), "epoch": 0, "state": None}
     started = time.monotonic()
     epoch = 0
+    base_rates = [group["lr"] for group in optimizer.param_groups]
     for epoch in range(1, epochs + 1):
+        _set_rates(optimizer, base_rates, _rate_scale(str(options.get("schedule", "constant")), epoch, epochs))
         loss = _epoch(net, optimizer, loss_fn, tx, ty, options, generator, scratch, should_stop)
         val_acc, val_loss = _evaluate(net, vx, vy, loss_fn)
         elapsed = time.monotonic() - started
@@ -203,6 +207,22 @@ def continue_tasknet(net: TaskNet, x: np.ndarray, y: np.ndarray, num_classes: in
         elapsed = time.monotonic() - started
         progress({"phase": "refit", "epoch": epoch, "epochs": epochs, "loss": loss, "elapsed_s": elapsed, "eta_s": elapsed / epoch * (epochs - epoch)})
     net.eval()
+
+
+def _rate_scale(schedule: str, epoch: int, epochs: int) -> float:
+    """The fraction of the base learning rates epoch `epoch` (1-based) of `epochs` trains at."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1 + np.cos(np.pi * (epoch - 1) / epochs))
+    from edgetl.errors import InvalidInput
+
+    raise InvalidInput(f"LoRA option schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+
+
+def _set_rates(optimizer: torch.optim.Optimizer, base_rates: list[float], scale: float) -> None:
+    for group, rate in zip(optimizer.param_groups, base_rates):
+        group["lr"] = rate * scale
 
 
 def _optimizer(net: TaskNet, options: dict) -> torch.optim.Optimizer:

@@ -67,9 +67,9 @@ class BackboneSession:
         spin = "1" if settings.ort_spinning else "0"
         options.add_session_config_entry("session.intra_op.allow_spinning", spin)
         options.add_session_config_entry("session.inter_op.allow_spinning", spin)
-        if shared_cpu_arena():
+        self.shares_arena = shared_cpu_arena()
+        if self.shares_arena:
             options.add_session_config_entry("session.use_env_allocators", "1")
-        self.shares_arena = options.get_session_config_entry("session.use_env_allocators") == "1"
         check_model(record.onnx_path)  # before ORT opens it: no outside data, no custom ops
         providers, line = choose_providers(
             settings.providers, ort.get_available_providers(), trt_cache_root, record.onnx_sha256, int8="int8" in manifest

@@ -16,7 +16,9 @@ from edgetl.adapt.trainer_lora import (
     _optimizer,
     build_tasknet,
     merged_for_export,
+    train_tasknet,
 )
+from edgetl.errors import InvalidInput
 from edgetl.backbones.registry import BackboneRegistry
 from tests.conftest import TINY, make_settings
 
@@ -60,3 +62,28 @@ def test_the_lora_weights_start_from_the_seed_whatever_ran_before(data_dir):
     lora = [k for k in first.state_dict() if "lora_A" in k]
     assert lora and all(torch.equal(first.state_dict()[k], second.state_dict()[k]) for k in lora)
     assert not all(torch.equal(first.state_dict()[k], other.state_dict()[k]) for k in lora)
+
+
+def test_a_cosine_schedule_lowers_the_rates_epoch_by_epoch_and_a_constant_one_keeps_them(tasknet, monkeypatch):
+    import edgetl.adapt.trainer_lora as trainer
+
+    net, (h, w) = tasknet
+    seen = []
+    real_epoch = trainer._epoch
+    monkeypatch.setattr(trainer, "_epoch", lambda net, optimizer, *a: seen.append([g["lr"] for g in optimizer.param_groups]) or real_epoch(net, optimizer, *a))
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (6, 3, h, w)).astype(np.float32)
+    y = np.array([0, 1, 2, 0, 1, 2])
+    for schedule in ("cosine", "constant"):
+        seen.clear()
+        options = {**DEFAULTS, "batch_size": 6, "epochs": 4, "patience": 4, "schedule": schedule, "learning_rate": 1e-3, "head_learning_rate": 2e-3}
+        train_tasknet(net, x, y, x, y, 3, options, scratch=False, progress=lambda e: None)
+        backbone_rates = [rates[0] for rates in seen]
+        assert len(seen) == 4 and all(rates[1] == 2 * rates[0] for rates in seen)  # both groups scaled alike
+        if schedule == "cosine":
+            assert backbone_rates[0] == pytest.approx(1e-3) and all(a > b for a, b in zip(backbone_rates, backbone_rates[1:]))
+            assert backbone_rates[-1] == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 3 / 4)))
+        else:
+            assert backbone_rates == [pytest.approx(1e-3)] * 4
+    with pytest.raises(InvalidInput, match="schedule must be one of constant, cosine"):
+        train_tasknet(net, x, y, x, y, 3, {**DEFAULTS, "schedule": "step"}, scratch=False, progress=lambda e: None)

@@ -25,3 +25,20 @@ def test_sessions_share_one_cpu_arena_and_answer_as_a_session_with_its_own(sessi
             got = session.run(batch[:n], ["stride16", "logits"])
             assert np.allclose(got["stride16"], expected[0][:n], atol=1e-5)
             assert np.allclose(got["logits"], expected[1][:n], atol=1e-4)
+
+
+def test_a_session_keeps_its_own_arena_when_ort_refuses_a_shared_one(session_store, tmp_path, monkeypatch):
+    import edgetl.runtime.session as session_module
+
+    store = ModelStore(session_store)
+    record = next(r for r in (store.load(p) for p in (session_store / "exports").iterdir()) if r.manifest["backbone"] == "efficientnet_lite0")
+    monkeypatch.setattr(session_module, "_arena", None)
+
+    def refuse(*args):
+        raise RuntimeError("not in this build")
+
+    monkeypatch.setattr(session_module.ort, "create_and_register_allocator", refuse)
+    session = BackboneSession(record, make_settings(tmp_path), store.trt_cache)
+    assert not session.shares_arena and not session_module.shared_cpu_arena()
+    x = np.zeros((1, 3, *session.input_size), np.float32)
+    assert session.run(x, ["logits"])["logits"].shape == (1, 1000)
