@@ -44,6 +44,14 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
     return settings
 
 
+def builtin_export(session_store: Path):
+    """The ModelStore the test session exported into, and the built-in backbone's export record in it."""
+    from edgetl.runtime.store import ModelStore
+
+    store = ModelStore(session_store)
+    return store, next(r for r in (store.load(p) for p in (session_store / "exports").iterdir()) if r.manifest["backbone"] == "efficientnet_lite0")
+
+
 def write_tiny_weights(path: Path = TINY_WEIGHTS, seed: int = 7) -> Path:
     """Random weights for timm's test_efficientnet, saved as a real safetensors file."""
     import timm

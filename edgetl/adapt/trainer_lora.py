@@ -171,6 +171,8 @@ def train_tasknet(
     tx, ty = torch.from_numpy(train_x), torch.from_numpy(train_y).long()
     vx, vy = torch.from_numpy(val_x), torch.from_numpy(val_y).long()
     epochs, patience = int(options["epochs"]), int(options["patience"])
+    schedule = str(options.get("schedule", "constant"))
+    _rate_scale(schedule, 1, epochs)  # an unknown schedule fails here, before any training
     if not scratch:
         linear_probe(net, tx, ty, loss_fn)
         progress({"phase": "train", "epoch": 0, "epochs": epochs, "message": "linear probe fitted on frozen features"})
@@ -179,7 +181,7 @@ def train_tasknet(
     epoch = 0
     base_rates = [group["lr"] for group in optimizer.param_groups]
     for epoch in range(1, epochs + 1):
-        _set_rates(optimizer, base_rates, _rate_scale(str(options.get("schedule", "constant")), epoch, epochs))
+        _set_rates(optimizer, base_rates, _rate_scale(schedule, epoch, epochs))
         loss = _epoch(net, optimizer, loss_fn, tx, ty, options, generator, scratch, should_stop)
         val_acc, val_loss = _evaluate(net, vx, vy, loss_fn)
         elapsed = time.monotonic() - started

@@ -26,8 +26,9 @@ def shared_cpu_arena() -> bool:
     """One CPU memory arena for every session in the process, registered on first use; False if ORT refused it.
 
     Each ONNX Runtime session otherwise grows its own arena for the
-    activations of its runs, about 7 MB for EfficientNet-Lite0 at batch 1
-    to 4, held for the process's life. A server with a LoRA or INT8 task per
+    activations of its runs (36 MiB for EfficientNet-Lite0 warmed at batch 1
+    and 4 with every output fetched; 11 MB per LoRA task in a server) and
+    holds it for the process's life. A server with a LoRA or INT8 task per
     station holds a session per task, and they run one image after another,
     so one arena serves them all (BENCHMARKS.md, "Cold paths": memory per LoRA
     task). Sessions opt in with the config entry `session.use_env_allocators`.

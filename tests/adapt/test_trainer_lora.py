@@ -18,8 +18,8 @@ from edgetl.adapt.trainer_lora import (
     merged_for_export,
     train_tasknet,
 )
-from edgetl.errors import InvalidInput
 from edgetl.backbones.registry import BackboneRegistry
+from edgetl.errors import InvalidInput
 from tests.conftest import TINY, make_settings
 
 

@@ -6,13 +6,11 @@ import numpy as np
 import onnxruntime as ort
 
 from edgetl.runtime.session import BackboneSession, shared_cpu_arena
-from edgetl.runtime.store import ModelStore
-from tests.conftest import make_settings
+from tests.conftest import builtin_export, make_settings
 
 
 def test_sessions_share_one_cpu_arena_and_answer_as_a_session_with_its_own(session_store, tmp_path):
-    store = ModelStore(session_store)
-    record = next(r for r in (store.load(p) for p in (session_store / "exports").iterdir()) if r.manifest["backbone"] == "efficientnet_lite0")
+    store, record = builtin_export(session_store)
     settings = make_settings(tmp_path)
     first, second = (BackboneSession(record, settings, store.trt_cache) for _ in range(2))
     assert shared_cpu_arena() and first.shares_arena and second.shares_arena
@@ -30,8 +28,7 @@ def test_sessions_share_one_cpu_arena_and_answer_as_a_session_with_its_own(sessi
 def test_a_session_keeps_its_own_arena_when_ort_refuses_a_shared_one(session_store, tmp_path, monkeypatch):
     import edgetl.runtime.session as session_module
 
-    store = ModelStore(session_store)
-    record = next(r for r in (store.load(p) for p in (session_store / "exports").iterdir()) if r.manifest["backbone"] == "efficientnet_lite0")
+    store, record = builtin_export(session_store)
     monkeypatch.setattr(session_module, "_arena", None)
 
     def refuse(*args):

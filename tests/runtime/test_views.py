@@ -8,9 +8,8 @@ import pytest
 from edgetl.errors import InvalidInput
 from edgetl.runtime.batcher import MicroBatcher
 from edgetl.runtime.session import BackboneSession
-from edgetl.runtime.store import ModelStore
 from edgetl.runtime.views import SERVE_VIEWS, check_serve_views, stack_views, views_of
-from tests.conftest import make_settings
+from tests.conftest import builtin_export, make_settings
 
 
 def test_the_views_are_the_eight_flips_and_turns_and_nest():
@@ -30,8 +29,7 @@ def test_only_1_2_4_or_8_serving_views(value):
 
 
 def test_a_parts_views_share_batches_and_match_one_by_one(session_store, tmp_path):
-    store = ModelStore(session_store)
-    record = next(r for r in (store.load(p) for p in (session_store / "exports").iterdir()) if r.manifest["backbone"] == "efficientnet_lite0")
+    store, record = builtin_export(session_store)
     session = BackboneSession(record, make_settings(tmp_path), store.trt_cache)
     batcher = MicroBatcher(session, max_batch=4)
     x = np.random.default_rng(0).uniform(-1, 1, (3, *session.input_size)).astype(np.float32)
