@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgetl.anomaly.bank import image_score, nearest_distances
+from edgetl.anomaly.bank import image_score, nearest_rows
 from edgetl.anomaly.model import DEFAULTS, FILE, AnomalyModel
 from edgetl.anomaly.threshold import Calibration, calibrate, with_threshold
 from edgetl.errors import InvalidInput, NotReady
@@ -69,19 +69,27 @@ class Enrolment:
 
 
 def grow(model: AnomalyModel, views: list[dict[str, np.ndarray]], max_bank: int) -> tuple[AnomalyModel, float, int]:
-    """The bank with the part's uncovered patches, recalibrated; the part's score before; how many were added."""
-    candidates, distances = [], []
+    """The bank with the part's uncovered patches, recalibrated; the part's score before; how many were added.
+
+    An added row takes the spread of the bank row nearest to it (the
+    region of good patches it extends); the reference sample the others
+    were measured against is not kept, and a score is a minimum over rows,
+    so the new row can only lower scores.
+    """
+    candidates, distances, neighbours = [], [], []
     score = 0.0
     for i, maps in enumerate(views):
         patches, _ = model.patches(maps)
         patches = patches.astype(np.float16).astype(np.float32)  # as stored
-        nearest = nearest_distances(patches, model.bank, model.bank_sq)
         if i == 0:
-            score = image_score(nearest)  # the part as served, against the bank without it
-        far = nearest > model.radius
+            score = image_score(model.scores_of(patches))  # the part as served, against the bank without it
+        nearest, index = nearest_rows(patches, model.bank, model.bank_sq)
+        far = nearest > model.radius  # coverage is in plain distance, as the coreset chose the bank
         candidates.append(patches[far])
         distances.append(nearest[far])
-    added = _cover(np.concatenate(candidates), np.concatenate(distances), model.radius)
+        neighbours.append(index[far])
+    picked = _cover(np.concatenate(candidates), np.concatenate(distances), model.radius)
+    added = np.concatenate(candidates)[picked]
     if len(model.bank) + len(added) > max_bank:
         raise NotReady(
             f"the bank would hold {len(model.bank) + len(added)} patches, over {max_bank} "
@@ -89,12 +97,13 @@ def grow(model: AnomalyModel, views: list[dict[str, np.ndarray]], max_bank: int)
         )
     loo = np.append(model.loo, score) if model.loo is not None else np.array([score])
     calibration = calibrate(loo, model.calibration.false_alarm_rate) if len(loo) >= 2 else model.calibration
-    grown = AnomalyModel(model.inputs, model.scales, np.concatenate([model.bank, added]), model.radius, calibration, loo=loo, pool=model.pool)
+    spread = None if model.spread is None else np.concatenate([model.spread, model.spread[np.concatenate(neighbours)[picked]]])
+    grown = model.derived(bank=np.concatenate([model.bank, added]), spread=spread, calibration=calibration, loo=loo)
     return grown, float(score), len(added)
 
 
 def _cover(rows: np.ndarray, nearest: np.ndarray, radius: float) -> np.ndarray:
-    """Greedy k-centre on the new patches, continued from the bank: pick the farthest until all lie within `radius`.
+    """Greedy k-centre on the new patches, continued from the bank: indices of those picked, farthest first, until all lie within `radius`.
 
     `nearest` is each row's distance to the bank; it is updated with each
     pick, so two new patches that cover each other are not both added.
@@ -106,7 +115,7 @@ def _cover(rows: np.ndarray, nearest: np.ndarray, radius: float) -> np.ndarray:
         picked.append(i)
         d = np.sqrt(np.maximum(rows_sq - 2.0 * (rows @ rows[i]) + rows_sq[i], 0.0))
         np.minimum(nearest, d, out=nearest)
-    return rows[picked] if picked else np.zeros((0, rows.shape[1]), np.float32)
+    return np.array(picked, np.int64)
 
 
 class Enroller:
@@ -229,7 +238,7 @@ class Enroller:
                 calibration = calibrate(model.loo, float(false_alarm_rate)) if threshold is None else with_threshold(model.loo, float(threshold))
             except ValueError as exc:
                 raise InvalidInput(f"{exc}; version {active.version} keeps serving") from None
-            changed = AnomalyModel(model.inputs, model.scales, model.bank, model.radius, calibration, loo=model.loo, pool=model.pool)
+            changed = model.derived(calibration=calibration)
             parent = self.versions.get(task.name, active.version)
             record = {
                 "parent": str(parent.version), "operator": operator, "previous_threshold": model.calibration.threshold,

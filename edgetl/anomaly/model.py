@@ -20,6 +20,7 @@ from edgetl.anomaly.bank import (
     anomaly_map,
     greedy_coreset,
     image_score,
+    local_spread,
     map_scales,
     nearest_distances,
     patch_features,
@@ -27,7 +28,7 @@ from edgetl.anomaly.bank import (
 from edgetl.anomaly.threshold import Calibration, calibrate
 
 FILE = "bank.npz"
-DEFAULTS = {"max_patches": 4096, "views": 8, "false_alarm_rate": 0.01, "seed": 0, "pool": 1}
+DEFAULTS = {"max_patches": 4096, "views": 8, "false_alarm_rate": 0.01, "seed": 0, "pool": 1, "spread_k": 10, "spread_power": 0.75}
 #: Banks saved before `pool` was recorded were fitted with a 3×3 neighbourhood mean.
 LEGACY_POOL = 3
 #: Fewer good images than this cannot be calibrated (each is scored against the others).
@@ -47,11 +48,18 @@ class AnomalyAnswer:
 
 
 class AnomalyModel:
-    """A bank of good patches [M, D] on maps `inputs` (each position averaged over a `pool`×`pool` neighbourhood), with its calibration."""
+    """A bank of good patches [M, D] on maps `inputs` (each position averaged over a `pool`×`pool` neighbourhood), with its calibration.
+
+    `spread` [M] is each row's local spread of good patches (bank.local_spread);
+    a patch's score is then min_j d(q, b_j) / spread_j^spread_power. Without
+    it (banks saved before 2026-12-04, or `spread_power = 0`) the score is
+    the plain nearest distance.
+    """
 
     def __init__(
         self, inputs: tuple[str, ...], scales: np.ndarray, bank: np.ndarray, radius: float, calibration: Calibration,
         origin: np.ndarray | None = None, loo: np.ndarray | None = None, pool: int = 1,
+        spread: np.ndarray | None = None, spread_power: float = 0.0,
     ):
         self.inputs = tuple(inputs)
         self.pool = int(pool)
@@ -64,11 +72,31 @@ class AnomalyModel:
         self.origin = origin
         #: The enrolled images' leave-one-out scores: the calibration's evidence, grown by online enrolment.
         self.loo = None if loo is None else np.asarray(loo, np.float64)
+        if spread is not None and spread_power > 0:
+            self.spread = np.asarray(spread, np.float32)
+            if self.spread.shape != (len(self.bank),) or not np.all(np.isfinite(self.spread)) or not np.all(self.spread > 0):
+                raise ValueError(f"the bank's spread holds {self.spread.shape} values for {len(self.bank)} patches, or non-positive ones")
+            self.spread_power = float(spread_power)
+            #: What nearest_distances multiplies each row's squared distance by.
+            self.row_weights = self.spread ** (-2.0 * self.spread_power)
+        else:
+            self.spread, self.spread_power, self.row_weights = None, 0.0, None
+
+    def derived(self, *, bank: np.ndarray | None = None, spread: np.ndarray | None = None, calibration: Calibration | None = None, loo: np.ndarray | None = None) -> AnomalyModel:
+        """A copy with some parts replaced (online enrolment grows the bank, an operator moves the threshold)."""
+        return AnomalyModel(
+            self.inputs, self.scales, self.bank if bank is None else bank, self.radius, calibration or self.calibration,
+            loo=self.loo if loo is None else loo, pool=self.pool, spread=self.spread if spread is None else spread, spread_power=self.spread_power,
+        )
 
     # -- serving -----------------------------------------------------------
     def patch_scores(self, maps: Mapping[str, np.ndarray]) -> tuple[np.ndarray, tuple[int, int]]:
         patches, grid = self.patches(maps)
-        return nearest_distances(patches, self.bank, self.bank_sq), grid
+        return self.scores_of(patches), grid
+
+    def scores_of(self, patches: np.ndarray, excluded: np.ndarray | None = None) -> np.ndarray:
+        """Patch scores [P] of patches [P, D] described as this bank describes them; `excluded` rows are skipped."""
+        return nearest_distances(patches, self.bank, self.bank_sq, excluded, self.row_weights)
 
     def patches(self, maps: Mapping[str, np.ndarray]) -> tuple[np.ndarray, tuple[int, int]]:
         """One image's patches as this bank describes them, and their grid."""
@@ -97,6 +125,7 @@ class AnomalyModel:
             path, inputs=np.array(self.inputs), scales=self.scales, pool=self.pool, bank=self.bank.astype(np.float16), radius=self.radius,
             threshold=c.threshold, false_alarm_rate=c.false_alarm_rate, log_mean=c.log_mean, log_std=c.log_std,
             n=c.n, exceeding=c.exceeding, guaranteed=c.guaranteed_false_alarm_rate, loo=self.loo if self.loo is not None else np.zeros(0),
+            spread=self.spread if self.spread is not None else np.zeros(0), spread_power=self.spread_power,
         )
 
     @classmethod
@@ -110,7 +139,10 @@ class AnomalyModel:
                 raise ValueError(f"the bank holds {bank.shape} patches, or non-finite ones")
             loo = z["loo"] if "loo" in z.files and len(z["loo"]) else None
             pool = int(z["pool"]) if "pool" in z.files else LEGACY_POOL
-            return cls(tuple(str(n) for n in z["inputs"]), z["scales"], bank, float(z["radius"]), calibration, loo=loo, pool=pool)
+            # Banks saved before the spread was recorded score plain distances, as they were calibrated.
+            spread = z["spread"] if "spread" in z.files and len(z["spread"]) else None
+            power = float(z["spread_power"]) if "spread_power" in z.files else 0.0
+            return cls(tuple(str(n) for n in z["inputs"]), z["scales"], bank, float(z["radius"]), calibration, loo=loo, pool=pool, spread=spread, spread_power=power)
 
 
 def bank_maps(export_manifest: Mapping) -> tuple[str, ...]:
@@ -152,7 +184,9 @@ def fit(
     patches, origin_all = np.concatenate(rows).astype(np.float16).astype(np.float32), np.concatenate(origin)
     chosen, radius = greedy_coreset(patches, int(opts["max_patches"]), int(opts["seed"]))
     bank, bank_origin = patches[chosen], origin_all[chosen]
-    model = AnomalyModel(inputs, scales, bank, radius, calibrate(np.ones(2)), bank_origin, pool=pool)
+    power = float(opts["spread_power"])
+    spread = local_spread(bank, bank_origin, patches, origin_all, int(opts["spread_k"]), int(opts["seed"])) if power > 0 else None
+    model = AnomalyModel(inputs, scales, bank, radius, calibrate(np.ones(2)), bank_origin, pool=pool, spread=spread, spread_power=power)
     loo = leave_one_out_scores(model, [views[0] for views in images]) if calibrated else np.array([])
     if calibrated:
         model.calibration = calibrate(loo, float(opts["false_alarm_rate"]))
@@ -173,5 +207,5 @@ def leave_one_out_scores(model: AnomalyModel, served_views: Sequence[Mapping[str
         excluded = model.origin == i
         if excluded.all():
             raise ValueError("leave-one-out needs patches of at least two images in the bank")
-        scores.append(image_score(nearest_distances(patches, model.bank, model.bank_sq, excluded)))
+        scores.append(image_score(model.scores_of(patches, excluded)))
     return np.array(scores)

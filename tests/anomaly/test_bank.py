@@ -9,7 +9,9 @@ from edgetl.anomaly.bank import (
     greedy_coreset,
     image_score,
     local_mean,
+    local_spread,
     nearest_distances,
+    nearest_rows,
     patch_features,
 )
 from edgetl.anomaly.model import AnomalyModel, fit, leave_one_out_scores
@@ -207,3 +209,88 @@ def test_an_operators_threshold_says_what_it_means_for_good_parts_and_inverts_ca
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="positive number"):
             with_threshold(scores, bad)
+
+
+def test_weighted_distances_are_the_minimum_of_each_rows_distance_in_its_own_unit():
+    rng = np.random.default_rng(7)
+    q, b = rng.standard_normal((30, 6)).astype(np.float32), rng.standard_normal((50, 6)).astype(np.float32)
+    spread = rng.uniform(0.2, 3.0, 50).astype(np.float32)
+    brute = np.sqrt(((q[:, None, :] - b[None]) ** 2).sum(-1)) / spread[None]
+    assert np.allclose(nearest_distances(q, b, row_weights=spread**-2.0), brute.min(1), atol=1e-4)
+    excluded = np.zeros(50, bool)
+    excluded[brute.argmin(1)] = True
+    assert np.allclose(nearest_distances(q, b, excluded=excluded, row_weights=spread**-2.0), np.where(excluded[None], np.inf, brute).min(1), atol=1e-4)
+    plain = np.sqrt(((q[:, None, :] - b[None]) ** 2).sum(-1))
+    distance, index = nearest_rows(q, b)
+    assert np.allclose(distance, plain.min(1), atol=1e-4) and np.array_equal(index, plain.argmin(1))
+
+
+def test_a_rows_spread_is_its_kth_nearest_patch_of_another_image():
+    rng = np.random.default_rng(8)
+    patches = rng.standard_normal((120, 5)).astype(np.float32)
+    origin = np.repeat(np.arange(6), 20)
+    rows = np.array([0, 25, 119])
+    spread = local_spread(patches[rows], origin[rows], patches, origin, k=3)
+    for row, value in zip(rows, spread):
+        others = np.sqrt(((patches[origin != origin[row]] - patches[row]) ** 2).sum(-1))
+        assert value == pytest.approx(np.sort(others)[2], rel=1e-4)
+    assert local_spread(patches[:3], origin[:3], patches[:20], origin[:20], k=3) is None  # one image: nothing to measure against
+
+
+def test_a_patch_as_far_from_a_tight_cluster_of_good_patches_scores_higher_than_from_a_loose_one():
+    # Good parts vary little in one region of feature space (say, plain soil) and a lot in
+    # another (grass blades). A plain distance calls both queries equally anomalous; in units
+    # of the local spread, the one off the tight region is the defect.
+    rng = np.random.default_rng(9)
+    tight, loose = np.zeros(8, np.float32), np.full(8, 10.0, np.float32)
+    patches = np.concatenate([tight + 0.05 * rng.standard_normal((200, 8)), loose + 1.0 * rng.standard_normal((200, 8))]).astype(np.float32)
+    origin = np.tile(np.arange(20), 20)
+    spread = local_spread(patches, origin, patches, origin, k=5)
+    weights = spread**-1.5  # spread_power 0.75
+    step = np.zeros(8, np.float32)
+    step[0] = 3.0
+    queries = np.stack([tight + step, loose + step])
+    plain = nearest_distances(queries, patches)
+    scaled = nearest_distances(queries, patches, row_weights=weights)
+    assert abs(plain[0] - plain[1]) < 0.5 * plain.max() and scaled[0] > 5 * scaled[1]
+
+
+def test_a_bank_keeps_its_spread_through_save_and_load_and_older_banks_score_plain_distances(tmp_path):
+    rng = np.random.default_rng(10)
+    images = [[m] for m in _maps(rng, 8)]
+    model, _ = fit(images, ("fine", "coarse"), {"max_patches": 256})
+    plain, _ = fit(images, ("fine", "coarse"), {"max_patches": 256, "spread_power": 0})
+    assert model.spread is not None and model.spread.shape == (len(model.bank),) and plain.spread is None
+    probe = _maps(rng, 1, bump=6.0)[0]
+    model.save(tmp_path / "bank.npz")
+    loaded = AnomalyModel.load(tmp_path / "bank.npz")
+    assert loaded.spread_power == model.spread_power and loaded.answer(probe).score == pytest.approx(model.answer(probe).score, rel=1e-5)
+    # A bank written before the spread was recorded (edgetl <= stop 23) was calibrated on plain distances.
+    plain.save(tmp_path / "plain.npz")
+    with np.load(tmp_path / "plain.npz") as z:
+        legacy = {k: z[k] for k in z.files if k not in ("spread", "spread_power")}
+    np.savez(tmp_path / "legacy.npz", **legacy)
+    old = AnomalyModel.load(tmp_path / "legacy.npz")
+    assert old.spread is None and old.answer(probe).score == pytest.approx(plain.answer(probe).score, rel=1e-5)
+    # A spread that does not match the bank is a damaged file, not a bank that scores something else.
+    with np.load(tmp_path / "bank.npz") as z:
+        damaged = {k: z[k] for k in z.files}
+    damaged["spread"] = damaged["spread"][:-1]
+    np.savez(tmp_path / "damaged.npz", **damaged)
+    with pytest.raises(ValueError, match="spread"):
+        AnomalyModel.load(tmp_path / "damaged.npz")
+
+
+def test_growing_a_bank_online_never_raises_a_score_and_gives_new_rows_a_spread():
+    from edgetl.anomaly.enrol import grow
+
+    rng = np.random.default_rng(11)
+    model, _ = fit([[m] for m in _maps(rng, 10)], ("fine", "coarse"), {"max_patches": 128})
+    newcomer = _maps(rng, 1, bump=4.0)[0]
+    grown, score, added = grow(model, [newcomer], max_bank=1000)
+    assert added > 0 and len(grown.bank) == len(model.bank) + added and grown.spread.shape == (len(grown.bank),)
+    assert np.array_equal(grown.spread[: len(model.bank)], model.spread) and np.all(grown.spread > 0)
+    assert score == pytest.approx(model.answer(newcomer).score, rel=1e-3)  # grow rounds the part to float16, as stored
+    for probe in _maps(rng, 10, bump=3.0):
+        assert grown.answer(probe).score <= model.answer(probe).score + 1e-6
+    assert grown.answer(newcomer).score < score
