@@ -340,11 +340,11 @@ def machine_line() -> str:
 
 def report(args) -> None:
     rows = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r["generator"] in args.generators and r["surface"] in args.surfaces and (not args.variants or r["variant"] in args.variants)]
+    rows = [r for r in rows if r["generator"] in args.generators and r["surface"] in args.surfaces and r["seed"] in args.seeds and (not args.variants or r["variant"] in args.variants)]
     groups = defaultdict(list)
     for r in rows:
         groups[(r["variant"], r["goods"])].append(r)
-    print(f"generators: {', '.join(args.generators)}; surfaces: {', '.join(sorted({r['surface'] for r in rows}))}\n")
+    print(f"generators: {', '.join(args.generators)}; surfaces: {', '.join(sorted({r['surface'] for r in rows}))}; seeds: {', '.join(map(str, sorted({r['seed'] for r in rows})))}\n")
     print("| variant | good images | mean image AUROC | " + " | ".join(DEFECTS) + " | worst surface | false alarms (test goods) | miss rate | bank patches | fit s | score ms |")
     print("|---|---|---|" + "---|" * len(DEFECTS) + "---|---|---|---|---|---|")
     for (variant, n), cells in sorted(groups.items()):
@@ -412,7 +412,7 @@ def main() -> None:
     parser.add_argument("--generators", nargs="+", default=list(HELD_OUT), help=f"tuning: {TUNING}; held out: {HELD_OUT}")
     parser.add_argument("--surfaces", nargs="+", default=list(SURFACES))
     parser.add_argument("--goods", type=int, nargs="+", default=[1, 5, 10, 20, 50])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="run: the draws to run; report: the draws to pool (default 0)")
     parser.add_argument("--variant", default="default")
     parser.add_argument("--variants", nargs="*", default=[], help="report: only these variants")
     parser.add_argument("--option", action="append", default=[], help="a fit option, e.g. max_patches=8192 or views=1")

@@ -158,7 +158,7 @@ _SPREAD_BLOCK = 512
 
 
 def local_spread(
-    bank: np.ndarray, bank_origin: np.ndarray, patches: np.ndarray, origin: np.ndarray, k: int, seed: int = 0, sample: int = SPREAD_SAMPLE,
+    bank: np.ndarray, bank_origin: np.ndarray, patches: np.ndarray, origin: np.ndarray, k: int, seed: int = 0, sample: int | None = None,
 ) -> np.ndarray | None:
     """Per bank row, the distance to its k-th nearest good patch of *another* image (of a sample of `patches`).
 
@@ -169,6 +169,7 @@ def local_spread(
     one image (nothing to measure against).
     """
     rng = np.random.default_rng(seed)
+    sample = sample or SPREAD_SAMPLE
     chosen = rng.choice(len(patches), sample, replace=False) if len(patches) > sample else np.arange(len(patches))
     reference, reference_origin = patches[chosen], origin[chosen]
     if len(np.unique(reference_origin)) < 2:
