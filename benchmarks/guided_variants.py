@@ -15,7 +15,9 @@ Variants (all start from the served descriptor, `edgetl.runtime.guided.guided_fe
 - `contrast`: + the K most anomalous patches' mean minus the image's mean patch (the defect against its own surroundings);
 - `s8`: + the stride-8 map (40 channels, averaged 2x2 onto the 14 x 14 grid) at the K most anomalous positions, minus its image mean;
 - `colour`: + the part's colour (BGR mean and spread of each 16 x 16 pixel block) at the K most anomalous positions, minus the image's;
-- `all`: contrast + s8 + colour.
+- `all`: contrast + s8 + colour;
+- `spread`: the served descriptor from distances in units of the good patches' local spread
+  (`edgetl.anomaly.bank.local_spread`, as an anomaly bank scores since 2026-12-04).
 Rows go to benchmarks/results/guided-variants.jsonl.
 """
 
@@ -42,7 +44,7 @@ K = 4
 VIEWS = 8
 MAX_LABELS = 50
 TEST_PER_CLASS = 30
-VARIANTS = ("guided", "contrast", "s8", "colour", "all")
+VARIANTS = ("guided", "contrast", "s8", "colour", "all", "spread")
 #: Test-time augmentation: the served descriptor in this many of the head job's views, probabilities averaged.
 TTA_VIEWS = (2, 4, 8)
 
@@ -73,7 +75,7 @@ def _colour(bgr: np.ndarray, grid: int) -> np.ndarray:
     return np.hstack([mean, spread])
 
 
-def describe(maps, bgr, bank, excluded=None) -> dict[str, np.ndarray]:
+def describe(maps, bgr, bank, excluded=None, row_weights=None) -> dict[str, np.ndarray]:
     """Every variant's descriptor of one view."""
     import cv2
 
@@ -89,8 +91,10 @@ def describe(maps, bgr, bank, excluded=None) -> dict[str, np.ndarray]:
     s8 = s8[top].mean(0) - s8.mean(0)
     colour = _colour(cv2.resize(bgr, (grid[0] * 16, grid[0] * 16)) if bgr.shape[0] % grid[0] else bgr, grid[0])
     colour = np.concatenate([colour[top].mean(0) - colour.mean(0), colour.mean(0)])
+    spread = guided_features(patches, nearest_distances(patches, bank.bank, bank.bank_sq, excluded, row_weights), K)
     return {
         "guided": base,
+        "spread": spread,
         "contrast": np.concatenate([base, contrast]),
         "s8": np.concatenate([base, s8]),
         "colour": np.concatenate([base, colour]),
@@ -175,22 +179,24 @@ def run_cells(args) -> None:
             patches = np.concatenate(rows).astype(np.float16).astype(np.float32)
             chosen, _ = B.greedy_coreset(patches, 4096, 0)
             bank = GoodBank(BANK_MAPS, scales, patches[chosen])
+            spread = B.local_spread(bank.bank, origin[chosen], patches, origin, 10, 0)
+            row_weights = spread ** (-2 * 0.75)
             origin = origin[chosen]
             train = defaultdict(list)
             y = []
             for i, (c, images, views) in enumerate(picked):
                 for img, m in zip(images, views):
-                    for variant, x in describe(m, img, bank, (origin == i) if c == 0 else None).items():
+                    for variant, x in describe(m, img, bank, (origin == i) if c == 0 else None, row_weights).items():
                         train[variant].append(x)
                     y.append(c)
             test_x = defaultdict(list)
             for _, img, views in test:
-                for variant, x in describe(views[0], img, bank).items():
+                for variant, x in describe(views[0], img, bank, None, row_weights).items():
                     test_x[variant].append(x)
             # Test-time augmentation: the served descriptor in every view, probabilities averaged.
             tta = [bank.describe_views(views) for _, _, views in test] if args.tta else []
             row = {"surface": surface, "generator": generator, "seed": seed, "labels": n, "accuracy": {}}
-            for variant in VARIANTS:
+            for variant in args.only or VARIANTS:
                 head = train_head(np.stack(train[variant]), np.array(y), len(CLASSES), {})
                 x_test = np.stack(test_x[variant])
                 logits = ((x_test - head["mean"]) / head["std"]) @ head["weight"].T + head["bias"]
@@ -223,6 +229,7 @@ def main() -> None:
     parser = cell_parser(__doc__, "guided-variants.jsonl")
     parser.add_argument("--size", type=int, default=224, help="the backbone's input size (parts are drawn at 224 px and upsampled); 0: the backbone's own")
     parser.add_argument("--backbone", choices=["lite0", "lite2"], default="lite0")
+    parser.add_argument("--only", nargs="+", choices=VARIANTS, help="run: fit only these variants (each is a head fit per label count)")
     parser.add_argument("--tta", action="store_true", help="also score the served descriptor averaged over the test part's first 2, 4 and 8 views (variants guided-tta2, guided-tta4, guided-tta)")
     args = parser.parse_args()
     run_cells(args) if args.command == "run" else report(args)

@@ -51,14 +51,26 @@ def guided_features(patches: np.ndarray, distances: np.ndarray, k: int = TOP_K) 
 
 
 class GoodBank:
-    """Patches of a task's good images [M, D] on maps `inputs`, each map divided by its scale."""
+    """Patches of a task's good images [M, D] on maps `inputs`, each map divided by its scale.
 
-    def __init__(self, inputs: tuple[str, ...], scales: np.ndarray, bank: np.ndarray, k: int = TOP_K):
+    With `spread` (each row's local spread of good patches, as an anomaly
+    bank keeps it: `edgetl.anomaly.bank.local_spread`) distances are in
+    units of spread^spread_power; heads saved before 2026-12-04 have none
+    and keep plain distances, as they were fitted.
+    """
+
+    def __init__(self, inputs: tuple[str, ...], scales: np.ndarray, bank: np.ndarray, k: int = TOP_K, spread: np.ndarray | None = None, spread_power: float = 0.0):
         self.inputs = tuple(inputs)
         self.scales = np.asarray(scales, np.float32)
         self.bank = np.ascontiguousarray(bank, np.float32)
         self.bank_sq = np.einsum("md,md->m", self.bank, self.bank)
         self.k = int(k)
+        self.spread, self.spread_power, self.row_weights = None, 0.0, None
+        if spread is not None and spread_power > 0:
+            self.spread, self.spread_power = np.asarray(spread, np.float32), float(spread_power)
+            if self.spread.shape != (len(self.bank),) or not np.all(np.isfinite(self.spread)) or not np.all(self.spread > 0):
+                raise ValueError(f"the good bank's spread holds {self.spread.shape} values for {len(self.bank)} patches, or non-positive ones")
+            self.row_weights = self.spread ** (-2.0 * self.spread_power)
 
     @property
     def descriptor_size(self) -> int:
@@ -76,12 +88,13 @@ class GoodBank:
         view (BLAS keeps its blocks busy longer); `excluded` applies to all.
         """
         patches = [patch_features(maps, self.inputs, self.scales)[0] for maps in views]
-        distances = nearest_distances(np.concatenate(patches), self.bank, self.bank_sq, excluded)
+        distances = nearest_distances(np.concatenate(patches), self.bank, self.bank_sq, excluded, self.row_weights)
         per_view = np.split(distances, np.cumsum([len(p) for p in patches])[:-1])
         return np.stack([guided_features(p, d, self.k) for p, d in zip(patches, per_view)])
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"inputs": np.array(self.inputs), "scales": self.scales, "bank": self.bank.astype(np.float16), "k": np.array(self.k)}
+        spread = {} if self.spread is None else {"spread": self.spread, "spread_power": np.array(self.spread_power)}
+        return {"inputs": np.array(self.inputs), "scales": self.scales, "bank": self.bank.astype(np.float16), "k": np.array(self.k), **spread}
 
 
 class GuidedHead(LinearHead):
@@ -103,7 +116,11 @@ class GuidedHead(LinearHead):
 def head_from_arrays(arrays: Mapping[str, np.ndarray], inputs: tuple[str, ...] | None = None) -> LinearHead:
     """A head from what a trainer returned (and head.npz holds): guided when there is a bank, plain otherwise (then `inputs` names its maps)."""
     if "bank" in arrays:
-        good = GoodBank(tuple(str(n) for n in arrays["inputs"]), arrays["scales"], np.asarray(arrays["bank"], np.float32), int(arrays["k"]))
+        spread = arrays.get("spread")
+        good = GoodBank(
+            tuple(str(n) for n in arrays["inputs"]), arrays["scales"], np.asarray(arrays["bank"], np.float32), int(arrays["k"]),
+            spread, float(arrays["spread_power"]) if "spread_power" in arrays else 0.0,
+        )
         return GuidedHead(good, arrays["mean"], arrays["std"], arrays["weight"], arrays["bias"])
     return LinearHead(tuple(inputs if inputs is not None else (str(n) for n in arrays["inputs"])), arrays["mean"], arrays["std"], arrays["weight"], arrays["bias"])
 

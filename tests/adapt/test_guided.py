@@ -117,3 +117,20 @@ def test_the_good_class_is_found_by_name_or_option():
     assert good_class(["scratch", "pit"], {"good_class": "pit"}) == 1
     with pytest.raises(InvalidInput, match="not a class of this task"):
         good_class(["scratch", "pit"], {"good_class": "fine"})
+
+
+def test_a_guided_head_measures_distances_in_its_banks_spread_and_older_heads_keep_plain_ones(tmp_path):
+    arrays = fit_guided(*_set(np.random.default_rng(5), 6), np.ones(18, bool), good=0, num_classes=3, options={"max_patches": 128})
+    head = head_from_arrays(arrays)
+    assert head.good.spread is not None and head.good.spread.shape == (len(head.good.bank),) and head.good.spread_power > 0
+    probe = {name: m[None] for name, m in _maps(np.random.default_rng(6), defect=1).items()}
+    np.savez(tmp_path / "head.npz", **arrays)
+    np.testing.assert_allclose(load_head(tmp_path / "head.npz")(probe), head(probe), atol=1e-6)
+    # A head written before the spread was kept (edgetl <= stop 23) describes with plain distances.
+    older = {k: v for k, v in arrays.items() if k not in ("spread", "spread_power")}
+    np.savez(tmp_path / "older.npz", **older)
+    assert load_head(tmp_path / "older.npz").good.row_weights is None
+    # A spread that does not fit its bank is a damaged file.
+    np.savez(tmp_path / "damaged.npz", **{**arrays, "spread": arrays["spread"][:-1]})
+    with pytest.raises(ValueError, match="spread"):
+        load_head(tmp_path / "damaged.npz")
