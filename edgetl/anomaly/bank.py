@@ -139,16 +139,24 @@ def nearest_distances(
     return np.sqrt(np.maximum(best, 0.0))
 
 
-def nearest_rows(queries: np.ndarray, bank: np.ndarray, bank_sq: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Each query row's plain Euclidean distance to its nearest bank row, and that row's index."""
+def nearest_rows(
+    queries: np.ndarray, bank: np.ndarray, bank_sq: np.ndarray | None = None, row_weights: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """From one product with the bank: each query's plain distance to its nearest row, that row's
+    index, and its score as `nearest_distances` gives it with `row_weights` (the plain distance without)."""
     if bank_sq is None:
         bank_sq = np.einsum("md,md->m", bank, bank)
     d2 = queries @ bank.T
     d2 *= -2.0
     d2 += bank_sq[None, :]
+    d2 += np.einsum("qd,qd->q", queries, queries)[:, None]
+    np.maximum(d2, 0.0, out=d2)
     index = d2.argmin(axis=1)
-    best = d2[np.arange(len(queries)), index] + np.einsum("qd,qd->q", queries, queries)
-    return np.sqrt(np.maximum(best, 0.0)), index
+    distance = np.sqrt(d2[np.arange(len(queries)), index])
+    if row_weights is None:
+        return distance, index, distance
+    d2 *= row_weights[None, :]
+    return distance, index, np.sqrt(d2.min(axis=1))
 
 
 #: Good patches a bank row's spread is measured against, at most: a sample (20 images in 8 views are 31,000 patches).

@@ -81,9 +81,9 @@ def grow(model: AnomalyModel, views: list[dict[str, np.ndarray]], max_bank: int)
     for i, maps in enumerate(views):
         patches, _ = model.patches(maps)
         patches = patches.astype(np.float16).astype(np.float32)  # as stored
+        nearest, index, scores = nearest_rows(patches, model.bank, model.bank_sq, model.row_weights)
         if i == 0:
-            score = image_score(model.scores_of(patches))  # the part as served, against the bank without it
-        nearest, index = nearest_rows(patches, model.bank, model.bank_sq)
+            score = image_score(scores)  # the part as served, against the bank without it
         far = nearest > model.radius  # coverage is in plain distance, as the coreset chose the bank
         candidates.append(patches[far])
         distances.append(nearest[far])

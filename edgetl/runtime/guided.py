@@ -12,8 +12,11 @@ with the mean and spread of all of them. A linear classifier reads that.
 On defects nobody here tuned on (benchmarks/heldout.py, relief and blend,
 8 surfaces, 2 seeds) the server's guided head scored 0.772 / 0.813 / 0.849
 at 10 / 20 / 50 labels per class against 0.671 / 0.750 / 0.815 for the
-plain head; it costs one nearest-neighbour search per image (9 ms on
-2 cores in a live server, as an anomaly task's score; BENCHMARKS.md).
+plain head; with distances in units of the bank's local spread (since
+2026-12-04; benchmarks/guided_variants.py, seed 0) 0.807 / 0.841 / 0.875
+against 0.764 / 0.816 / 0.852 without. It costs one nearest-neighbour
+search per image (9 ms on 2 cores in a live server, as an anomaly task's
+score; BENCHMARKS.md).
 
 Numpy only: serving imports no torch.
 """

@@ -221,8 +221,9 @@ def test_weighted_distances_are_the_minimum_of_each_rows_distance_in_its_own_uni
     excluded[brute.argmin(1)] = True
     assert np.allclose(nearest_distances(q, b, excluded=excluded, row_weights=spread**-2.0), np.where(excluded[None], np.inf, brute).min(1), atol=1e-4)
     plain = np.sqrt(((q[:, None, :] - b[None]) ** 2).sum(-1))
-    distance, index = nearest_rows(q, b)
+    distance, index, scores = nearest_rows(q, b, row_weights=spread**-2.0)
     assert np.allclose(distance, plain.min(1), atol=1e-4) and np.array_equal(index, plain.argmin(1))
+    assert np.allclose(scores, brute.min(1), atol=1e-4)  # one product serves both: enrolment's coverage and its score
 
 
 def test_a_rows_spread_is_its_kth_nearest_patch_of_another_image():
