@@ -13,8 +13,8 @@ On defects nobody here tuned on (benchmarks/heldout.py, relief and blend,
 8 surfaces, 2 seeds) the server's guided head scored 0.772 / 0.813 / 0.849
 at 10 / 20 / 50 labels per class against 0.671 / 0.750 / 0.815 for the
 plain head; with distances in units of the bank's local spread (since
-2026-12-04; benchmarks/guided_variants.py, seed 0) 0.807 / 0.841 / 0.875
-against 0.764 / 0.816 / 0.852 without. It costs one nearest-neighbour
+2026-12-04; the server's job, seed 0) 0.791 / 0.847 / 0.879 against
+0.763 / 0.815 / 0.851 for the same cells without. It costs one nearest-neighbour
 search per image (9 ms on 2 cores in a live server, as an anomaly task's
 score; BENCHMARKS.md).
 
