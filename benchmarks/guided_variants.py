@@ -179,8 +179,8 @@ def run_cells(args) -> None:
             patches = np.concatenate(rows).astype(np.float16).astype(np.float32)
             chosen, _ = B.greedy_coreset(patches, 4096, 0)
             bank = GoodBank(BANK_MAPS, scales, patches[chosen])
-            spread = B.local_spread(bank.bank, origin[chosen], patches, origin, 10, 0)
-            row_weights = spread ** (-2 * 0.75)
+            spread = B.local_spread(bank.bank, origin[chosen], patches, origin, B.SPREAD_K, 0)
+            row_weights = B.spread_weights(spread, B.SPREAD_POWER, len(bank.bank))[2]
             origin = origin[chosen]
             train = defaultdict(list)
             y = []

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from edgetl.adapt.trainer_head import train_head
-from edgetl.anomaly.bank import greedy_coreset, local_spread, map_scales, patch_features
+from edgetl.anomaly.bank import SPREAD_K, SPREAD_POWER, greedy_coreset, local_spread, map_scales, patch_features
 from edgetl.errors import InvalidInput
 from edgetl.runtime.guided import GoodBank
 
@@ -24,9 +24,6 @@ from edgetl.runtime.guided import GoodBank
 GOOD_NAMES = ("ok", "good", "pass", "passed", "normal", "okay", "nominal", "no_defect", "good_part")
 #: The most patches the good bank keeps (the anomaly bank's default; a few ms per image to search).
 MAX_PATCHES = 4096
-#: Distances to the good bank in units of its local spread (edgetl.anomaly.bank.local_spread), as the anomaly bank's defaults.
-SPREAD_K = 10
-SPREAD_POWER = 0.75
 #: Leave one out needs another good image's patches; below this many good training images the plain head serves.
 MIN_GOOD = 2
 
@@ -85,6 +82,7 @@ def fit_guided(
     progress({"phase": "train", "message": f"good bank from {len(good_rows)} good images ({len(all_patches)} patches)"})
     chosen, _ = greedy_coreset(all_patches, int(options.get("max_patches") or MAX_PATCHES), int(options.get("seed") or 0))
     bank_origin = all_origin[chosen]
+    # Distances to the good bank in units of its local spread, with the anomaly bank's defaults.
     spread = local_spread(all_patches[chosen], bank_origin, all_patches, all_origin, SPREAD_K, int(options.get("seed") or 0))
     bank = GoodBank(names, scales, all_patches[chosen], spread=spread, spread_power=SPREAD_POWER if spread is not None else 0.0)
     picked = np.flatnonzero(rows)

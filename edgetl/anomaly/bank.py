@@ -32,8 +32,8 @@ Choices, and why (measured on the tuning generators; BENCHMARKS.md):
   row carries how far good patches of *other* images lie from it (the k-th
   nearest, of a sample), and a patch scores min_j d(q, b_j) / r_j^power:
   how many of those spreads it lies from the good patches. On the tuning
-  generators +2.0 / +2.5 points of image AUROC at 5 / 20 good images; held
-  out, +5.3 / +4.7 (BENCHMARKS.md). The minimum of the ratio, not the ratio
+  generators +2.6 / +2.5 points of image AUROC at 5 / 20 good images; held
+  out, +5.4 / +4.7 (BENCHMARKS.md). The minimum of the ratio, not the ratio
   at the nearest row, so adding good rows can only lower a score (online
   enrolment's guarantee).
 """
@@ -159,6 +159,9 @@ def nearest_rows(
     return distance, index, np.sqrt(d2.min(axis=1))
 
 
+#: The spread's defaults (chosen on the tuning generators): the k-th nearest patch of another image, and the power of the unit.
+SPREAD_K = 10
+SPREAD_POWER = 0.75
 #: Good patches a bank row's spread is measured against, at most: a sample (20 images in 8 views are 31,000 patches).
 SPREAD_SAMPLE = 12_000
 #: Bank rows per block of the spread's search: 512 rows x 12,000 patches is a 25 MB distance matrix.
@@ -231,6 +234,20 @@ def greedy_coreset(patches: np.ndarray, size: int, seed: int = 0, projection_dim
     kept = patches[chosen]
     radius = float(np.percentile(nearest_distances(patches[rng.choice(n, min(n, 4096), replace=False)], kept), 99))
     return np.sort(chosen), radius
+
+
+def spread_weights(spread: np.ndarray | None, power: float, rows: int) -> tuple[np.ndarray | None, float, np.ndarray | None]:
+    """A bank's spread checked against its `rows`, its power, and the row weights `nearest_distances` takes (1 / spread^(2 power)).
+
+    (None, 0.0, None) when there is no spread or the power is 0: plain
+    distances. Raises ValueError for a spread that cannot belong to the bank.
+    """
+    if spread is None or power <= 0:
+        return None, 0.0, None
+    spread = np.asarray(spread, np.float32)
+    if spread.shape != (rows,) or not np.all(np.isfinite(spread)) or not np.all(spread > 0):
+        raise ValueError(f"the bank's spread holds {spread.shape} values for {rows} patches, or non-positive ones")
+    return spread, float(power), spread ** (-2.0 * float(power))
 
 
 def anomaly_map(patch_scores: np.ndarray, grid: tuple[int, int]) -> np.ndarray:

@@ -20,15 +20,18 @@ from edgetl.anomaly.bank import (
     anomaly_map,
     greedy_coreset,
     image_score,
+    SPREAD_K,
+    SPREAD_POWER,
     local_spread,
     map_scales,
     nearest_distances,
     patch_features,
+    spread_weights,
 )
 from edgetl.anomaly.threshold import Calibration, calibrate
 
 FILE = "bank.npz"
-DEFAULTS = {"max_patches": 4096, "views": 8, "false_alarm_rate": 0.01, "seed": 0, "pool": 1, "spread_k": 10, "spread_power": 0.75}
+DEFAULTS = {"max_patches": 4096, "views": 8, "false_alarm_rate": 0.01, "seed": 0, "pool": 1, "spread_k": SPREAD_K, "spread_power": SPREAD_POWER}
 #: Banks saved before `pool` was recorded were fitted with a 3×3 neighbourhood mean.
 LEGACY_POOL = 3
 #: Fewer good images than this cannot be calibrated (each is scored against the others).
@@ -72,15 +75,8 @@ class AnomalyModel:
         self.origin = origin
         #: The enrolled images' leave-one-out scores: the calibration's evidence, grown by online enrolment.
         self.loo = None if loo is None else np.asarray(loo, np.float64)
-        if spread is not None and spread_power > 0:
-            self.spread = np.asarray(spread, np.float32)
-            if self.spread.shape != (len(self.bank),) or not np.all(np.isfinite(self.spread)) or not np.all(self.spread > 0):
-                raise ValueError(f"the bank's spread holds {self.spread.shape} values for {len(self.bank)} patches, or non-positive ones")
-            self.spread_power = float(spread_power)
-            #: What nearest_distances multiplies each row's squared distance by.
-            self.row_weights = self.spread ** (-2.0 * self.spread_power)
-        else:
-            self.spread, self.spread_power, self.row_weights = None, 0.0, None
+        # row_weights: what nearest_distances multiplies each row's squared distance by.
+        self.spread, self.spread_power, self.row_weights = spread_weights(spread, spread_power, len(self.bank))
 
     def derived(self, *, bank: np.ndarray | None = None, spread: np.ndarray | None = None, calibration: Calibration | None = None, loo: np.ndarray | None = None) -> AnomalyModel:
         """A copy with some parts replaced (online enrolment grows the bank, an operator moves the threshold)."""

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.anomaly.bank import nearest_distances, patch_features
+from edgetl.anomaly.bank import nearest_distances, patch_features, spread_weights
 from edgetl.runtime.heads import LinearHead
 
 #: The most anomalous patches averaged into the defect's descriptor.
@@ -68,12 +68,7 @@ class GoodBank:
         self.bank = np.ascontiguousarray(bank, np.float32)
         self.bank_sq = np.einsum("md,md->m", self.bank, self.bank)
         self.k = int(k)
-        self.spread, self.spread_power, self.row_weights = None, 0.0, None
-        if spread is not None and spread_power > 0:
-            self.spread, self.spread_power = np.asarray(spread, np.float32), float(spread_power)
-            if self.spread.shape != (len(self.bank),) or not np.all(np.isfinite(self.spread)) or not np.all(self.spread > 0):
-                raise ValueError(f"the good bank's spread holds {self.spread.shape} values for {len(self.bank)} patches, or non-positive ones")
-            self.row_weights = self.spread ** (-2.0 * self.spread_power)
+        self.spread, self.spread_power, self.row_weights = spread_weights(spread, spread_power, len(self.bank))
 
     @property
     def descriptor_size(self) -> int:
