@@ -57,7 +57,7 @@ class Settings:
     providers: tuple[str, ...] = ("tensorrt", "cuda", "cpu")
     intra_op_threads: int = 0  # 0: ONNX Runtime's default
     inter_op_threads: int = 1
-    worker_threads: int = 4  # decode + preprocess + backbone workers (leader/follower batching)
+    worker_threads: int = 0  # decode + preprocess + backbone workers (leader/follower batching); 0: 4 on a GPU, one per core on the CPU
     # ORT's worker threads spin after a run. Under sustained load that paid
     # (BENCHMARKS.md, "Serving overhead"); at a camera's pace it slows the next
     # run and the anomaly search (BENCHMARKS.md, anomaly section). Kept on until

@@ -65,6 +65,7 @@ PEERS = {
 }
 PEER_COMMON = ["onnxruntime", "opencv-python-headless", "numpy"]
 MODEL = "imagenet"
+RAW = object()  # the raw limit's place in a block's order
 EXPECTED_LABEL = b"Egyptian cat"
 
 
@@ -551,15 +552,8 @@ def run(args) -> dict:
                 ]
             else:
                 rows.append((f"{name} · KServe v2", address, kserve_call))
-        cells = [
-            (row, address, factory, kind, c)
-            for row, address, factory in rows
-            for kind in args.inputs
-            for c in args.concurrency
-        ]
-        for row, address, factory, kind, _ in cells[
-            :: len(args.concurrency)
-        ]:  # warm up and check each row once
+        # Warm up and check each row once per input.
+        for (row, address, factory), kind in [(r, k) for r in rows for k in args.inputs]:
             call = factory(address, jpeg, pixels, kind)
             for _ in range(30):
                 label = call()
@@ -568,41 +562,32 @@ def run(args) -> dict:
                         f"{row} ({kind}) answered {label!r}, not {EXPECTED_LABEL!r}"
                     )
             call.close()
+        # Rounds of blocks: a block is one input and concurrency, every row
+        # (the raw limit too) measured back to back in a shuffled order, so
+        # the rows a ratio compares ran seconds apart, not minutes. This VM's
+        # speed drifts by 10-20 % over a run; a ratio within a block cancels
+        # the drift that the rounds' ranges of requests/s carry.
         rng = random.Random(args.seed)
+        blocks = [(kind, c) for kind in args.inputs for c in args.concurrency]
         for r in range(args.rounds):
-            for kind in args.inputs:
-                for c in args.concurrency:
+            rng.shuffle(blocks)
+            for block, (kind, c) in enumerate(blocks):
+                order = [RAW] + [cell for cell in rows]
+                rng.shuffle(order)
+                for item in order:
+                    if item is RAW:
+                        row = "raw ONNX Runtime in-process"
+                        measured = raw_limit(workdir, onnx, server_cpus, args.seconds, c, kind)
+                    else:
+                        row, address, factory = item
+                        measured = load(args.seconds, [factory(address, jpeg, pixels, kind) for _ in range(c)])
                     results["cells"].append(
-                        {
-                            "row": "raw ONNX Runtime in-process",
-                            "input": kind,
-                            "concurrency": c,
-                            "round": r,
-                            **raw_limit(
-                                workdir, onnx, server_cpus, args.seconds, c, kind
-                            ),
-                        }
+                        {"row": row, "input": kind, "concurrency": c, "round": r, "block": block, **measured}
                     )
-            order = list(cells)
-            rng.shuffle(order)
-            for row, address, factory, kind, c in order:
-                measured = load(
-                    args.seconds,
-                    [factory(address, jpeg, pixels, kind) for _ in range(c)],
-                )
-                results["cells"].append(
-                    {
-                        "row": row,
-                        "input": kind,
-                        "concurrency": c,
-                        "round": r,
-                        **measured,
-                    }
-                )
-                print(
-                    f"round {r + 1}/{args.rounds} {row} {kind} c={c}: {measured['per_s']:.1f}/s p50 {measured['p50_ms']:.2f} ms",
-                    flush=True,
-                )
+                    print(
+                        f"round {r + 1}/{args.rounds} {row} {kind} c={c}: {measured['per_s']:.1f}/s p50 {measured['p50_ms']:.2f} ms",
+                        flush=True,
+                    )
         results["rss_mb"] = {
             name: rss_mb(proc.pid)
             for name, proc in zip(servers.addresses, servers.procs)
@@ -671,6 +656,60 @@ ORDER = [
 ]
 
 
+PEER_ROWS = ("kserve · KServe v2", "mlserver · KServe v2", "pytriton · KServe v2")
+
+
+def paired(cells: list[dict], inputs: list[str], concurrencies: list[int]) -> list[str]:
+    """Each edgetl row against the fastest peer, and against the raw limit, measured in the same block.
+
+    Per round: edgetl's requests/s divided by the fastest peer's in that
+    round's block of the cell (and by the raw limit's). Reported: the median
+    of those ratios [min–max]. edgetl *leads* a cell when the smallest ratio
+    is above 1: ahead of every peer in every round, by more than the drift
+    between rounds. Files from before blocks existed pair by round.
+    """
+    by_block: dict[tuple, dict[str, float]] = {}
+    for cell in cells:
+        key = (cell["input"], cell["concurrency"], cell["round"])
+        by_block.setdefault(key, {})[cell["row"]] = cell["per_s"]
+    edgetl_rows = sorted({c["row"] for c in cells if c["row"].startswith("edgetl")}, key=lambda r: (ORDER.index(r) if r in ORDER else 3.5, r))
+    if not any(any(p in rates for p in PEER_ROWS) for rates in by_block.values()):
+        return []
+
+    def ratios(kind, c, row, against):
+        out = []
+        for (k, cc, _), rates in sorted(by_block.items(), key=lambda kv: kv[0][2]):
+            base = against(rates)
+            if k == kind and cc == c and row in rates and base:
+                out.append(rates[row] / base)
+        return out
+
+    def fastest_peer(rates):
+        return max((rates[p] for p in PEER_ROWS if p in rates), default=None)
+
+    lines = []
+    for kind in inputs:
+        lines += [
+            f"**{kind}, paired** — edgetl's requests/s over the fastest peer's (and over the raw limit's) in the same round's block: median [min–max]; **bold**: ahead in every round",
+            "",
+            "| edgetl · API | " + " | ".join(f"c={c} vs fastest peer" for c in concurrencies) + " | " + " | ".join(f"c={c} vs raw" for c in concurrencies) + " |",
+            "|---|" + "---|" * (2 * len(concurrencies)),
+        ]
+        for row in edgetl_rows:
+            out = []
+            for against in (fastest_peer, lambda rates: rates.get("raw ONNX Runtime in-process")):
+                for c in concurrencies:
+                    got = ratios(kind, c, row, against)
+                    if not got:
+                        out.append("–")
+                        continue
+                    text = f"{statistics.median(got):.2f} [{min(got):.2f}–{max(got):.2f}]"
+                    out.append(f"**{text}**" if against is fastest_peer and min(got) > 1 else text)
+            lines.append(f"| {row} | " + " | ".join(out) + " |")
+        lines.append("")
+    return lines
+
+
 def report(results: dict) -> str:
     """The Markdown table: median requests/s over rounds [min–max], then median p50 ms."""
     cells: dict[tuple, list] = {}
@@ -682,7 +721,8 @@ def report(results: dict) -> str:
     inputs = [k for k in ("jpeg", "pixels") if any(i == k for _, i, _ in cells)]
     lines = [
         f"Machine: {results['machine']}; {results['date']}. CPUs: {results['pin']}; ONNX Runtime intra-op threads {results['ort_threads']} in every server.",
-        f"Image: {results['image']}. {results['rounds']} rounds of {results['seconds']:g} s per cell, cells shuffled within a round.",
+        f"Image: {results['image']}. {results['rounds']} rounds of {results['seconds']:g} s per cell; "
+        + ("in each round, one block per input and concurrency, its rows back to back in a shuffled order." if any("block" in c for c in results["cells"]) else "cells shuffled within a round."),
         "",
     ]
     for kind in inputs:
@@ -712,6 +752,7 @@ def report(results: dict) -> str:
                 )
             lines.append(f"| {row} | " + " | ".join(out) + " |")
         lines.append("")
+    lines += paired(results["cells"], inputs, concurrencies)
     if "rss_mb" in results:
         lines.append(
             "Resident memory after the run (with worker processes): "

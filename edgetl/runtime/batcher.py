@@ -12,6 +12,7 @@ a GPU pay. Leader/follower, in the words of the patterns books.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -50,6 +51,28 @@ class _Slot:
 GPU_MAX_BATCH = 8
 CPU_MAX_BATCH = 4
 _GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+#: Worker threads when `[runtime] worker_threads` is 0. On a GPU, images
+#: batch only if several workers have one waiting, so it gets this many. On
+#: the CPU a batch buys nothing (above) and a worker beyond the cores only
+#: contends for them and the GIL: on a one-core server one worker answered
+#: 3-4 % faster than four under load, ahead of KServe where four were behind
+#: it (BENCHMARKS.md, "Against the servers a plant could pick instead").
+GPU_WORKERS = 4
+MAX_CPU_WORKERS = 4
+
+
+def worker_threads_for(configured: int, providers: list[str], cpus: int | None = None) -> int:
+    """The engine's worker threads: `configured`, or by the first backbone's provider when that is 0
+    (GPU_WORKERS on a GPU; on the CPU one per core this process may use, at most MAX_CPU_WORKERS)."""
+    if configured > 0:
+        return configured
+    if providers and providers[0] in _GPU_PROVIDERS:
+        return GPU_WORKERS
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(MAX_CPU_WORKERS, cpus))
 
 
 def max_batch_for(configured: int, providers: list[str]) -> int:

@@ -90,7 +90,8 @@ class InferenceEngine:
         self.adapters: dict[str, ActiveAdapter] = {}
         # Workers decode, preprocess and (leader/follower) run the backbone:
         # one thread hop per request, and the event loop only awaits.
-        self._workers = ThreadPoolExecutor(max(1, worker_threads), thread_name_prefix="infer")
+        self.worker_threads = max(1, worker_threads)
+        self._workers = ThreadPoolExecutor(self.worker_threads, thread_name_prefix="infer")
         self._in_flight = 0
         self._lock = threading.Lock()
         self.stats = RecentStats()

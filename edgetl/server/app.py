@@ -50,7 +50,7 @@ from edgetl.monitor.monitor import DriftMonitor, DriftSettings
 from edgetl.review.capture import Capturer
 from edgetl.review.policy import CapturePolicies, default_policy
 from edgetl.review.store import ReviewStore
-from edgetl.runtime.batcher import MicroBatcher
+from edgetl.runtime.batcher import MicroBatcher, worker_threads_for
 from edgetl.runtime.engine import ActiveAdapter, InferenceEngine
 from edgetl.runtime.heads import LogitsHead
 from edgetl.runtime.session import BackboneSession
@@ -149,7 +149,10 @@ class EdgetlServer:
                     raise
                 log.error("backbone %s not loaded (%s); its tasks answer FAILED_PRECONDITION", name, exc)
 
-        self.engine = InferenceEngine(tasks, batchers, settings.max_pixels, settings.worker_threads, settings.max_queue)
+        default = batchers[settings.default_backbone].session
+        workers = worker_threads_for(settings.worker_threads, list(getattr(default, "providers", [])))
+        log.info("%d inference worker thread%s", workers, "" if workers == 1 else "s")
+        self.engine = InferenceEngine(tasks, batchers, settings.max_pixels, workers, settings.max_queue)
         for name in batchers:
             spec = self.registry.get(name).spec
             if spec.builtin_task:

@@ -89,9 +89,11 @@ def test_stream_with_an_unknown_task_reports_not_found_per_frame(server, chelsea
     assert r.error.code == 5 and "unknown task 'nope'" in r.error.message
 
 
-def test_concurrent_callers_get_their_own_answers(server, chelsea_rgb):
-    """Requests batched together must not get each other's results."""
+def test_concurrent_callers_get_their_own_answers(server_factory, chelsea_rgb):
+    """Requests batched together must not get each other's results (4 workers, so they batch on any machine)."""
     from concurrent.futures import ThreadPoolExecutor
+
+    server = server_factory(worker_threads=4)
 
     cat = encode(chelsea_rgb, ".png")
     flipped = encode(np.ascontiguousarray(chelsea_rgb[::-1]), ".png")  # upside down: other scores
@@ -152,3 +154,17 @@ def test_the_batch_size_follows_the_provider_when_not_set():
     assert max_batch_for(0, ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]) == GPU_MAX_BATCH
     assert max_batch_for(3, ["CUDAExecutionProvider"]) == 3
     assert max_batch_for(16, ["CPUExecutionProvider"]) == 16
+
+
+def test_the_worker_threads_follow_the_provider_and_the_cores_when_not_set(server):
+    from edgetl.runtime.batcher import GPU_WORKERS, MAX_CPU_WORKERS, worker_threads_for
+
+    assert worker_threads_for(0, ["CPUExecutionProvider"], cpus=1) == 1
+    assert worker_threads_for(0, ["CPUExecutionProvider"], cpus=2) == 2
+    assert worker_threads_for(0, ["CPUExecutionProvider"], cpus=64) == MAX_CPU_WORKERS
+    assert worker_threads_for(0, ["CUDAExecutionProvider", "CPUExecutionProvider"], cpus=1) == GPU_WORKERS
+    assert worker_threads_for(3, ["CPUExecutionProvider"], cpus=1) == 3
+    # The running server took the rule: one worker per core this process may use (a CPU-only machine).
+    import os
+
+    assert server.server.engine.worker_threads == worker_threads_for(0, ["CPUExecutionProvider"], cpus=len(os.sched_getaffinity(0)))
