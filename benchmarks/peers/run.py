@@ -14,10 +14,20 @@ gRPC with edgetl's tensor names.
 One client drives every server: tritonclient's gRPC client for KServe v2 (a
 client per thread), edgetl's own stubs for edgetl.v1 `Classify` and
 `ClassifyStream` (a stream per thread, one frame in flight). Each cell is C
-threads sending one image per request for --seconds; the cells are shuffled
-and interleaved over --rounds, so a slow minute of the VM falls on every
-server alike. Reported per cell: the median of the rounds' requests/s with
-their range (the spread), and the median p50/p99 latency.
+threads sending one image per request for --seconds. A round measures one
+block per input and concurrency (blocks in a shuffled order). In a block every
+row's C clients are opened once, then each row is measured in short slices
+(--slice, 0.5 s) taken in turn, the rows in a new shuffled order each time,
+until each has had its --seconds: the rows a ratio compares ran within a few
+seconds of each other all through the block, and no row gets the VM's fast
+or slow minute alone. The raw limit (a process of its own) is measured whole,
+just before or after the block's slices.
+Reported per cell: the median of the rounds' requests/s with their range,
+and the median p50 latency; then, per edgetl row, its requests/s over the
+fastest peer's and over the raw limit's *in the same block*, median and
+range over the rounds. The VM's speed drifts by 10-20 % over a run, more
+than the servers differ, so only the paired ratio can say who is ahead: a
+cell is edgetl's when the ratio is above 1 in every round.
 
 The limit is raw ONNX Runtime in-process: the same `peer_model.PeerModel`
 decoding and running the image from C threads, with no server, on the
@@ -352,8 +362,12 @@ def edgetl_image(image_pb2, jpeg: bytes, pixels: np.ndarray, kind: str):
     )
 
 
-def load(seconds: float, calls: list) -> dict:
-    """Each callable in its own thread for `seconds`; every answer checked."""
+def load(seconds: float, calls: list, close: bool = True) -> dict:
+    """Each callable in its own thread for `seconds`; every answer checked.
+
+    Returns the count, the elapsed time, requests/s and the latencies (ms);
+    `close=False` leaves the callables' channels open for the next slice.
+    """
     latencies: list[list[float]] = [[] for _ in calls]
     errors: list[BaseException] = []
     barrier = threading.Barrier(len(calls) + 1)
@@ -384,19 +398,59 @@ def load(seconds: float, calls: list) -> dict:
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - started
-    for call in calls:
-        getattr(call, "close", lambda: None)()
+    if close:
+        close_all(calls)
     if errors:
         raise RuntimeError(
             f"{len(errors)} of {len(calls)} clients failed: {errors[0]!r}"
         )
-    flat = np.asarray([x for per in latencies for x in per]) * 1000
-    return {
-        "n": int(flat.size),
-        "per_s": flat.size / elapsed,
+    flat = [x * 1000 for per in latencies for x in per]
+    return {"n": len(flat), "elapsed": elapsed, "per_s": len(flat) / elapsed, "latencies_ms": flat}
+
+
+def close_all(calls: list) -> None:
+    for call in calls:
+        getattr(call, "close", lambda: None)()
+
+
+def summary(n: int, elapsed: float, latencies_ms: list[float], slices: list[float] | None = None) -> dict:
+    flat = np.asarray(latencies_ms)
+    out = {
+        "n": n,
+        "per_s": n / elapsed,
         "p50_ms": float(np.percentile(flat, 50)),
         "p99_ms": float(np.percentile(flat, 99)),
     }
+    if slices is not None:
+        out["slices"] = slices
+    return out
+
+
+def interleaved(rows: list, kind: str, c: int, jpeg: bytes, pixels: np.ndarray, slices: int, seconds: float, rng: random.Random) -> dict:
+    """Every row's C clients opened once, then `slices` short slices per row, the rows in a new shuffled
+    order each time, so the rows a ratio compares ran within seconds of each other all through the block.
+
+    Returns {row: summary}, each with `slices` (the requests/s of each slice, in slice order).
+    """
+    clients = {row: [factory(address, jpeg, pixels, kind) for _ in range(c)] for row, address, factory in rows}
+    try:
+        for calls in clients.values():  # a new channel's first calls connect; not measured
+            load(min(0.3, seconds), calls, close=False)
+        per_row = {row: {"n": 0, "elapsed": 0.0, "latencies_ms": [], "slices": []} for row in clients}
+        for _ in range(slices):
+            order = list(clients)
+            rng.shuffle(order)
+            for row in order:
+                got = load(seconds, clients[row], close=False)
+                acc = per_row[row]
+                acc["n"] += got["n"]
+                acc["elapsed"] += got["elapsed"]
+                acc["latencies_ms"] += got["latencies_ms"]
+                acc["slices"].append(got["per_s"])
+    finally:
+        for calls in clients.values():
+            close_all(calls)
+    return {row: summary(**acc) for row, acc in per_row.items()}
 
 
 RAW_LIMIT = r"""
@@ -516,6 +570,7 @@ def run(args) -> dict:
         "image": f"224x224 JPEG ({len(jpeg)} bytes) or raw RGB pixels (150,528 bytes)",
         "seconds": args.seconds,
         "rounds": args.rounds,
+        "slice": args.seconds / max(1, round(args.seconds / args.slice)),
         "versions": {name: PEERS[name][0] for name in pythons},
         "cells": [],
     }
@@ -569,23 +624,24 @@ def run(args) -> dict:
         # the drift that the rounds' ranges of requests/s carry.
         rng = random.Random(args.seed)
         blocks = [(kind, c) for kind in args.inputs for c in args.concurrency]
+        slices = max(1, round(args.seconds / args.slice))
         for r in range(args.rounds):
             rng.shuffle(blocks)
             for block, (kind, c) in enumerate(blocks):
-                order = [RAW] + [cell for cell in rows]
-                rng.shuffle(order)
-                for item in order:
-                    if item is RAW:
-                        row = "raw ONNX Runtime in-process"
-                        measured = raw_limit(workdir, onnx, server_cpus, args.seconds, c, kind)
-                    else:
-                        row, address, factory = item
-                        measured = load(args.seconds, [factory(address, jpeg, pixels, kind) for _ in range(c)])
+                # The raw limit is a process of its own: measured whole, just before or after the servers' slices.
+                raw_first = rng.random() < 0.5
+                measured = {}
+                if raw_first:
+                    measured["raw ONNX Runtime in-process"] = raw_limit(workdir, onnx, server_cpus, args.seconds, c, kind)
+                measured.update(interleaved(rows, kind, c, jpeg, pixels, slices, args.seconds / slices, rng))
+                if not raw_first:
+                    measured["raw ONNX Runtime in-process"] = raw_limit(workdir, onnx, server_cpus, args.seconds, c, kind)
+                for row, got in measured.items():
                     results["cells"].append(
-                        {"row": row, "input": kind, "concurrency": c, "round": r, "block": block, **measured}
+                        {"row": row, "input": kind, "concurrency": c, "round": r, "block": block, **got}
                     )
                     print(
-                        f"round {r + 1}/{args.rounds} {row} {kind} c={c}: {measured['per_s']:.1f}/s p50 {measured['p50_ms']:.2f} ms",
+                        f"round {r + 1}/{args.rounds} {row} {kind} c={c}: {got['per_s']:.1f}/s p50 {got['p50_ms']:.2f} ms",
                         flush=True,
                     )
         results["rss_mb"] = {
@@ -722,7 +778,13 @@ def report(results: dict) -> str:
     lines = [
         f"Machine: {results['machine']}; {results['date']}. CPUs: {results['pin']}; ONNX Runtime intra-op threads {results['ort_threads']} in every server.",
         f"Image: {results['image']}. {results['rounds']} rounds of {results['seconds']:g} s per cell; "
-        + ("in each round, one block per input and concurrency, its rows back to back in a shuffled order." if any("block" in c for c in results["cells"]) else "cells shuffled within a round."),
+        + (
+            f"in each round, one block per input and concurrency; in a block, every row measured in slices of {results['slice']:g} s taken in turn (a new shuffled order each time), the raw limit whole beside them."
+            if "slice" in results
+            else "in each round, one block per input and concurrency, its rows back to back in a shuffled order."
+            if any("block" in c for c in results["cells"])
+            else "cells shuffled within a round."
+        ),
         "",
     ]
     for kind in inputs:
@@ -765,6 +827,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--slice",
+        type=float,
+        default=0.5,
+        help="seconds per slice: each cell's --seconds is measured in slices of this length, the rows of a block alternating",
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument(
         "--inputs", nargs="+", choices=["jpeg", "pixels"], default=["jpeg", "pixels"]
