@@ -720,9 +720,11 @@ def paired(cells: list[dict], inputs: list[str], concurrencies: list[int]) -> li
 
     Per round: edgetl's requests/s divided by the fastest peer's in that
     round's block of the cell (and by the raw limit's). Reported: the median
-    of those ratios [min–max]. edgetl *leads* a cell when the smallest ratio
-    is above 1: ahead of every peer in every round, by more than the drift
-    between rounds. Files from before blocks existed pair by round.
+    of those ratios [min–max]. edgetl *leads* a cell (bold) when its smallest
+    ratio is above 1 by more than the ratios' range: ahead of every peer in
+    every round, by a margin larger than the spread between rounds (1.00
+    [1.00–1.01] is level, 1.03 [1.03–1.03] is ahead). Files from before blocks
+    existed pair by round.
     """
     by_block: dict[tuple, dict[str, float]] = {}
     for cell in cells:
@@ -746,7 +748,7 @@ def paired(cells: list[dict], inputs: list[str], concurrencies: list[int]) -> li
     lines = []
     for kind in inputs:
         lines += [
-            f"**{kind}, paired** — edgetl's requests/s over the fastest peer's (and over the raw limit's) in the same round's block: median [min–max]; **bold**: ahead in every round",
+            f"**{kind}, paired** — edgetl's requests/s over the fastest peer's (and over the raw limit's) in the same round's block: median [min–max]; **bold**: ahead in every round by more than the rounds' range",
             "",
             "| edgetl · API | " + " | ".join(f"c={c} vs fastest peer" for c in concurrencies) + " | " + " | ".join(f"c={c} vs raw" for c in concurrencies) + " |",
             "|---|" + "---|" * (2 * len(concurrencies)),
@@ -760,7 +762,8 @@ def paired(cells: list[dict], inputs: list[str], concurrencies: list[int]) -> li
                         out.append("–")
                         continue
                     text = f"{statistics.median(got):.2f} [{min(got):.2f}–{max(got):.2f}]"
-                    out.append(f"**{text}**" if against is fastest_peer and min(got) > 1 else text)
+                    leads = min(got) - 1 > max(got) - min(got)
+                    out.append(f"**{text}**" if against is fastest_peer and leads else text)
             lines.append(f"| {row} | " + " | ".join(out) + " |")
         lines.append("")
     return lines

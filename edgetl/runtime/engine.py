@@ -252,7 +252,7 @@ class InferenceEngine:
         else:
             probs, embedding = probabilities_and_embedding(adapter.head, stack_views(results, adapter.views))
             # Averaged over the views; drift watches the image as sent, as its reference was fitted.
-            probs = probs.mean(axis=0)
+            probs = probs[0] if adapter.views == 1 else probs.mean(axis=0)
         if len(probs) < len(task.class_names):
             # Trained before a class was added (classes are only appended): it
             # cannot know the new class, so it answers 0 for it.

@@ -194,6 +194,7 @@ class EdgetlServer:
                 ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
             ],
         )
+        # Classify answers leave serialized (convert.prediction_to_wire): the interceptor's serializer passes bytes through.
         inference_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(self.engine, self.capture), self._server)
         model_pb2_grpc.add_ModelServiceServicer_to_server(
             ModelServicer(self.registry, self.engine, settings.default_backbone, self.load_backbone, security=authenticator.enforcing), self._server

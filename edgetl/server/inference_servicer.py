@@ -8,7 +8,7 @@ import time
 from edgetl.api.v1 import inference_pb2, inference_pb2_grpc
 from edgetl.errors import EdgetlError
 from edgetl.runtime.engine import InferenceEngine
-from edgetl.server.convert import image_from_proto, prediction_to_proto
+from edgetl.server.convert import image_from_proto, prediction_to_proto, prediction_to_wire
 from edgetl.server.interceptors import status_for
 from edgetl.server.security import current_caller_name
 
@@ -36,7 +36,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         image = image_from_proto(request.image)
         prediction = await self.engine.classify(request.task, image, request.top_k, _deadline(context))
         self._offer(request, image, prediction)
-        return prediction_to_proto(prediction, request.request_id, request.anomaly_map)
+        return prediction_to_wire(prediction, request.request_id, request.anomaly_map)
 
     async def ClassifyTasks(self, request, context):
         received = time.perf_counter()
@@ -86,13 +86,13 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 if frame is not None:
                     frame.cancel()
 
-    async def _one(self, request) -> inference_pb2.ClassifyResponse:
-        """A frame's response; a bad frame gets `error` set and the stream goes on."""
+    async def _one(self, request) -> bytes | inference_pb2.ClassifyResponse:
+        """A frame's response (serialized, or an error message); a bad frame gets `error` set and the stream goes on."""
         try:
             image = image_from_proto(request.image)
             prediction = await self.engine.classify(request.task, image, request.top_k)
             self._offer(request, image, prediction)
-            return prediction_to_proto(prediction, request.request_id, request.anomaly_map)
+            return prediction_to_wire(prediction, request.request_id, request.anomaly_map)
         except EdgetlError as exc:
             code, message = status_for(exc)
             return inference_pb2.ClassifyResponse(

@@ -42,6 +42,17 @@ def _safe(deserializer):
     return parse
 
 
+def _wire(serializer):
+    """The response serializer, passing through bytes a servicer serialized itself (convert.prediction_to_wire)."""
+    if serializer is None:
+        return None
+
+    def serialize(response) -> bytes:
+        return response if isinstance(response, bytes) else serializer(response)
+
+    return serialize
+
+
 async def _checked(request_iterator):
     async for request in request_iterator:
         if isinstance(request, _Malformed):
@@ -101,17 +112,17 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             audited = _REFUSALS
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(method, audited, handler.unary_unary), _safe(handler.request_deserializer), handler.response_serializer
+                self._wrap_unary(method, audited, handler.unary_unary), _safe(handler.request_deserializer), _wire(handler.response_serializer)
             )
         if handler.stream_stream:
             return grpc.stream_stream_rpc_method_handler(
                 self._wrap_stream(method, audited, handler.stream_stream, streaming_request=True),
                 _safe(handler.request_deserializer),
-                handler.response_serializer,
+                _wire(handler.response_serializer),
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, audited, handler.unary_stream), _safe(handler.request_deserializer), handler.response_serializer
+                self._wrap_stream(method, audited, handler.unary_stream), _safe(handler.request_deserializer), _wire(handler.response_serializer)
             )
         return handler  # stream_unary: none of ours
 
