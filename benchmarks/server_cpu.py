@@ -33,12 +33,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE / "peers"))
+from run import edgetl_call, free_port, interleaved  # noqa: E402 - the peer benchmark's client and slices
+
 PAYLOAD = b"\xff" * 14363  # the size of the peer benchmark's 224 px JPEG; never decoded here
 
 
@@ -116,57 +118,6 @@ def start(name: str, argv: list[str], workdir: Path) -> subprocess.Popen:
     return proc
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def clients(port: int, c: int) -> list:
-    import grpc
-
-    from edgetl.api.v1 import image_pb2, inference_pb2, inference_pb2_grpc
-
-    request = inference_pb2.ClassifyRequest(task="imagenet", image=image_pb2.Image(encoded=PAYLOAD))
-    calls = []
-    for _ in range(c):
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        stub = inference_pb2_grpc.InferenceServiceStub(channel)
-        call = lambda stub=stub: stub.Classify(request, timeout=30)  # noqa: E731
-        call.channel = channel
-        calls.append(call)
-    return calls
-
-
-def load(seconds: float, calls: list) -> tuple[int, float]:
-    """Each call in its own thread, back to back, for `seconds`: (answers, elapsed)."""
-    counts = [0] * len(calls)
-    errors: list[BaseException] = []
-    stop = time.perf_counter() + seconds
-
-    def worker(i):
-        try:
-            while time.perf_counter() < stop:
-                answer = calls[i]()
-                if answer.label != "Egyptian cat" or len(answer.scores) != 1000:
-                    raise RuntimeError(f"unexpected answer {answer.label!r} with {len(answer.scores)} scores")
-                counts[i] += 1
-        except BaseException as exc:  # noqa: BLE001 - raised below
-            errors.append(exc)
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise RuntimeError(f"{len(errors)} of {len(calls)} clients failed: {errors[0]!r}")
-    return sum(counts), time.perf_counter() - started
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--roots", type=Path, nargs="+", default=[ROOT], help="edgetl checkouts to serve, one server each")
@@ -202,25 +153,13 @@ def main() -> None:
         os.sched_setaffinity(0, [1])
         rng = random.Random(args.seed)
         slices = max(1, round(args.seconds / args.slice))
+        rows = [(name, f"127.0.0.1:{port}", edgetl_call) for name, port in ports.items()]
         rates: dict[tuple[str, int], list[float]] = {}
         for r in range(args.rounds):
             for c in args.concurrency:
-                calls = {name: clients(port, c) for name, port in ports.items()}
-                for name in calls:
-                    load(0.3, calls[name])  # connect and warm up
-                got = {name: [0, 0.0] for name in calls}
-                for _ in range(slices):
-                    order = list(calls)
-                    rng.shuffle(order)
-                    for name in order:
-                        n, elapsed = load(args.seconds / slices, calls[name])
-                        got[name][0] += n
-                        got[name][1] += elapsed
-                for name, (n, elapsed) in got.items():
-                    rates.setdefault((name, c), []).append(n / elapsed)
-                    print(f"round {r + 1}/{args.rounds} c={c} {name}: {n / elapsed:.0f}/s", flush=True)
-                for call in (call for cs in calls.values() for call in cs):
-                    call.channel.close()
+                for name, got in interleaved(rows, "jpeg", c, PAYLOAD, None, slices, args.seconds / slices, rng).items():
+                    rates.setdefault((name, c), []).append(got["per_s"])
+                    print(f"round {r + 1}/{args.rounds} c={c} {name}: {got['per_s']:.0f}/s", flush=True)
     finally:
         for proc in procs:
             proc.terminate()

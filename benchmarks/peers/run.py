@@ -27,7 +27,8 @@ and the median p50 latency; then, per edgetl row, its requests/s over the
 fastest peer's and over the raw limit's *in the same block*, median and
 range over the rounds. The VM's speed drifts by 10-20 % over a run, more
 than the servers differ, so only the paired ratio can say who is ahead: a
-cell is edgetl's when the ratio is above 1 in every round.
+cell is edgetl's when the ratio is above 1 in every round by more than the
+ratios' range over the rounds.
 
 The limit is raw ONNX Runtime in-process: the same `peer_model.PeerModel`
 decoding and running the image from C threads, with no server, on the
@@ -75,7 +76,6 @@ PEERS = {
 }
 PEER_COMMON = ["onnxruntime", "opencv-python-headless", "numpy"]
 MODEL = "imagenet"
-RAW = object()  # the raw limit's place in a block's order
 EXPECTED_LABEL = b"Egyptian cat"
 
 
