@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +23,7 @@ from edgetl.runtime.heads import Head, probabilities_and_embedding
 from edgetl.runtime.preprocess import ImageInput, decode
 from edgetl.runtime.stats import RecentStats
 from edgetl.runtime.views import stack_views, views_of
+from edgetl.runtime.workers import WorkerThreads
 from edgetl.tasks.store import Task, TaskStore
 
 DEFAULT_TOP_K = 5
@@ -91,7 +91,7 @@ class InferenceEngine:
         # Workers decode, preprocess and (leader/follower) run the backbone:
         # one thread hop per request, and the event loop only awaits.
         self.worker_threads = max(1, worker_threads)
-        self._workers = ThreadPoolExecutor(self.worker_threads, thread_name_prefix="infer")
+        self._workers = WorkerThreads(self.worker_threads, "infer")
         self._in_flight = 0
         self._lock = threading.Lock()
         self.stats = RecentStats()
@@ -227,7 +227,7 @@ class InferenceEngine:
                 raise Unavailable(f"{self._in_flight} images are waiting (limit {self.max_queue}); retry shortly")
             self._in_flight += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._workers, work, *args)
+            return await self._workers.run(work, *args)
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -314,4 +314,4 @@ class InferenceEngine:
         return decode_ms, results
 
     def close(self) -> None:
-        self._workers.shutdown(wait=False, cancel_futures=True)
+        self._workers.shutdown()
