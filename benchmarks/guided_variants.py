@@ -17,7 +17,13 @@ Variants (all start from the served descriptor, `edgetl.runtime.guided.guided_fe
 - `colour`: + the part's colour (BGR mean and spread of each 16 x 16 pixel block) at the K most anomalous positions, minus the image's;
 - `all`: contrast + s8 + colour;
 - `spread`: the served descriptor from distances in units of the good patches' local spread
-  (`edgetl.anomaly.bank.local_spread`, as an anomaly bank scores since 2026-12-04).
+  (`edgetl.anomaly.bank.local_spread`, as an anomaly bank scores since 2026-12-04);
+- `mil`: multiple-instance learning on the patches themselves: each patch (its stride-16 and
+  stride-32 features and its spread distance to the good bank) gets a linear score per class, an
+  image's class logit is the log-mean-exp of its patches' scores (a smooth maximum), fitted on the
+  image labels alone: the classifier learns which patches look like a stain instead of pooling the
+  ones the good bank finds most unlike;
+- `mil-ens`: the `spread` head's and the `mil` model's probabilities averaged.
 Rows go to benchmarks/results/guided-variants.jsonl.
 """
 
@@ -44,7 +50,9 @@ K = 4
 VIEWS = 8
 MAX_LABELS = 50
 TEST_PER_CLASS = 30
-VARIANTS = ("guided", "contrast", "s8", "colour", "all", "spread")
+VARIANTS = ("guided", "contrast", "s8", "colour", "all", "spread", "mil", "mil-ens")
+#: Variants fitted on every patch (multiple-instance learning) rather than on a descriptor per view.
+PATCH_VARIANTS = ("mil", "mil-ens")
 #: Test-time augmentation: the served descriptor in this many of the head job's views, probabilities averaged.
 TTA_VIEWS = (2, 4, 8)
 
@@ -154,6 +162,87 @@ class SizedMaps:
         return out
 
 
+def fit_mil(patches: np.ndarray, y: np.ndarray, num_classes: int, steps: int = 300, lr: float = 0.05, l2: float = 1e-3, tau: float = 1.0):
+    """A multiple-instance classifier from patches [N, P, D] and image labels [N]: returns predict(patches [M, P, D]) -> probabilities [M, C].
+
+    Patch score s_pc = w_c . z_p; image logit_c = tau log mean_p exp(s_pc / tau) + b_c; class-balanced
+    softmax cross-entropy with L2, full-batch Adam as `train_head` fits the heads.
+    """
+    n, p, d = patches.shape
+    flat = patches.reshape(-1, d)
+    mean, std = flat.mean(0), flat.std(0) + 1e-6
+    z = ((flat - mean) / std).astype(np.float32)
+    onehot = np.eye(num_classes, dtype=np.float32)[y]
+    counts = np.bincount(y, minlength=num_classes).astype(np.float32)
+    sample_w = ((n / (num_classes * np.maximum(counts, 1)))[y] / n)[:, None].astype(np.float32)
+    w = np.zeros((num_classes, d), np.float32)
+    b = np.log(np.maximum(counts, 1) / n).astype(np.float32)
+    m_w, v_w, m_b, v_b = np.zeros_like(w), np.zeros_like(w), np.zeros_like(b), np.zeros_like(b)
+
+    def forward(zz, count):
+        s = (zz @ w.T).reshape(count, p, num_classes) / tau
+        top = s.max(1, keepdims=True)
+        e = np.exp(s - top)
+        total = e.sum(1)
+        logits = tau * (top[:, 0] + np.log(total / p)) + b
+        return logits, e / total[:, None]
+
+    for step in range(1, steps + 1):
+        logits, attention = forward(z, n)
+        q = np.exp(logits - logits.max(1, keepdims=True))
+        q /= q.sum(1, keepdims=True)
+        g_logits = (q - onehot) * sample_w  # [N, C]
+        g_s = (attention * g_logits[:, None, :]).reshape(-1, num_classes)  # d logit_c / d s_pc = attention
+        g_w = (z.T @ g_s).T + l2 * w  # z.T @ g: BLAS runs this orientation of the tall product fastest
+        g_b = g_logits.sum(0)
+        for param, grad, m, v in ((w, g_w, m_w, v_w), (b, g_b, m_b, v_b)):
+            m *= 0.9
+            m += 0.1 * grad
+            v *= 0.999
+            v += 0.001 * grad * grad
+            param -= lr * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        zz = ((x.reshape(-1, d) - mean) / std).astype(np.float32)
+        logits, _ = forward(zz, len(x))
+        q = np.exp(logits - logits.max(1, keepdims=True))
+        return q / q.sum(1, keepdims=True)
+
+    return predict
+
+
+def _probabilities(train_head, x, y, x_test) -> np.ndarray:
+    """A head fitted on descriptors x [N, D] (labels y), its probabilities on x_test [M, V, D], one row per view."""
+    head = train_head(np.stack(x), np.array(y), len(CLASSES), {})
+    logits = ((x_test - head["mean"]) / head["std"]) @ head["weight"].T + head["bias"]
+    q = np.exp(logits - logits.max(-1, keepdims=True))
+    return q / q.sum(-1, keepdims=True)
+
+
+def test_x_spread(test, bank, row_weights) -> np.ndarray:
+    """The served (spread) descriptor of every test part in each of its views [N, V, D]."""
+    from edgetl.anomaly.bank import nearest_distances, patch_features
+    from edgetl.runtime.guided import guided_features
+
+    out = []
+    for _, _, views in test:
+        rows = []
+        for m in views:
+            patches, _ = patch_features(m, BANK_MAPS, bank.scales)
+            rows.append(guided_features(patches, nearest_distances(patches, bank.bank, bank.bank_sq, None, row_weights), K))
+        out.append(rows)
+    return np.array(out, np.float32)
+
+
+def _patch_rows(bank, maps, excluded, row_weights) -> np.ndarray:
+    """A view's patches [P, D + 1]: its bank-map features and their spread distance to the good bank."""
+    from edgetl.anomaly.bank import nearest_distances, patch_features
+
+    patches, _ = patch_features(maps, BANK_MAPS, bank.scales)
+    d = nearest_distances(patches, bank.bank, bank.bank_sq, excluded, row_weights)
+    return np.hstack([patches, d[:, None]]).astype(np.float32)
+
+
 def run_cells(args) -> None:
     import edgetl.anomaly.bank as B
     from edgetl.adapt.trainer_head import train_head
@@ -189,6 +278,24 @@ def run_cells(args) -> None:
                     for variant, x in describe(m, img, bank, (origin == i) if c == 0 else None, row_weights).items():
                         train[variant].append(x)
                     y.append(c)
+            wanted = args.only or VARIANTS
+            mil = None
+            if any(v in PATCH_VARIANTS for v in wanted):
+                x_mil = np.stack([
+                    _patch_rows(bank, m, (origin == i) if c == 0 else None, row_weights)
+                    for i, (c, _, views) in enumerate(picked) for m in views[: args.mil_views]
+                ])
+                y_mil = np.array([c for c, _, _ in picked for _ in range(args.mil_views)])
+                predict = fit_mil(x_mil, y_mil, len(CLASSES))
+                test_rows = np.stack([[_patch_rows(bank, m, None, row_weights) for m in views] for _, _, views in test])  # [N, V, P, D]
+                mil_views = predict(test_rows.reshape(-1, *test_rows.shape[2:])).reshape(len(test), test_rows.shape[1], -1)
+                mil = mil_views[:, 0]
+                if args.cache:  # what benchmarks/mil_grid.py refits MIL variants from, without the backbone
+                    args.cache.mkdir(parents=True, exist_ok=True)
+                    np.savez(
+                        args.cache / f"{surface}-{generator}-{seed}-{n}.npz", x=x_mil.astype(np.float16), y=y_mil,
+                        test=test_rows.astype(np.float16), y_test=y_test, spread=_probabilities(train_head, train["spread"], y, test_x_spread(test, bank, row_weights)),
+                    )
             test_x = defaultdict(list)
             for _, img, views in test:
                 for variant, x in describe(views[0], img, bank, None, row_weights).items():
@@ -196,11 +303,16 @@ def run_cells(args) -> None:
             # Test-time augmentation: the served descriptor in every view, probabilities averaged.
             tta = [bank.describe_views(views) for _, _, views in test] if args.tta else []
             row = {"surface": surface, "generator": generator, "seed": seed, "labels": n, "accuracy": {}}
-            for variant in args.only or VARIANTS:
+            probabilities = {}
+            for variant in wanted:
+                if variant in PATCH_VARIANTS:
+                    continue
                 head = train_head(np.stack(train[variant]), np.array(y), len(CLASSES), {})
                 x_test = np.stack(test_x[variant])
                 logits = ((x_test - head["mean"]) / head["std"]) @ head["weight"].T + head["bias"]
                 row["accuracy"][variant] = float((logits.argmax(1) == y_test).mean())
+                q = np.exp(logits - logits.max(1, keepdims=True))
+                probabilities[variant] = q / q.sum(1, keepdims=True)
                 if variant == "guided" and tta:
                     logits = ((np.stack(tta) - head["mean"]) / head["std"]) @ head["weight"].T + head["bias"]  # [N, V, C]
                     p = np.exp(logits - logits.max(-1, keepdims=True))
@@ -208,12 +320,18 @@ def run_cells(args) -> None:
                     for views in TTA_VIEWS:  # the first 2 (a flip), 4 (the flips) or all 8 views
                         name = "guided-tta" if views == VIEWS else f"guided-tta{views}"
                         row["accuracy"][name] = float((p[:, :views].mean(1).argmax(1) == y_test).mean())
+            if mil is not None:
+                row["accuracy"]["mil"] = float((mil.argmax(1) == y_test).mean())
+                if "spread" in probabilities:
+                    row["accuracy"]["mil-ens"] = float(((mil + probabilities["spread"]).argmax(1) == y_test).mean())
+                if tta:
+                    row["accuracy"]["mil-tta"] = float((mil_views.mean(1).argmax(1) == y_test).mean())
             append_cell(args.results, row)
 
 
 def report(args) -> None:
     rows, by = read_cells(args)
-    variants = [v for v in (*VARIANTS, "guided-tta2", "guided-tta4", "guided-tta") if all(v in r["accuracy"] for r in rows)]
+    variants = [v for v in (*VARIANTS, "guided-tta2", "guided-tta4", "guided-tta", "mil-tta") if all(v in r["accuracy"] for r in rows)]
     print("| labels per class | cells | " + " | ".join(variants) + " |")
     print("|---|---|" + "---|" * len(variants))
     for n, cells in sorted(by.items()):
@@ -230,6 +348,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="the backbone's input size (parts are drawn at 224 px and upsampled); 0: the backbone's own")
     parser.add_argument("--backbone", choices=["lite0", "lite2"], default="lite0")
     parser.add_argument("--only", nargs="+", choices=VARIANTS, help="run: fit only these variants (each is a head fit per label count)")
+    parser.add_argument("--cache", type=Path, help="run: save each cell's patch rows (and the spread head's test probabilities) here for benchmarks/mil_grid.py")
+    parser.add_argument("--mil-views", type=int, default=8, help="run: the views of each labelled part the mil variants fit (each view: 196 patches)")
     parser.add_argument("--tta", action="store_true", help="also score the served descriptor averaged over the test part's first 2, 4 and 8 views (variants guided-tta2, guided-tta4, guided-tta)")
     args = parser.parse_args()
     run_cells(args) if args.command == "run" else report(args)
