@@ -219,19 +219,12 @@ def _probabilities(train_head, x, y, x_test) -> np.ndarray:
     return q / q.sum(-1, keepdims=True)
 
 
-def test_x_spread(test, bank, row_weights) -> np.ndarray:
-    """The served (spread) descriptor of every test part in each of its views [N, V, D]."""
-    from edgetl.anomaly.bank import nearest_distances, patch_features
+def descriptors_from_rows(rows: np.ndarray, k: int = K) -> np.ndarray:
+    """The served descriptor from patch rows [..., P, D + 1] (features and distance, `_patch_rows`): [..., D']."""
     from edgetl.runtime.guided import guided_features
 
-    out = []
-    for _, _, views in test:
-        rows = []
-        for m in views:
-            patches, _ = patch_features(m, BANK_MAPS, bank.scales)
-            rows.append(guided_features(patches, nearest_distances(patches, bank.bank, bank.bank_sq, None, row_weights), K))
-        out.append(rows)
-    return np.array(out, np.float32)
+    flat = rows.reshape(-1, *rows.shape[-2:]).astype(np.float32)
+    return np.stack([guided_features(r[:, :-1], r[:, -1], k) for r in flat]).reshape(*rows.shape[:-2], -1)
 
 
 def _patch_rows(bank, maps, excluded, row_weights) -> np.ndarray:
@@ -294,7 +287,7 @@ def run_cells(args) -> None:
                     args.cache.mkdir(parents=True, exist_ok=True)
                     np.savez(
                         args.cache / f"{surface}-{generator}-{seed}-{n}.npz", x=x_mil.astype(np.float16), y=y_mil,
-                        test=test_rows.astype(np.float16), y_test=y_test, spread=_probabilities(train_head, train["spread"], y, test_x_spread(test, bank, row_weights)),
+                        test=test_rows.astype(np.float16), y_test=y_test, spread=_probabilities(train_head, train["spread"], y, descriptors_from_rows(test_rows)),
                     )
             test_x = defaultdict(list)
             for _, img, views in test:

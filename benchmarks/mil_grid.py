@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.guided_variants import fit_mil  # noqa: E402
+from benchmarks.guided_variants import K, descriptors_from_rows, fit_mil  # noqa: E402
 
 FIT_OPTIONS = {"tau": float, "l2": float, "steps": int, "lr": float}
 #: `--head` variants: the guided head's own options, refitted on descriptors made from the cached patches.
@@ -67,19 +67,13 @@ def score(cell: Path, options: dict) -> dict[str, float]:
 def score_head(cell: Path, options: dict) -> dict[str, float]:
     """The guided head (the served descriptor, `train_head`) with other options, from the same cached patches and distances."""
     from edgetl.adapt.trainer_head import train_head
-    from edgetl.runtime.guided import guided_features
 
     z = np.load(cell)
     x, y, test, y_test = z["x"], z["y"], z["test"], z["y_test"]
-    k = options.get("k", 4)
-
-    def describe(rows):  # [..., P, D + 1] -> [..., D']
-        flat = rows.reshape(-1, *rows.shape[-2:]).astype(np.float32)
-        return np.stack([guided_features(r[:, :-1], r[:, -1], k) for r in flat]).reshape(*rows.shape[:-2], -1)
-
+    k = options.get("k", K)
     head_options = {"weight_decay": options.get("l2"), "epochs": options.get("epochs"), "learning_rate": options.get("lr")}
-    head = train_head(describe(x), y, int(y.max()) + 1, {k: v for k, v in head_options.items() if v is not None})
-    logits = ((describe(test) - head["mean"]) / head["std"]) @ head["weight"].T + head["bias"]  # [N, V, C]
+    head = train_head(descriptors_from_rows(x, k), y, int(y.max()) + 1, {name: v for name, v in head_options.items() if v is not None})
+    logits = ((descriptors_from_rows(test, k) - head["mean"]) / head["std"]) @ head["weight"].T + head["bias"]  # [N, V, C]
     q = np.exp(logits - logits.max(-1, keepdims=True))
     q /= q.sum(-1, keepdims=True)
     return {"head": float((q[:, 0].argmax(1) == y_test).mean()), "head-tta": float((q.mean(1).argmax(1) == y_test).mean())}
