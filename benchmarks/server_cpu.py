@@ -73,13 +73,17 @@ def serve_instant(root: Path, data_dir: Path, port: int) -> None:
     settings = Settings.load(None, data_dir, port=port, providers=("cpu",), metrics_port=0, terminal_port=0)
     configure_logging("WARNING", settings.log_format)
     print(f"serving the edgetl package at {Path(edgetl.__file__).parent}", flush=True)
-    asyncio.run(serve_forever(settings, announce=lambda line: print(line, flush=True)))
+    main = serve_forever(settings, announce=lambda line: print(line, flush=True))
+    try:
+        from edgetl.server import eventloop  # on the event loop `edgetl serve` picks, where the checkout has the choice
+    except ImportError:
+        asyncio.run(main)
+    else:
+        eventloop.run(main, settings.event_loop)
 
 
 def serve_bare(port: int) -> None:
     """A grpc.aio server answering every Classify from the event loop with one canned, full-size answer."""
-    import asyncio
-
     import grpc
     import numpy as np
 
@@ -101,7 +105,9 @@ def serve_bare(port: int) -> None:
         print(f"bare ready on {port}", flush=True)
         await server.wait_for_termination()
 
-    asyncio.run(main())
+    from edgetl.server import eventloop
+
+    eventloop.run(main())  # the loop `edgetl serve` runs on by default (uvloop where installed)
 
 
 # ---------------------------------------------------------------- measuring

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from edgetl.errors import ConfigError
+from edgetl.server.eventloop import EVENT_LOOPS
 
 DEFAULT_DATA_DIR = Path("edgetl-data")
 DEFAULT_PORT = 50051
@@ -64,6 +65,7 @@ class Settings:
     # one measurement covers both.
     ort_spinning: bool = True
     max_batch: int = 0  # images the backbone takes at once when requests queue up; 0: 8 on a GPU, 4 on the CPU
+    event_loop: str = "auto"  # "auto": uvloop where installed (less time per call), "uvloop", or "asyncio" (edgetl/server/eventloop.py)
     # -- [limits]
     max_pixels: int = 40_000_000  # checked from the header, before decoding
     max_queue: int = 256  # images waiting for a backbone; past it callers get UNAVAILABLE
@@ -126,6 +128,7 @@ class Settings:
             "worker_threads",
             "ort_spinning",
             "max_batch",
+            "event_loop",
         ),
         "limits": ("max_pixels", "max_queue", "max_concurrent_rpcs"),
         "training": ("train_threads", "train_nice", "gate_tolerance", "precision"),
@@ -154,7 +157,7 @@ class Settings:
     }
 
     #: Settings that take one of a few words: a typo is refused when the file is read, not at first use.
-    _CHOICES = {"log_format": ("text", "json"), "precision": PRECISIONS}
+    _CHOICES = {"log_format": ("text", "json"), "precision": PRECISIONS, "event_loop": EVENT_LOOPS}
 
     @classmethod
     def load(cls, config: Path | None = None, data_dir: Path | None = None, **overrides: Any) -> Settings:

@@ -118,7 +118,20 @@ def test_serve_with_a_bad_settings_file_fails_in_one_line(tmp_path):
 def test_sigterm_stops_gracefully(serve):
     server = serve()
     assert server.stop() == 0
-    assert "shutting down: health NOT_SERVING" in server.proc.stderr.read()
+    log = server.proc.stderr.read()
+    assert "shutting down: health NOT_SERVING" in log
+    assert "(event loop: uvloop)" in log  # the default, uvloop being a dependency here (edgetl.server.eventloop)
+
+
+def test_serve_on_the_standard_event_loop(serve, data_dir, tmp_path, chelsea_rgb):
+    (data_dir / "edgetl.toml").write_text('[runtime]\nevent_loop = "asyncio"\n')
+    server = serve()
+    image = tmp_path / "chelsea.png"
+    image.write_bytes(encode(chelsea_rgb))
+    result = run("predict", "--server", server.address, "--task", "imagenet", "--json", str(image))
+    assert result.returncode == 0 and json.loads(result.stdout)["label"] == "Egyptian cat", result.stderr
+    assert server.stop() == 0
+    assert "(event loop: asyncio)" in server.proc.stderr.read()
 
 
 def test_port_in_use_is_a_clear_error(serve, data_dir):

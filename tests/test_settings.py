@@ -34,6 +34,7 @@ def test_file_then_flags(tmp_path):
         ("[server\n", "cannot read settings file"),
         ("[training]\nprecision = 'fp16'\n", "setting 'precision' = 'fp16': choose one of fp32, int8"),
         ("[server]\nlog_format = 'xml'\n", "setting 'log_format' = 'xml': choose one of text, json"),
+        ("[runtime]\nevent_loop = 'trio'\n", "setting 'event_loop' = 'trio': choose one of auto, uvloop, asyncio"),
     ],
 )
 def test_bad_files_say_what_is_wrong(tmp_path, text, phrase):

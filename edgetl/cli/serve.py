@@ -8,10 +8,9 @@ from edgetl.cli.common import CliError
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import asyncio
-
     from edgetl.errors import EdgetlError
     from edgetl.logs import configure_logging
+    from edgetl.server import eventloop
     from edgetl.server.app import serve_forever
     from edgetl.settings import Settings
 
@@ -22,7 +21,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             metrics_port=args.metrics_port, log_format=args.log_format, terminal_port=args.terminal_port, terminal=args.terminal,
         )
         configure_logging(args.log_level, settings.log_format)
-        asyncio.run(serve_forever(settings, announce=lambda line: print(line, flush=True)))
+        eventloop.run(serve_forever(settings, announce=lambda line: print(line, flush=True)), settings.event_loop)
     except EdgetlError as exc:
         raise CliError(str(exc)) from exc
     except KeyboardInterrupt:

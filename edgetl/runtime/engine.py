@@ -71,6 +71,28 @@ class Prediction:
     input_size: tuple[int, int] = (0, 0)
 
 
+def top_classes(probs: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The `k` most probable classes as (index, probability), best first; ties: the lower index first.
+
+    Runs on the event loop for every answer, so it makes few numpy calls and
+    uses the array's methods (np.argpartition and np.argsort are Python-level
+    wrappers): one partition finds the k-th best score, every class at or
+    above it is a candidate (more than k only on a tie there), and the few
+    candidates are sorted in Python. With one class asked for, one argmax.
+    """
+    n = len(probs)
+    if k == 1 or n == 1:
+        best = int(probs.argmax())  # the first of equals
+        return [(best, float(probs[best]))]
+    if k < n:
+        candidates = (probs >= probs[probs.argpartition(n - k)[n - k]]).nonzero()[0]
+    if k >= n or len(candidates) < k:  # (fewer only with NaN scores: a broken model still gets an answer)
+        candidates = np.arange(n)
+    indices, scores = candidates.tolist(), probs[candidates].tolist()
+    order = sorted(range(len(indices)), key=lambda j: (-scores[j], indices[j]))
+    return [(indices[j], scores[j]) for j in order[:k]]
+
+
 class InferenceEngine:
     """Classifies images for tasks. Create once per server; call from the event loop."""
 
@@ -261,10 +283,7 @@ class InferenceEngine:
         drift = "ok"
         if observe and self.monitor is not None and task.name not in self.builtin_tasks:
             drift = self.monitor.observe(task.name, adapter.version, adapter.drift, len(task.class_names), None if embedding is None else embedding[0], probs)
-        k = min(len(probs), top_k or DEFAULT_TOP_K)
-        best = np.argpartition(-probs, k - 1)[:k] if k < len(probs) else np.arange(len(probs))
-        best = best[np.argsort(-probs[best], kind="stable")]
-        top = [(task.class_names[i], float(probs[i])) for i in best]
+        top = [(task.class_names[i], score) for i, score in top_classes(probs, top_k or DEFAULT_TOP_K)]
         prediction = Prediction(
             task=task.name,
             label=top[0][0],

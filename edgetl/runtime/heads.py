@@ -22,9 +22,12 @@ class Head(Protocol):
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
+    """Row-wise softmax [N, K] into a new array. The ufuncs' own reductions, not
+    `.max()` / `.sum()`: those go through numpy's Python-level wrappers, and
+    this runs on the event loop for every answer."""
+    z = logits - np.maximum.reduce(logits, axis=1, keepdims=True)
     np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
+    z /= np.add.reduce(z, axis=1, keepdims=True)
     return z
 
 
@@ -34,7 +37,7 @@ class LogitsHead:
     inputs = (LOGITS,)
 
     def __call__(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
-        return softmax(features[LOGITS].astype(np.float32, copy=True))
+        return softmax(np.asarray(features[LOGITS], np.float32))  # softmax writes a new array: no copy first
 
 
 def pool_features(features: Mapping[str, np.ndarray], names: tuple[str, ...]) -> np.ndarray:

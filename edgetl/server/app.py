@@ -237,7 +237,7 @@ class EdgetlServer:
             await self._start_terminal()
         for service in ("", *SERVICE_NAMES, KSERVE_SERVICE):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        log.info("started in %.2f s", time.perf_counter() - started)
+        log.info("started in %.2f s (event loop: %s)", time.perf_counter() - started, type(asyncio.get_running_loop()).__module__.split(".")[0])
         return self.address
 
     def _add_terminal_socket(self, data_dir: Path) -> None:
