@@ -28,7 +28,9 @@ fastest peer's and over the raw limit's *in the same block*, median and
 range over the rounds. The VM's speed drifts by 10-20 % over a run, more
 than the servers differ, so only the paired ratio can say who is ahead: a
 cell is edgetl's when the ratio is above 1 in every round by more than the
-ratios' range over the rounds.
+ratios' range over the rounds. Last, the same ratio slice by slice (each
+edgetl slice over the fastest peer's slice of the same pass), with a 95 %
+bootstrap interval for its median: a finer view of the same run.
 
 The limit is raw ONNX Runtime in-process: the same `peer_model.PeerModel`
 decoding and running the image from C threads, with no server, on the
@@ -769,6 +771,60 @@ def paired(cells: list[dict], inputs: list[str], concurrencies: list[int]) -> li
     return lines
 
 
+def median_interval(values: list[float], resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """The median of `values` and a 95 % bootstrap interval for it (seeded: a report reads the same twice)."""
+    rng = random.Random(seed)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
+    return statistics.median(values), medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
+
+
+def slice_paired(cells: list[dict], inputs: list[str], concurrencies: list[int]) -> list[str]:
+    """Each edgetl row against the fastest peer, slice by slice.
+
+    In a block, slice i of every row was taken in the same shuffled pass, within
+    a few seconds of the others, so edgetl's i-th slice over the fastest peer's
+    i-th slice is a ratio with the VM's drift taken out at the finest grain the
+    run has. Reported: the median of those ratios over every round, a 95 %
+    bootstrap interval for it, and in how many slices edgetl was ahead. This is
+    a second view of the same run, beside the rounds' rule above (which decides
+    the bold): a lead whose interval sits above 1 is there whatever the
+    rounds' scatter. Files from before slices were kept give no table.
+    """
+    by_block: dict[tuple, dict[str, dict]] = {}
+    for cell in cells:
+        if cell.get("slices"):
+            by_block.setdefault((cell["input"], cell["concurrency"], cell["round"]), {})[cell["row"]] = cell
+    if not any(any(p in rows for p in PEER_ROWS) for rows in by_block.values()):
+        return []
+    edgetl_rows = sorted({r for rows in by_block.values() for r in rows if r.startswith("edgetl")}, key=lambda r: (ORDER.index(r) if r in ORDER else 3.5, r))
+    lines = []
+    for kind in inputs:
+        lines += [
+            f"**{kind}, slice by slice** — edgetl's requests/s over the fastest peer's in the same pass of slices: median of every round's slices [95 % interval of the median]; slices ahead",
+            "",
+            "| edgetl · API | " + " | ".join(f"c={c}" for c in concurrencies) + " |",
+            "|---|" + "---|" * len(concurrencies),
+        ]
+        for row in edgetl_rows:
+            out = []
+            for c in concurrencies:
+                ratios = []
+                for (k, cc, _), rows in by_block.items():
+                    peers = [rows[p] for p in PEER_ROWS if p in rows]
+                    if k != kind or cc != c or row not in rows or not peers:
+                        continue
+                    fastest = max(peers, key=lambda cell: cell["per_s"])
+                    ratios += [mine / theirs for mine, theirs in zip(rows[row]["slices"], fastest["slices"]) if theirs]
+                if not ratios:
+                    out.append("–")
+                    continue
+                median, low, high = median_interval(ratios)
+                out.append(f"{median:.3f} [{low:.3f}–{high:.3f}]; {sum(r > 1 for r in ratios)}/{len(ratios)}")
+            lines.append(f"| {row} | " + " | ".join(out) + " |")
+        lines.append("")
+    return lines
+
+
 def report(results: dict) -> str:
     """The Markdown table: median requests/s over rounds [min–max], then median p50 ms."""
     cells: dict[tuple, list] = {}
@@ -818,6 +874,7 @@ def report(results: dict) -> str:
             lines.append(f"| {row} | " + " | ".join(out) + " |")
         lines.append("")
     lines += paired(results["cells"], inputs, concurrencies)
+    lines += slice_paired(results["cells"], inputs, concurrencies)
     if "rss_mb" in results:
         lines.append(
             "Resident memory after the run (with worker processes): "
