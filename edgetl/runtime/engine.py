@@ -71,6 +71,17 @@ class Prediction:
     input_size: tuple[int, int] = (0, 0)
 
 
+@dataclass(frozen=True)
+class HeadAnswer:
+    """What a task's adapter made of one image's backbone outputs: computed in the worker thread that ran the backbone."""
+
+    probs: np.ndarray  # [num_classes], in class order
+    embedding: np.ndarray | None  # what drift monitoring watches (None: the adapter has none)
+    anomaly: AnomalyAnswer | None
+    top: list[tuple[str, float]]
+    head_ms: float
+
+
 def top_classes(probs: np.ndarray, k: int) -> list[tuple[int, float]]:
     """The `k` most probable classes as (index, probability), best first; ties: the lower index first.
 
@@ -152,8 +163,8 @@ class InferenceEngine:
         monitor, and the caller captures nothing.
         """
         task, adapter, batcher = self._resolve(task_name)
-        decode_ms, results = await self._admitted(self._run, image, batcher, adapter.fetch, None, adapter.views)
-        return self._answer(task, adapter, batcher, decode_ms, results, DEFAULT_TOP_K, time.perf_counter(), observe=False)
+        decode_ms, results, head = await self._admitted(self._run, image, task, adapter, batcher, DEFAULT_TOP_K, None)
+        return self._answer(task, adapter, batcher, decode_ms, results, head, time.perf_counter(), observe=False)
 
     async def classify_batch(self, task_name: str, images: list[ImageInput], deadline: float | None = None) -> tuple[Task, list[Prediction]]:
         """Classify several images with one adapter (read once, so a swap cannot split the batch)."""
@@ -231,14 +242,15 @@ class InferenceEngine:
             views[0] = max(views[0], adapter.views)
         try:
             plan = [(b, tuple(sorted(o)), v[0]) for b, o, v in runs.values()]
-            decode_ms, results = await self._admitted(self._run_many, image, plan, deadline)
+            decode_ms, results, heads = await self._admitted(self._run_many, image, plan, resolved, top_k, deadline)
         except EdgetlError as exc:
             for name in task_names:
                 self._count_failure(name, exc, 1)
             raise
         by_batcher = dict(zip(runs, results))
         predictions = [
-            self._answer(task, adapter, batcher, decode_ms, by_batcher[id(batcher)], top_k, received) for task, adapter, batcher in resolved
+            self._answer(task, adapter, batcher, decode_ms, by_batcher[id(batcher)], head, received)
+            for (task, adapter, batcher), head in zip(resolved, heads)
         ]
         return predictions, sum(views for _, _, views in plan)
 
@@ -257,16 +269,21 @@ class InferenceEngine:
     async def _classify(
         self, task: Task, adapter: ActiveAdapter, batcher: MicroBatcher, image: ImageInput, top_k: int, deadline: float | None, received: float
     ) -> Prediction:
-        decode_ms, results = await self._admitted(self._run, image, batcher, adapter.fetch, deadline, adapter.views)
-        return self._answer(task, adapter, batcher, decode_ms, results, top_k, received)
+        decode_ms, results, head = await self._admitted(self._run, image, task, adapter, batcher, top_k, deadline)
+        return self._answer(task, adapter, batcher, decode_ms, results, head, received)
 
-    def _answer(
-        self, task: Task, adapter: ActiveAdapter, batcher: MicroBatcher, decode_ms: float, results: list[BackboneResult], top_k: int, received: float,
-        observe: bool = True,
-    ) -> Prediction:
-        """The task's adapter on the backbone's outputs (one result per view): its probabilities, drift, timing and
-        metrics (`observe=False`: no drift, no metrics)."""
-        head_started = time.perf_counter()
+    @staticmethod
+    def _head(task: Task, adapter: ActiveAdapter, results: list[BackboneResult], top_k: int) -> HeadAnswer:
+        """In the worker thread, after the backbone: the adapter's probabilities (averaged over its views) and top classes.
+
+        Here rather than on the event loop: an anomaly or guided head searches
+        its bank (milliseconds of BLAS, which releases the GIL), and even a
+        plain head's softmax and top-k cost the loop less when the thread that
+        ran the backbone does them (BENCHMARKS.md, "Against the servers a plant
+        could pick instead"). Heads only read their arrays, so any number of
+        workers may answer at once.
+        """
+        started = time.perf_counter()
         anomaly = None
         if isinstance(adapter.head, AnomalyModel):
             anomaly = adapter.head.answer(results[0].features)
@@ -275,30 +292,39 @@ class InferenceEngine:
             probs, embedding = probabilities_and_embedding(adapter.head, stack_views(results, adapter.views))
             # Averaged over the views; drift watches the image as sent, as its reference was fitted.
             probs = probs[0] if adapter.views == 1 else probs.mean(axis=0)
+            embedding = None if embedding is None else embedding[0]
         if len(probs) < len(task.class_names):
             # Trained before a class was added (classes are only appended): it
             # cannot know the new class, so it answers 0 for it.
             probs = np.concatenate([probs, np.zeros(len(task.class_names) - len(probs), probs.dtype)])
-        head_ms = (time.perf_counter() - head_started) * 1000
+        top = [(task.class_names[i], score) for i, score in top_classes(probs, top_k or DEFAULT_TOP_K)]
+        return HeadAnswer(probs, embedding, anomaly, top, (time.perf_counter() - started) * 1000)
+
+    def _answer(
+        self, task: Task, adapter: ActiveAdapter, batcher: MicroBatcher, decode_ms: float, results: list[BackboneResult], head: HeadAnswer,
+        received: float, observe: bool = True,
+    ) -> Prediction:
+        """On the event loop: the head's answer (one backbone result per view) as a Prediction, with drift, timing and
+        metrics (`observe=False`: no drift, no metrics)."""
+        probs = head.probs
         drift = "ok"
         if observe and self.monitor is not None and task.name not in self.builtin_tasks:
-            drift = self.monitor.observe(task.name, adapter.version, adapter.drift, len(task.class_names), None if embedding is None else embedding[0], probs)
-        top = [(task.class_names[i], score) for i, score in top_classes(probs, top_k or DEFAULT_TOP_K)]
+            drift = self.monitor.observe(task.name, adapter.version, adapter.drift, len(task.class_names), head.embedding, probs)
         prediction = Prediction(
             task=task.name,
-            label=top[0][0],
-            score=top[0][1],
+            label=head.top[0][0],
+            score=head.top[0][1],
             scores=probs,
-            top=top,
+            top=head.top,
             adapter_version=adapter.version,
             decode_ms=decode_ms,
             queue_ms=results[0].queue_ms,
             # From the first view's batch starting to the last one's ending.
-            inference_ms=max(r.queue_ms + r.inference_ms for r in results[: adapter.views]) - results[0].queue_ms + head_ms,
+            inference_ms=max(r.queue_ms + r.inference_ms for r in results[: adapter.views]) - results[0].queue_ms + head.head_ms,
             total_ms=(time.perf_counter() - received) * 1000,
             drift=drift,
-            anomaly=anomaly,
-            input_size=tuple(batcher.session.input_size) if anomaly is not None else (0, 0),
+            anomaly=head.anomaly,
+            input_size=tuple(batcher.session.input_size) if head.anomaly is not None else (0, 0),
         )
         if observe:
             metrics.PredictionMetrics.of(task.name, adapter.version).observe(decode_ms, prediction.queue_ms, prediction.inference_ms, prediction.total_ms)
@@ -306,20 +332,22 @@ class InferenceEngine:
         return prediction
 
     def _run(
-        self, image: ImageInput, batcher: MicroBatcher, outputs: tuple[str, ...], deadline: float | None, views: int = 1
-    ) -> tuple[float, list[BackboneResult]]:
-        """In a worker thread: decode, preprocess, backbone in each view (unless the caller has given up)."""
+        self, image: ImageInput, task: Task, adapter: ActiveAdapter, batcher: MicroBatcher, top_k: int, deadline: float | None
+    ) -> tuple[float, list[BackboneResult], HeadAnswer]:
+        """In a worker thread: decode, preprocess, backbone in each view (unless the caller has given up), then the head."""
         if deadline is not None and time.monotonic() > deadline:
             raise DeadlineExceeded("the request's deadline passed while it was queued; it was not computed")
         started = time.perf_counter()
         tensor = batcher.session.preprocess(decode(image, self.max_pixels))
         decode_ms = (time.perf_counter() - started) * 1000
-        return decode_ms, batcher.run_many(views_of(tensor, views), outputs, deadline)
+        results = batcher.run_many(views_of(tensor, adapter.views), adapter.fetch, deadline)
+        return decode_ms, results, self._head(task, adapter, results, top_k)
 
     def _run_many(
-        self, image: ImageInput, runs: list[tuple[MicroBatcher, tuple[str, ...], int]], deadline: float | None
-    ) -> tuple[float, list[list[BackboneResult]]]:
-        """In a worker thread: decode once, then each backbone's runs, one per view (preprocessed for its session)."""
+        self, image: ImageInput, runs: list[tuple[MicroBatcher, tuple[str, ...], int]], resolved: list[tuple[Task, ActiveAdapter, MicroBatcher]],
+        top_k: int, deadline: float | None,
+    ) -> tuple[float, list[list[BackboneResult]], list[HeadAnswer]]:
+        """In a worker thread: decode once, then each backbone's runs, one per view (preprocessed for its session), then every task's head."""
         if deadline is not None and time.monotonic() > deadline:
             raise DeadlineExceeded("the request's deadline passed while it was queued; it was not computed")
         started = time.perf_counter()
@@ -330,7 +358,8 @@ class InferenceEngine:
             decode_ms += (time.perf_counter() - started) * 1000
             results.append(batcher.run_many(views_of(tensor, views), outputs, deadline))
             started = time.perf_counter()
-        return decode_ms, results
+        by_batcher = {id(batcher): result for (batcher, _, _), result in zip(runs, results)}
+        return decode_ms, results, [self._head(task, adapter, by_batcher[id(batcher)], top_k) for task, adapter, batcher in resolved]
 
     def close(self) -> None:
         self._workers.shutdown()

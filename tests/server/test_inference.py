@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+
 import numpy as np
 import pytest
 
@@ -168,3 +171,26 @@ def test_the_worker_threads_follow_the_provider_and_the_cores_when_not_set(serve
     import os
 
     assert server.server.engine.worker_threads == worker_threads_for(0, ["CPUExecutionProvider"], cpus=len(os.sched_getaffinity(0)))
+
+
+def test_heads_answer_in_the_worker_threads_not_on_the_event_loop(server, chelsea_rgb):
+    # A guided or anomaly head searches its bank for milliseconds: the event loop must not wait on it.
+    engine = server.server.engine
+    builtin = engine.adapters["imagenet"]
+    called_in = []
+
+    class RecordingHead:  # the built-in head, noting the thread that calls it
+        inputs = builtin.head.inputs
+
+        def __call__(self, features):
+            called_in.append(threading.current_thread())
+            return builtin.head(features)
+
+    engine.adapters["imagenet"] = dataclasses.replace(builtin, head=RecordingHead())
+    image = image_pb2.Image(encoded=encode(chelsea_rgb))
+    assert classify(server, image).label == "Egyptian cat"
+    stub = inference_pb2_grpc.InferenceServiceStub(server.channel)
+    both = stub.ClassifyTasks(inference_pb2.ClassifyTasksRequest(tasks=["imagenet"], image=image), timeout=30)
+    assert both.answers[0].label == "Egyptian cat"
+    assert len(called_in) == 2
+    assert all(thread is not server._thread and thread.name.startswith("infer") for thread in called_in)
