@@ -90,13 +90,16 @@ def data_dir(tmp_path, session_store) -> Path:
 
 
 class ServerThread:
-    """A real EdgetlServer on loopback, its event loop in a background thread."""
+    """A real EdgetlServer on loopback, its event loop in a background thread: the loop
+    `edgetl serve` picks by default (uvloop where installed), so the tests run what ships."""
 
     def __init__(self, settings: Settings):
+        from edgetl.server import eventloop
         from edgetl.server.app import EdgetlServer
 
         self.server = EdgetlServer(settings)
-        self.loop = asyncio.new_event_loop()
+        _, factory = eventloop.loop_factory(settings.event_loop)
+        self.loop = (factory or asyncio.new_event_loop)()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
         self.address = asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(timeout=300)

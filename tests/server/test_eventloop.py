@@ -37,3 +37,9 @@ def test_without_uvloop_auto_falls_back_and_uvloop_is_a_clear_error(monkeypatch)
 def test_an_unknown_loop_is_refused():
     with pytest.raises(ConfigError, match="choose one of auto, uvloop, asyncio"):
         eventloop.loop_factory("trio")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uvloop has no Windows build")
+def test_the_test_servers_run_on_the_loop_that_ships(server):
+    # tests.conftest.ServerThread takes the loop `edgetl serve` takes, so every integration test runs on it.
+    assert type(server.loop).__module__.split(".")[0] == "uvloop"
