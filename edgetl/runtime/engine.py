@@ -278,10 +278,10 @@ class InferenceEngine:
 
         Here rather than on the event loop: an anomaly or guided head searches
         its bank (milliseconds of BLAS, which releases the GIL), and even a
-        plain head's softmax and top-k cost the loop less when the thread that
-        ran the backbone does them (BENCHMARKS.md, "Against the servers a plant
-        could pick instead"). Heads only read their arrays, so any number of
-        workers may answer at once.
+        plain head's softmax and top-k cost less in the worker that waited for
+        the backbone than on the loop (BENCHMARKS.md, "Against the servers a
+        plant could pick instead"). Heads only read their arrays, so any number
+        of workers may answer at once.
         """
         started = time.perf_counter()
         anomaly = None
