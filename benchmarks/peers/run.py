@@ -717,6 +717,16 @@ ORDER = [
 PEER_ROWS = ("kserve · KServe v2", "mlserver · KServe v2", "pytriton · KServe v2")
 
 
+def row_order(row: str) -> tuple:
+    """Sort key for a table's rows: ORDER's order, variants (`--edgetl-variant`) after edgetl's own rows."""
+    return (ORDER.index(row) if row in ORDER else 3.5, row)
+
+
+def table_head(first: str, columns: list[str]) -> list[str]:
+    """A Markdown table's header and rule."""
+    return [f"| {first} | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+
+
 def paired(cells: list[dict], inputs: list[str], concurrencies: list[int]) -> list[str]:
     """Each edgetl row against the fastest peer, and against the raw limit, measured in the same block.
 
@@ -732,7 +742,7 @@ def paired(cells: list[dict], inputs: list[str], concurrencies: list[int]) -> li
     for cell in cells:
         key = (cell["input"], cell["concurrency"], cell["round"])
         by_block.setdefault(key, {})[cell["row"]] = cell["per_s"]
-    edgetl_rows = sorted({c["row"] for c in cells if c["row"].startswith("edgetl")}, key=lambda r: (ORDER.index(r) if r in ORDER else 3.5, r))
+    edgetl_rows = sorted({c["row"] for c in cells if c["row"].startswith("edgetl")}, key=row_order)
     if not any(any(p in rates for p in PEER_ROWS) for rates in by_block.values()):
         return []
 
@@ -752,8 +762,7 @@ def paired(cells: list[dict], inputs: list[str], concurrencies: list[int]) -> li
         lines += [
             f"**{kind}, paired** — edgetl's requests/s over the fastest peer's (and over the raw limit's) in the same round's block: median [min–max]; **bold**: ahead in every round by more than the rounds' range",
             "",
-            "| edgetl · API | " + " | ".join(f"c={c} vs fastest peer" for c in concurrencies) + " | " + " | ".join(f"c={c} vs raw" for c in concurrencies) + " |",
-            "|---|" + "---|" * (2 * len(concurrencies)),
+            *table_head("edgetl · API", [f"c={c} vs fastest peer" for c in concurrencies] + [f"c={c} vs raw" for c in concurrencies]),
         ]
         for row in edgetl_rows:
             out = []
@@ -796,14 +805,13 @@ def slice_paired(cells: list[dict], inputs: list[str], concurrencies: list[int])
             by_block.setdefault((cell["input"], cell["concurrency"], cell["round"]), {})[cell["row"]] = cell
     if not any(any(p in rows for p in PEER_ROWS) for rows in by_block.values()):
         return []
-    edgetl_rows = sorted({r for rows in by_block.values() for r in rows if r.startswith("edgetl")}, key=lambda r: (ORDER.index(r) if r in ORDER else 3.5, r))
+    edgetl_rows = sorted({r for rows in by_block.values() for r in rows if r.startswith("edgetl")}, key=row_order)
     lines = []
     for kind in inputs:
         lines += [
             f"**{kind}, slice by slice** — edgetl's requests/s over the fastest peer's in the same pass of slices: median of every round's slices [95 % interval of the median]; slices ahead",
             "",
-            "| edgetl · API | " + " | ".join(f"c={c}" for c in concurrencies) + " |",
-            "|---|" + "---|" * len(concurrencies),
+            *table_head("edgetl · API", [f"c={c}" for c in concurrencies]),
         ]
         for row in edgetl_rows:
             out = []
@@ -850,16 +858,9 @@ def report(results: dict) -> str:
         lines += [
             f"**{kind}** — requests/s, median of rounds [min–max]; p50 ms",
             "",
-            "| server · API | " + " | ".join(f"c={c}" for c in concurrencies) + " |",
-            "|---|" + "---|" * len(concurrencies),
+            *table_head("server · API", [f"c={c}" for c in concurrencies]),
         ]
-        for row in sorted(
-            {r for r, i, _ in cells if i == kind},
-            key=lambda r: (
-                ORDER.index(r) if r in ORDER else 3.5,
-                r,
-            ),  # variants after edgetl
-        ):
+        for row in sorted({r for r, i, _ in cells if i == kind}, key=row_order):
             out = []
             for c in concurrencies:
                 got = cells.get((row, kind, c))

@@ -56,6 +56,7 @@ from edgetl.runtime.heads import LogitsHead
 from edgetl.runtime.session import BackboneSession
 from edgetl.runtime.store import ModelStore
 from edgetl.runtime.threads import limit_blas
+from edgetl.server import eventloop
 from edgetl.server.adapter_servicer import AdapterServicer
 from edgetl.server.inference_servicer import InferenceServicer
 from edgetl.server.interceptors import ErrorMappingInterceptor
@@ -237,7 +238,7 @@ class EdgetlServer:
             await self._start_terminal()
         for service in ("", *SERVICE_NAMES, KSERVE_SERVICE):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        log.info("started in %.2f s (event loop: %s)", time.perf_counter() - started, type(asyncio.get_running_loop()).__module__.split(".")[0])
+        log.info("started in %.2f s (event loop: %s)", time.perf_counter() - started, eventloop.loop_name())
         return self.address
 
     def _add_terminal_socket(self, data_dir: Path) -> None:

@@ -47,6 +47,11 @@ def loop_factory(choice: str = "auto") -> tuple[str, Callable[[], asyncio.Abstra
     return "uvloop", uvloop.new_event_loop
 
 
+def loop_name(loop: asyncio.AbstractEventLoop | None = None) -> str:
+    """"uvloop" or "asyncio": the kind of `loop` (default: the running one)."""
+    return type(loop or asyncio.get_running_loop()).__module__.split(".")[0]
+
+
 def run(main: Coroutine[Any, Any, T], choice: str = "auto") -> T:
     """`asyncio.run(main)` on the loop `choice` names (see the module's docstring)."""
     try:

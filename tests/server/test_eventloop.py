@@ -13,7 +13,7 @@ from edgetl.server import eventloop
 
 async def _loop_module() -> str:
     await asyncio.sleep(0)  # a real turn of the loop
-    return type(asyncio.get_running_loop()).__module__.split(".")[0]
+    return eventloop.loop_name()
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="uvloop has no Windows build")
@@ -42,4 +42,4 @@ def test_an_unknown_loop_is_refused():
 @pytest.mark.skipif(sys.platform == "win32", reason="uvloop has no Windows build")
 def test_the_test_servers_run_on_the_loop_that_ships(server):
     # tests.conftest.ServerThread takes the loop `edgetl serve` takes, so every integration test runs on it.
-    assert type(server.loop).__module__.split(".")[0] == "uvloop"
+    assert eventloop.loop_name(server.loop) == "uvloop"
