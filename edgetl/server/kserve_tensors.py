@@ -119,8 +119,10 @@ def _pixels(tensor, shape: tuple[int, ...], raw: bytes | None) -> list[ImageInpu
         if data.size and data.max() > 255:
             raise InvalidInput(f"input {PIXELS!r} is UINT8 but holds the value {int(data.max())}")
         data = data.astype(np.uint8)
-    per_image = count // shape[0] if shape[0] else 0
     frame = shape[1:]
+    if raw is not None and shape[0] == 1:
+        return [RawPixels(raw, frame, "uint8", "RGB")]  # a camera's one frame: its bytes as they came, not a 150 KB copy
+    per_image = count // shape[0] if shape[0] else 0
     return [RawPixels(data[i * per_image : (i + 1) * per_image].tobytes(), frame, "uint8", "RGB") for i in range(shape[0])]
 
 

@@ -65,6 +65,20 @@ def test_infer_raw_pixels_and_a_chosen_output(client, chelsea_rgb):
     assert result.as_numpy("labels").tolist() == [b"Egyptian cat"] and result.as_numpy("scores") is None
 
 
+def test_a_batch_of_raw_pixels_is_answered_image_by_image(client, chelsea_rgb):
+    # One frame is read from the request's bytes as they came; a batch is cut into its images.
+    # A black image beside the cat: a mix-up of the two would change the answers.
+    black = np.zeros_like(chelsea_rgb)
+    pixels = triton.InferInput("pixels", [2, *chelsea_rgb.shape], "UINT8")
+    pixels.set_data_from_numpy(np.stack([black, chelsea_rgb]))
+    batch = client.infer("imagenet", [pixels]).as_numpy("scores")
+    for row, image in zip(batch, (black, chelsea_rgb)):
+        one = triton.InferInput("pixels", [1, *image.shape], "UINT8")
+        one.set_data_from_numpy(image[None])
+        np.testing.assert_allclose(row, client.infer("imagenet", [one]).as_numpy("scores")[0], atol=1e-6)
+    assert batch[1].argmax() == 285 and batch[0].argmax() != 285  # the cat is the second image, not the first
+
+
 def _raw_infer(server, request_fields, raw):
     """A hand-built ModelInferRequest (what a non-Python client might send), on the raw method."""
     from edgetl.api.kserve import grpc_service_pb2 as pb
