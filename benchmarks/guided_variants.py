@@ -23,7 +23,11 @@ Variants (all start from the served descriptor, `edgetl.runtime.guided.guided_fe
   image's class logit is the log-mean-exp of its patches' scores (a smooth maximum), fitted on the
   image labels alone: the classifier learns which patches look like a stain instead of pooling the
   ones the good bank finds most unlike;
-- `mil-ens`: the `spread` head's and the `mil` model's probabilities averaged.
+- `mil-ens`: the `spread` head's and the `mil` model's probabilities averaged;
+- `photo`: the `spread` head fitted on views 1-7 of each labelled part also degraded as a camera
+  degrades a part (each with chance 1/2: defocus, sensor noise, JPEG, a gain and offset;
+  `photometric`), view 0 as drawn; its good bank, spread and classifier all from those views.
+  Tested on the test parts as drawn.
 Rows go to benchmarks/results/guided-variants.jsonl.
 """
 
@@ -50,7 +54,7 @@ K = 4
 VIEWS = 8
 MAX_LABELS = 50
 TEST_PER_CLASS = 30
-VARIANTS = ("guided", "contrast", "s8", "colour", "all", "spread", "mil", "mil-ens")
+VARIANTS = ("guided", "contrast", "s8", "colour", "all", "spread", "mil", "mil-ens", "photo")
 #: Variants fitted on every patch (multiple-instance learning) rather than on a descriptor per view.
 PATCH_VARIANTS = ("mil", "mil-ens")
 #: Test-time augmentation: the served descriptor in this many of the head job's views, probabilities averaged.
@@ -63,6 +67,55 @@ def _views_of_image(bgr: np.ndarray) -> list[np.ndarray]:
 
     chw = bgr.transpose(2, 0, 1)
     return [np.ascontiguousarray(V[v](chw).transpose(1, 2, 0)) for v in range(VIEWS)]
+
+
+def photometric(bgr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The part as a camera might have degraded it: each with chance 1/2, defocus (Gaussian, sigma 0.4-1.2 px),
+    sensor noise (sigma 2-8 grey levels), JPEG (quality 50-90), a gain (0.9-1.1) and offset (-10..10).
+    Mild on purpose: a thin scratch must survive it (inspection-safe)."""
+    import cv2
+
+    x = bgr
+    if rng.random() < 0.5:
+        x = cv2.GaussianBlur(x, (0, 0), sigmaX=float(rng.uniform(0.4, 1.2)))
+    if rng.random() < 0.5:
+        x = np.clip(x.astype(np.float32) * rng.uniform(0.9, 1.1) + rng.uniform(-10, 10), 0, 255).astype(np.uint8)
+    if rng.random() < 0.5:
+        x = np.clip(x.astype(np.float32) + rng.normal(0, rng.uniform(2, 8), x.shape), 0, 255).astype(np.uint8)
+    if rng.random() < 0.5:
+        x = cv2.imdecode(cv2.imencode(".jpg", x, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(50, 91))])[1], cv2.IMREAD_COLOR)
+    return np.ascontiguousarray(x)
+
+
+def _photo_views(maps, bgr: np.ndarray, rng: np.random.Generator) -> tuple[list[np.ndarray], list[dict]]:
+    """The head job's 8 views of a part, views 1-7 also degraded (`photometric`): the images and their maps."""
+    images = [bgr] + [photometric(bgr, rng) for _ in range(VIEWS - 1)]
+    views = [maps.of(img, v + 1)[v] for v, img in enumerate(images)]
+    return [_views_of_image(img)[v] for v, img in enumerate(images)], views
+
+
+def _spread_head_probabilities(picked, test_maps) -> np.ndarray:
+    """The served (spread) guided head fitted as the job fits it on `picked` [(class, images, views' maps)]; probabilities on test_maps."""
+    import edgetl.anomaly.bank as B
+    from edgetl.adapt.trainer_head import train_head
+    from edgetl.runtime.guided import GoodBank
+
+    ok = [(i, views) for i, (c, _, views) in enumerate(picked) if c == 0]
+    scales = B.map_scales([views[0] for _, views in ok], BANK_MAPS)
+    rows = [(i, B.patch_features(m, BANK_MAPS, scales)[0]) for i, views in ok for m in views]
+    origin = np.concatenate([np.full(len(r), i) for i, r in rows])
+    rows = [r for _, r in rows]
+    patches = np.concatenate(rows).astype(np.float16).astype(np.float32)
+    chosen, _ = B.greedy_coreset(patches, 4096, 0)
+    spread = B.local_spread(patches[chosen], origin[chosen], patches, origin, B.SPREAD_K, 0)
+    bank = GoodBank(BANK_MAPS, scales, patches[chosen], spread=spread, spread_power=B.SPREAD_POWER)
+    origin = origin[chosen]
+    x = np.concatenate([bank.describe_views(views, (origin == i) if c == 0 else None) for i, (c, _, views) in enumerate(picked)])
+    y = np.repeat([c for c, _, _ in picked], VIEWS)
+    head = train_head(x, y, len(CLASSES), {})
+    logits = ((np.stack([bank.describe(m) for m in test_maps]) - head["mean"]) / head["std"]) @ head["weight"].T + head["bias"]
+    q = np.exp(logits - logits.max(1, keepdims=True))
+    return q / q.sum(1, keepdims=True)
 
 
 def _blocks(x: np.ndarray, grid: int) -> np.ndarray:
@@ -251,6 +304,9 @@ def run_cells(args) -> None:
         y_test = np.array([c for c, _, _ in test])
         drawn = list(make_set(surface, generator, MAX_LABELS, seed=seed))
         labelled = [(CLASSES.index(k), _views_of_image(img), maps.of(img, VIEWS)) for k, img in drawn]
+        if "photo" in (args.only or VARIANTS):
+            rng = np.random.default_rng(seed)
+            photo_labelled = [(CLASSES.index(k), *_photo_views(maps, img, rng)) for k, img in drawn]
         for n in todo:
             # The first n of each class (make_set yields the classes in turn, MAX_LABELS each).
             picked = [labelled[c * MAX_LABELS + j] for c in range(len(CLASSES)) for j in range(n)]
@@ -289,6 +345,10 @@ def run_cells(args) -> None:
                         args.cache / f"{surface}-{generator}-{seed}-{n}.npz", x=x_mil.astype(np.float16), y=y_mil,
                         test=test_rows.astype(np.float16), y_test=y_test, spread=_probabilities(train_head, train["spread"], y, descriptors_from_rows(test_rows)),
                     )
+            if "photo" in wanted:
+                photo_picked = [photo_labelled[c * MAX_LABELS + j] for c in range(len(CLASSES)) for j in range(n)]
+                p = _spread_head_probabilities(photo_picked, [views[0] for _, _, views in test])
+                row_photo = float((p.argmax(1) == y_test).mean())
             test_x = defaultdict(list)
             for _, img, views in test:
                 for variant, x in describe(views[0], img, bank, None, row_weights).items():
@@ -297,8 +357,10 @@ def run_cells(args) -> None:
             tta = [bank.describe_views(views) for _, _, views in test] if args.tta else []
             row = {"surface": surface, "generator": generator, "seed": seed, "labels": n, "accuracy": {}}
             probabilities = {}
+            if "photo" in wanted:
+                row["accuracy"]["photo"] = row_photo
             for variant in wanted:
-                if variant in PATCH_VARIANTS:
+                if variant in PATCH_VARIANTS or variant == "photo":
                     continue
                 head = train_head(np.stack(train[variant]), np.array(y), len(CLASSES), {})
                 x_test = np.stack(test_x[variant])
