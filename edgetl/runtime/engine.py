@@ -174,6 +174,12 @@ class InferenceEngine:
         except EdgetlError as exc:
             self._count_failure(task_name, exc, len(images))
             raise
+        if len(images) == 1:  # a camera's one frame: no gather (a task and a loop turn more per call)
+            try:
+                return task, [await self._classify(task, adapter, batcher, images[0], 1, deadline, received)]
+            except EdgetlError as exc:
+                self._count_failure(task.name, exc, 1)
+                raise
         # Every image runs to its end, so the failure count is exact; the first error is raised.
         results = await asyncio.gather(
             *(self._classify(task, adapter, batcher, image, 1, deadline, received) for image in images), return_exceptions=True

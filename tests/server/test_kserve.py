@@ -11,7 +11,7 @@ import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
 from edgetl.api.v1 import image_pb2, inference_pb2, inference_pb2_grpc
-from tests.adapt_helpers import create_and_label, png, train
+from tests.adapt_helpers import CLASSES, create_and_label, png, train
 from tests.conftest import TINY, encode
 
 
@@ -139,6 +139,9 @@ def test_repository_index_load_and_unload_map_to_adapter_versions(server_factory
     assert client.is_model_ready("line4", "1") and not client.is_model_ready("line4", "2")
     result = client.infer("line4", [_images_input(probe)], model_version="1")
     assert result.get_response().model_version == "1"
+    # The task's own class names, in the scores' order (encoded once per task, appended to each answer).
+    assert json.loads(result.get_response().parameters["class_names"].string_param) == list(CLASSES)
+    assert list(result.get_response().parameters) == ["class_names"]
     np.testing.assert_allclose(result.as_numpy("scores")[0], _edgetl_scores(server, probe, "line4"), atol=1e-6)
 
     client.unload_model("line4")
