@@ -2,6 +2,7 @@
 
     python benchmarks/server_cpu.py                                  # this checkout vs a bare grpc.aio server
     python benchmarks/server_cpu.py --roots . /tmp/old-checkout      # A/B two checkouts (git worktree add /tmp/old-checkout REV)
+    python benchmarks/server_cpu.py --api kserve --input pixels      # the KServe v2 endpoint (tritonclient), raw RGB frames
 
 Every server a plant could pick spends the same ~6.5 ms per image in ONNX
 Runtime on this machine's core; what tells them apart is the fraction of a
@@ -36,12 +37,17 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE / "peers"))
-from run import edgetl_call, free_port, interleaved  # noqa: E402 - the peer benchmark's client and slices
+from run import edgetl_call, free_port, interleaved, kserve_call  # noqa: E402 - the peer benchmark's clients and slices
 
 PAYLOAD = b"\xff" * 14363  # the size of the peer benchmark's 224 px JPEG; never decoded here
+PIXELS = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)  # a 224 px RGB frame; never decoded either
+#: The edgetl servers' client per --api (the bare server answers edgetl.v1 Classify only).
+CLIENTS = {"classify": edgetl_call, "kserve": kserve_call}
 
 
 # ------------------------------------------------------------- the servers
@@ -133,6 +139,8 @@ def main() -> None:
     parser.add_argument("--slice", type=float, default=0.5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--api", choices=sorted(CLIENTS), default="classify", help="how the edgetl servers are called: edgetl.v1 Classify or KServe v2 ModelInfer (tritonclient)")
+    parser.add_argument("--input", choices=["jpeg", "pixels"], default="jpeg", help="a JPEG-sized file or a 224 px RGB frame (neither is decoded)")
     parser.add_argument("--serve", nargs=3, metavar=("KIND", "PORT", "ROOT"), help=argparse.SUPPRESS)  # a server process
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -159,11 +167,11 @@ def main() -> None:
         os.sched_setaffinity(0, [1])
         rng = random.Random(args.seed)
         slices = max(1, round(args.seconds / args.slice))
-        rows = [(name, f"127.0.0.1:{port}", edgetl_call) for name, port in ports.items()]
+        rows = [(name, f"127.0.0.1:{port}", edgetl_call if name.startswith("bare") else CLIENTS[args.api]) for name, port in ports.items()]
         rates: dict[tuple[str, int], list[float]] = {}
         for r in range(args.rounds):
             for c in args.concurrency:
-                for name, got in interleaved(rows, "jpeg", c, PAYLOAD, None, slices, args.seconds / slices, rng).items():
+                for name, got in interleaved(rows, args.input, c, PAYLOAD, PIXELS, slices, args.seconds / slices, rng).items():
                     rates.setdefault((name, c), []).append(got["per_s"])
                     print(f"round {r + 1}/{args.rounds} c={c} {name}: {got['per_s']:.0f}/s", flush=True)
     finally:
@@ -172,7 +180,8 @@ def main() -> None:
         for proc in procs:
             proc.wait(30)
 
-    print(f"\nServers on CPU 0, client on CPU 1; {args.rounds} rounds of {args.seconds:g} s per cell in {args.slice:g} s slices.\n")
+    print(f"\nServers on CPU 0, client on CPU 1; {args.rounds} rounds of {args.seconds:g} s per cell in {args.slice:g} s slices; "
+          f"edgetl called by {'edgetl.v1 Classify' if args.api == 'classify' else 'KServe v2 ModelInfer'} with {args.input}, the bare server by Classify.\n")
     print("| server | " + " | ".join(f"c={c} requests/s" for c in args.concurrency) + " | server time per request at c≥4 (µs) | added over bare (µs) |")
     print("|---|" + "---|" * (len(args.concurrency) + 2))
     saturated = [c for c in args.concurrency if c >= 4]
