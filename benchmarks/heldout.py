@@ -171,7 +171,7 @@ def with_auto(rows: list[dict]) -> list[dict]:
             continue
         lora = by_key[(*key[:-1], "lora")]
         tried = head["val_accuracy"] < SATISFIED and head["val_n"] >= MIN_VAL and lora["train_s"] <= DEFAULT_BUDGET_S
-        chosen = choose(head["val_accuracy"], lora["val_accuracy"])[0] if tried else "head"
+        chosen = choose(head["val_accuracy"], lora["val_accuracy"], head["val_n"])[0] if tried else "head"
         pick = lora if chosen == "lora" else head
         out.append({**pick, "method": "auto", "chose": chosen, "train_s": head["train_s"] + (lora["train_s"] if tried else 0)})
     return rows + out
