@@ -61,12 +61,16 @@ PATCH_VARIANTS = ("mil", "mil-ens")
 TTA_VIEWS = (2, 4, 8)
 
 
-def _views_of_image(bgr: np.ndarray) -> list[np.ndarray]:
-    """The image in the head job's 8 views (edgetl.adapt.features.VIEWS acts on [3, H, W]; the same on H, W here)."""
+def _view_of_image(bgr: np.ndarray, view: int) -> np.ndarray:
+    """The image in the head job's view `view` (edgetl.adapt.features.VIEWS acts on [3, H, W]; the same on H, W here)."""
     from edgetl.adapt.features import VIEWS as V
 
-    chw = bgr.transpose(2, 0, 1)
-    return [np.ascontiguousarray(V[v](chw).transpose(1, 2, 0)) for v in range(VIEWS)]
+    return np.ascontiguousarray(V[view](bgr.transpose(2, 0, 1)).transpose(1, 2, 0))
+
+
+def _views_of_image(bgr: np.ndarray) -> list[np.ndarray]:
+    """The image in the head job's 8 views."""
+    return [_view_of_image(bgr, v) for v in range(VIEWS)]
 
 
 def photometric(bgr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -87,35 +91,22 @@ def photometric(bgr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def _photo_views(maps, bgr: np.ndarray, rng: np.random.Generator) -> tuple[list[np.ndarray], list[dict]]:
-    """The head job's 8 views of a part, views 1-7 also degraded (`photometric`): the images and their maps."""
+def _photo_views(maps, bgr: np.ndarray, rng: np.random.Generator) -> list[dict]:
+    """The maps of a part in the head job's 8 views, views 1-7 also degraded (`photometric`)."""
     images = [bgr] + [photometric(bgr, rng) for _ in range(VIEWS - 1)]
-    views = [maps.of(img, v + 1)[v] for v, img in enumerate(images)]
-    return [_views_of_image(img)[v] for v, img in enumerate(images)], views
+    return [maps.of(_view_of_image(img, v), 1)[0] for v, img in enumerate(images)]
 
 
 def _spread_head_probabilities(picked, test_maps) -> np.ndarray:
-    """The served (spread) guided head fitted as the job fits it on `picked` [(class, images, views' maps)]; probabilities on test_maps."""
-    import edgetl.anomaly.bank as B
-    from edgetl.adapt.trainer_head import train_head
-    from edgetl.runtime.guided import GoodBank
+    """The served guided head, fitted by the head job's own code (`fit_guided`) on `picked`
+    [(class, images, views' maps)]; its probabilities on test_maps (one view each)."""
+    from edgetl.adapt.trainer_guided import fit_guided
+    from edgetl.runtime.guided import head_from_arrays
 
-    ok = [(i, views) for i, (c, _, views) in enumerate(picked) if c == 0]
-    scales = B.map_scales([views[0] for _, views in ok], BANK_MAPS)
-    rows = [(i, B.patch_features(m, BANK_MAPS, scales)[0]) for i, views in ok for m in views]
-    origin = np.concatenate([np.full(len(r), i) for i, r in rows])
-    rows = [r for _, r in rows]
-    patches = np.concatenate(rows).astype(np.float16).astype(np.float32)
-    chosen, _ = B.greedy_coreset(patches, 4096, 0)
-    spread = B.local_spread(patches[chosen], origin[chosen], patches, origin, B.SPREAD_K, 0)
-    bank = GoodBank(BANK_MAPS, scales, patches[chosen], spread=spread, spread_power=B.SPREAD_POWER)
-    origin = origin[chosen]
-    x = np.concatenate([bank.describe_views(views, (origin == i) if c == 0 else None) for i, (c, _, views) in enumerate(picked)])
-    y = np.repeat([c for c, _, _ in picked], VIEWS)
-    head = train_head(x, y, len(CLASSES), {})
-    logits = ((np.stack([bank.describe(m) for m in test_maps]) - head["mean"]) / head["std"]) @ head["weight"].T + head["bias"]
-    q = np.exp(logits - logits.max(1, keepdims=True))
-    return q / q.sum(1, keepdims=True)
+    maps = [[{name: views[v][name] for name in BANK_MAPS} for _, _, views in picked] for v in range(VIEWS)]
+    y = np.array([c for c, _, _ in picked])
+    head = head_from_arrays(fit_guided(maps, y, np.ones(len(y), bool), CLASSES.index("ok"), len(CLASSES), {}))
+    return np.concatenate([head({name: m[name][None] for name in BANK_MAPS}) for m in test_maps])
 
 
 def _blocks(x: np.ndarray, grid: int) -> np.ndarray:
@@ -306,7 +297,7 @@ def run_cells(args) -> None:
         labelled = [(CLASSES.index(k), _views_of_image(img), maps.of(img, VIEWS)) for k, img in drawn]
         if "photo" in (args.only or VARIANTS):
             rng = np.random.default_rng(seed)
-            photo_labelled = [(CLASSES.index(k), *_photo_views(maps, img, rng)) for k, img in drawn]
+            photo_labelled = [(CLASSES.index(k), None, _photo_views(maps, img, rng)) for k, img in drawn]
         for n in todo:
             # The first n of each class (make_set yields the classes in turn, MAX_LABELS each).
             picked = [labelled[c * MAX_LABELS + j] for c in range(len(CLASSES)) for j in range(n)]

@@ -21,7 +21,6 @@ interceptor, as for edgetl.v1.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import time
 
@@ -42,7 +41,6 @@ PLATFORM = "edgetl_onnxruntime"
 SERVICE_NAME = "inference.GRPCInferenceService"
 
 
-@functools.lru_cache(maxsize=256)
 def _class_names_wire(class_names: tuple[str, ...]) -> bytes:
     """The `class_names` response parameter as a serialized ModelInferResponse holding only it.
 
@@ -141,10 +139,10 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
         return response.SerializeToString() + self._class_names(task)
 
     def _class_names(self, task: Task) -> bytes:
-        """`_class_names_wire` for the task, without hashing its names on every answer when the task is the same object."""
+        """`_class_names_wire` for the task, encoded again only when its classes change (one is added)."""
         cached = self._names_wire.get(task.name)
-        if cached is None or cached[0] is not task.class_names:
-            cached = self._names_wire[task.name] = (task.class_names, _class_names_wire(tuple(task.class_names)))
+        if cached is None or (cached[0] is not task.class_names and cached[0] != task.class_names):
+            cached = self._names_wire[task.name] = (task.class_names, _class_names_wire(task.class_names))
         return cached[1]
 
     # -- model repository --------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
-from edgetl.api.v1 import image_pb2, inference_pb2, inference_pb2_grpc
+from edgetl.api.v1 import image_pb2, inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
 from tests.adapt_helpers import CLASSES, create_and_label, png, train
 from tests.conftest import TINY, encode
 
@@ -143,6 +143,11 @@ def test_repository_index_load_and_unload_map_to_adapter_versions(server_factory
     assert json.loads(result.get_response().parameters["class_names"].string_param) == list(CLASSES)
     assert list(result.get_response().parameters) == ["class_names"]
     np.testing.assert_allclose(result.as_numpy("scores")[0], _edgetl_scores(server, probe, "line4"), atol=1e-6)
+    # A class added later shows in the next answer (its score 0: the adapter predates it).
+    model_pb2_grpc.ModelServiceStub(server.channel).AddClass(model_pb2.AddClassRequest(task="line4", class_name="dent"), timeout=30)
+    grown = client.infer("line4", [_images_input(probe)], model_version="1")
+    assert json.loads(grown.get_response().parameters["class_names"].string_param) == [*CLASSES, "dent"]
+    assert grown.as_numpy("scores").shape == (1, len(CLASSES) + 1) and grown.as_numpy("scores")[0, -1] == 0
 
     client.unload_model("line4")
     assert not client.is_model_ready("line4")
