@@ -28,6 +28,10 @@ Variants (all start from the served descriptor, `edgetl.runtime.guided.guided_fe
   degrades a part (each with chance 1/2: defocus, sensor noise, JPEG, a gain and offset;
   `photometric`), view 0 as drawn; its good bank, spread and classifier all from those views.
   Tested on the test parts as drawn.
+- `bank2k`, `bank1k` (and `bank4k`, the default size, fitted the same way): the served guided
+  head fitted by the head job's own code (`fit_guided`) with a good bank of 2,048 or 1,024
+  patches instead of 4,096: half or a quarter of the search, in the job and in every answer.
+  Each row also records the fit's seconds and one answer's milliseconds (`fit_s`, `answer_ms`).
 Rows go to benchmarks/results/guided-variants.jsonl.
 """
 
@@ -54,7 +58,9 @@ K = 4
 VIEWS = 8
 MAX_LABELS = 50
 TEST_PER_CLASS = 30
-VARIANTS = ("guided", "contrast", "s8", "colour", "all", "spread", "mil", "mil-ens", "photo")
+VARIANTS = ("guided", "contrast", "s8", "colour", "all", "spread", "mil", "mil-ens", "photo", "bank4k", "bank2k", "bank1k")
+#: Variants fitted by the head job's own code with a good bank of this many patches.
+BANK_SIZES = {"bank4k": 4096, "bank2k": 2048, "bank1k": 1024}
 #: Variants fitted on every patch (multiple-instance learning) rather than on a descriptor per view.
 PATCH_VARIANTS = ("mil", "mil-ens")
 #: Test-time augmentation: the served descriptor in this many of the head job's views, probabilities averaged.
@@ -97,16 +103,28 @@ def _photo_views(maps, bgr: np.ndarray, rng: np.random.Generator) -> list[dict]:
     return [maps.of(_view_of_image(img, v), 1)[0] for v, img in enumerate(images)]
 
 
-def _spread_head_probabilities(picked, test_maps) -> np.ndarray:
-    """The served guided head, fitted by the head job's own code (`fit_guided`) on `picked`
-    [(class, images, views' maps)]; its probabilities on test_maps (one view each)."""
+def _spread_head_probabilities(picked, test_maps, options: dict | None = None, timings: dict | None = None) -> np.ndarray:
+    """The served guided head, fitted by the head job's own code (`fit_guided`, with `options`) on `picked`
+    [(class, images, views' maps)]; its probabilities on test_maps (one view each). `timings` gets the
+    fit's seconds (`fit_s`) and the median milliseconds of one answer (`answer_ms`, the head alone)."""
+    import time
+
     from edgetl.adapt.trainer_guided import fit_guided
     from edgetl.runtime.guided import head_from_arrays
 
     maps = [[{name: views[v][name] for name in BANK_MAPS} for _, _, views in picked] for v in range(VIEWS)]
     y = np.array([c for c, _, _ in picked])
-    head = head_from_arrays(fit_guided(maps, y, np.ones(len(y), bool), CLASSES.index("ok"), len(CLASSES), {}))
-    return np.concatenate([head({name: m[name][None] for name in BANK_MAPS}) for m in test_maps])
+    start = time.perf_counter()
+    head = head_from_arrays(fit_guided(maps, y, np.ones(len(y), bool), CLASSES.index("ok"), len(CLASSES), options or {}))
+    fitted = time.perf_counter()
+    answers, spent = [], []
+    for m in test_maps:
+        begin = time.perf_counter()
+        answers.append(head({name: m[name][None] for name in BANK_MAPS}))
+        spent.append(time.perf_counter() - begin)
+    if timings is not None:
+        timings.update(fit_s=fitted - start, answer_ms=1000 * statistics.median(spent))
+    return np.concatenate(answers)
 
 
 def _blocks(x: np.ndarray, grid: int) -> np.ndarray:
@@ -319,6 +337,7 @@ def run_cells(args) -> None:
                         train[variant].append(x)
                     y.append(c)
             wanted = args.only or VARIANTS
+            banks = {}
             mil = None
             if any(v in PATCH_VARIANTS for v in wanted):
                 x_mil = np.stack([
@@ -340,6 +359,11 @@ def run_cells(args) -> None:
                 photo_picked = [photo_labelled[c * MAX_LABELS + j] for c in range(len(CLASSES)) for j in range(n)]
                 p = _spread_head_probabilities(photo_picked, [views[0] for _, _, views in test])
                 row_photo = float((p.argmax(1) == y_test).mean())
+            for variant, size in BANK_SIZES.items():
+                if variant in wanted:
+                    timings = {}
+                    p = _spread_head_probabilities(picked, [views[0] for _, _, views in test], {"max_patches": size}, timings)
+                    banks[variant] = {"accuracy": float((p.argmax(1) == y_test).mean()), **timings}
             test_x = defaultdict(list)
             for _, img, views in test:
                 for variant, x in describe(views[0], img, bank, None, row_weights).items():
@@ -350,8 +374,12 @@ def run_cells(args) -> None:
             probabilities = {}
             if "photo" in wanted:
                 row["accuracy"]["photo"] = row_photo
+            for variant, measured in banks.items():
+                row["accuracy"][variant] = measured["accuracy"]
+                row.setdefault("fit_s", {})[variant] = measured["fit_s"]
+                row.setdefault("answer_ms", {})[variant] = measured["answer_ms"]
             for variant in wanted:
-                if variant in PATCH_VARIANTS or variant == "photo":
+                if variant in PATCH_VARIANTS or variant == "photo" or variant in BANK_SIZES:
                     continue
                 head = train_head(np.stack(train[variant]), np.array(y), len(CLASSES), {})
                 x_test = np.stack(test_x[variant])
@@ -382,6 +410,13 @@ def report(args) -> None:
     print("|---|---|" + "---|" * len(variants))
     for n, cells in sorted(by.items()):
         print(f"| {n} | {len(cells)} | " + " | ".join(f"{statistics.mean(c['accuracy'][v] for c in cells):.3f}" for v in variants) + " |")
+    timed = [v for v in BANK_SIZES if all(v in r.get("fit_s", {}) for r in rows)]
+    if timed:
+        print("\nthe head job's fit (s, median) and one answer (ms, median; the head alone, the backbone's maps given):\n")
+        print("| labels per class | " + " | ".join(f"{v} fit s | {v} answer ms" for v in timed) + " |")
+        print("|---|" + "---|---|" * len(timed))
+        for n, cells in sorted(by.items()):
+            print(f"| {n} | " + " | ".join(f"{statistics.median(c['fit_s'][v] for c in cells):.1f} | {statistics.median(c['answer_ms'][v] for c in cells):.2f}" for v in timed) + " |")
     surfaces = sorted({r["surface"] for r in rows}, key=list(SURFACES).index)
     print("\nper surface (mean over generators, seeds and label counts):\n")
     print("| variant | " + " | ".join(surfaces) + " |\n|---|" + "---|" * len(surfaces))

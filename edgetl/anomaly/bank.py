@@ -139,6 +139,41 @@ def nearest_distances(
     return np.sqrt(np.maximum(best, 0.0))
 
 
+class BankSearch:
+    """`nearest_distances` against one fixed bank, as one matrix product and one minimum per search.
+
+    For a weighted row, w |q - b|² = q · (-2 w b) + |q|² w + w |b|²: with the
+    query extended by [|q|², 1] and each row by [w, w |b|²] that is a single
+    product, so the [Q, M] distance matrix is not walked four more times to
+    add the norms and apply the weights (the walks cost ~15 % of a guided
+    head's answer at 4,096 rows). Clamping at zero after the minimum is the
+    same as before it (weights are positive). Plain distances are w = 1.
+    The bank must not change under it: anomaly models and good banks are
+    rebuilt, not edited, when rows are added.
+    """
+
+    def __init__(self, bank: np.ndarray, row_weights: np.ndarray | None = None):
+        bank = np.asarray(bank, np.float32)
+        weights = np.ones(len(bank), np.float32) if row_weights is None else np.asarray(row_weights, np.float32)
+        extended = np.empty((len(bank), bank.shape[1] + 2), np.float32)
+        extended[:, :-2] = bank * (-2.0 * weights[:, None])
+        extended[:, -2] = weights
+        extended[:, -1] = weights * np.einsum("md,md->m", bank, bank)
+        self._rows = extended
+
+    def __call__(self, queries: np.ndarray, excluded: np.ndarray | None = None) -> np.ndarray:
+        """Each query row's [Q, D] (weighted) distance to its nearest bank row; `excluded` [M] bool rows are skipped."""
+        queries = np.asarray(queries, np.float32)
+        extended = np.empty((len(queries), queries.shape[1] + 2), np.float32)
+        extended[:, :-2] = queries
+        extended[:, -2] = np.einsum("qd,qd->q", queries, queries)
+        extended[:, -1] = 1.0
+        d2 = extended @ self._rows.T  # [Q, M]: the one large product
+        if excluded is not None:
+            d2[:, excluded] = np.inf
+        return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+
+
 def nearest_rows(
     queries: np.ndarray, bank: np.ndarray, bank_sq: np.ndarray | None = None, row_weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

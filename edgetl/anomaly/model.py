@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.anomaly.bank import (
+    BankSearch,
     anomaly_map,
     greedy_coreset,
     image_score,
@@ -24,7 +25,6 @@ from edgetl.anomaly.bank import (
     SPREAD_POWER,
     local_spread,
     map_scales,
-    nearest_distances,
     patch_features,
     spread_weights,
 )
@@ -75,8 +75,9 @@ class AnomalyModel:
         self.origin = origin
         #: The enrolled images' leave-one-out scores: the calibration's evidence, grown by online enrolment.
         self.loo = None if loo is None else np.asarray(loo, np.float64)
-        # row_weights: what nearest_distances multiplies each row's squared distance by.
+        # row_weights: what each row's squared distance is multiplied by (nearest_distances, BankSearch).
         self.spread, self.spread_power, self.row_weights = spread_weights(spread, spread_power, len(self.bank))
+        self.search = BankSearch(self.bank, self.row_weights)
 
     def derived(self, *, bank: np.ndarray | None = None, spread: np.ndarray | None = None, calibration: Calibration | None = None, loo: np.ndarray | None = None) -> AnomalyModel:
         """A copy with some parts replaced (online enrolment grows the bank, an operator moves the threshold)."""
@@ -92,7 +93,7 @@ class AnomalyModel:
 
     def scores_of(self, patches: np.ndarray, excluded: np.ndarray | None = None) -> np.ndarray:
         """Patch scores [P] of patches [P, D] described as this bank describes them; `excluded` rows are skipped."""
-        return nearest_distances(patches, self.bank, self.bank_sq, excluded, self.row_weights)
+        return self.search(patches, excluded)
 
     def patches(self, maps: Mapping[str, np.ndarray]) -> tuple[np.ndarray, tuple[int, int]]:
         """One image's patches as this bank describes them, and their grid."""

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.anomaly.bank import nearest_distances, patch_features, spread_weights
+from edgetl.anomaly.bank import BankSearch, patch_features, spread_weights
 from edgetl.runtime.heads import LinearHead
 
 #: The most anomalous patches averaged into the defect's descriptor.
@@ -69,6 +69,7 @@ class GoodBank:
         self.bank_sq = np.einsum("md,md->m", self.bank, self.bank)
         self.k = int(k)
         self.spread, self.spread_power, self.row_weights = spread_weights(spread, spread_power, len(self.bank))
+        self.search = BankSearch(self.bank, self.row_weights)
 
     @property
     def descriptor_size(self) -> int:
@@ -86,7 +87,7 @@ class GoodBank:
         view (BLAS keeps its blocks busy longer); `excluded` applies to all.
         """
         patches = [patch_features(maps, self.inputs, self.scales)[0] for maps in views]
-        distances = nearest_distances(np.concatenate(patches), self.bank, self.bank_sq, excluded, self.row_weights)
+        distances = self.search(np.concatenate(patches), excluded)
         per_view = np.split(distances, np.cumsum([len(p) for p in patches])[:-1])
         return np.stack([guided_features(p, d, self.k) for p, d in zip(patches, per_view)])
 

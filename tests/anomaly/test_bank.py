@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from edgetl.anomaly.bank import (
+    BankSearch,
     greedy_coreset,
     image_score,
     local_mean,
@@ -224,6 +225,23 @@ def test_weighted_distances_are_the_minimum_of_each_rows_distance_in_its_own_uni
     distance, index, scores = nearest_rows(q, b, row_weights=spread**-2.0)
     assert np.allclose(distance, plain.min(1), atol=1e-4) and np.array_equal(index, plain.argmin(1))
     assert np.allclose(scores, brute.min(1), atol=1e-4)  # one product serves both: enrolment's coverage and its score
+
+
+def test_a_bank_search_gives_the_distances_nearest_distances_gives_weighted_or_not_with_rows_excluded():
+    rng = np.random.default_rng(11)
+    # Far from the origin, as feature patches are: the norms folded into the product must not cost precision.
+    q, b = (5 + rng.standard_normal((40, 12))).astype(np.float32), (5 + rng.standard_normal((64, 12))).astype(np.float32)
+    spread = rng.uniform(0.2, 3.0, 64).astype(np.float32)
+    plain = np.sqrt(((q[:, None, :] - b[None]) ** 2).sum(-1))
+    excluded = np.zeros(64, bool)
+    excluded[plain.argmin(1)] = True
+    for weights, brute in ((None, plain), (spread**-1.5, plain / spread[None] ** 0.75)):
+        search = BankSearch(b, weights)
+        assert np.allclose(search(q), brute.min(1), rtol=1e-4, atol=1e-3)
+        assert np.allclose(search(q), nearest_distances(q, b, row_weights=weights), rtol=1e-4, atol=1e-3)
+        assert np.allclose(search(q, excluded), np.where(excluded[None], np.inf, brute).min(1), rtol=1e-4, atol=1e-3)
+    assert np.all(BankSearch(b)(b) < 1e-2)  # a row is at distance 0 from itself, not at a small negative clamped to NaN
+    assert np.isinf(BankSearch(b)(q[:1], np.ones(64, bool))).all()  # every row excluded: nothing near
 
 
 def test_a_rows_spread_is_its_kth_nearest_patch_of_another_image():
