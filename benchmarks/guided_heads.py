@@ -124,6 +124,7 @@ def pending_cells(args):
 
 def append_cell(results: Path, row: dict) -> None:
     """One cell's row, appended as it ends (a long run resumes where it stopped), and a line on the console."""
+    results.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no results folder (it is not tracked)
     with open(results, "a") as f:
         f.write(json.dumps(row) + "\n")
     print(f"{row['surface']:7} {row['generator']:9} seed {row['seed']} {row['labels']:2}/class  " + "  ".join(f"{v} {a:.3f}" for v, a in row["accuracy"].items()), flush=True)
