@@ -241,6 +241,21 @@ def image_score(patch_scores: np.ndarray) -> float:
     return float(np.partition(patch_scores, len(patch_scores) - k)[-k:].mean())
 
 
+def random_projection(patches: np.ndarray, dim: int, rng: np.random.Generator) -> np.ndarray:
+    """Patches [N, D] projected to [N, dim] by a Gaussian matrix scaled by 1/sqrt(dim), in float32; unchanged if D <= dim.
+
+    float32 matters: the coreset's loop reads all of it once per pick, and
+    NumPy 2 makes a float32 matrix divided by a float64 scalar float64, which
+    made the projection 40 MB instead of 20 for a guided head's 78,400 good
+    patches (past this CPU's 32 MB L3): the coreset took 7.1 s instead of 1.4.
+    """
+    if patches.shape[1] <= dim:
+        return patches
+    projection = rng.standard_normal((patches.shape[1], dim)).astype(np.float32)
+    projection *= np.float32(1.0 / np.sqrt(dim))  # in place: the matrix stays float32
+    return np.asarray(patches, np.float32) @ projection
+
+
 def greedy_coreset(patches: np.ndarray, size: int, seed: int = 0, projection_dim: int = 64) -> tuple[np.ndarray, float]:
     """Indices of `size` rows chosen by greedy k-centre, and the covering radius left.
 
@@ -253,11 +268,7 @@ def greedy_coreset(patches: np.ndarray, size: int, seed: int = 0, projection_dim
     if size >= n:
         return np.arange(n), 0.0
     rng = np.random.default_rng(seed)
-    if patches.shape[1] > projection_dim:
-        projection = rng.standard_normal((patches.shape[1], projection_dim)).astype(np.float32) / np.sqrt(projection_dim)
-        z = patches @ projection
-    else:
-        z = patches
+    z = random_projection(patches, projection_dim, rng)
     # Squared distances by |z|^2 - 2 z.c + |c|^2: one matrix-vector product per pick, no [n, d] temporaries.
     z_sq = np.einsum("nd,nd->n", z, z)
     chosen = np.empty(size, np.int64)
