@@ -153,7 +153,7 @@ def describe(maps, bgr, bank, excluded=None, row_weights=None) -> dict[str, np.n
     from edgetl.runtime.guided import guided_features
 
     patches, grid = patch_features(maps, BANK_MAPS, bank.scales)
-    d = nearest_distances(patches, bank.bank, bank.bank_sq, excluded)
+    d = nearest_distances(patches, bank.bank, excluded=excluded)
     base = guided_features(patches, d, K)
     top = np.argpartition(-d, K - 1)[:K]
     contrast = patches[top].mean(0) - patches.mean(0)
@@ -161,7 +161,7 @@ def describe(maps, bgr, bank, excluded=None, row_weights=None) -> dict[str, np.n
     s8 = s8[top].mean(0) - s8.mean(0)
     colour = _colour(cv2.resize(bgr, (grid[0] * 16, grid[0] * 16)) if bgr.shape[0] % grid[0] else bgr, grid[0])
     colour = np.concatenate([colour[top].mean(0) - colour.mean(0), colour.mean(0)])
-    spread = guided_features(patches, nearest_distances(patches, bank.bank, bank.bank_sq, excluded, row_weights), K)
+    spread = guided_features(patches, nearest_distances(patches, bank.bank, excluded=excluded, row_weights=row_weights), K)
     return {
         "guided": base,
         "spread": spread,
@@ -294,7 +294,7 @@ def _patch_rows(bank, maps, excluded, row_weights) -> np.ndarray:
     from edgetl.anomaly.bank import nearest_distances, patch_features
 
     patches, _ = patch_features(maps, BANK_MAPS, bank.scales)
-    d = nearest_distances(patches, bank.bank, bank.bank_sq, excluded, row_weights)
+    d = nearest_distances(patches, bank.bank, excluded=excluded, row_weights=row_weights)
     return np.hstack([patches, d[:, None]]).astype(np.float32)
 
 

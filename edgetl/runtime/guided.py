@@ -66,7 +66,6 @@ class GoodBank:
         self.inputs = tuple(inputs)
         self.scales = np.asarray(scales, np.float32)
         self.bank = np.ascontiguousarray(bank, np.float32)
-        self.bank_sq = np.einsum("md,md->m", self.bank, self.bank)
         self.k = int(k)
         self.spread, self.spread_power, self.row_weights = spread_weights(spread, spread_power, len(self.bank))
         self.search = BankSearch(self.bank, self.row_weights)
