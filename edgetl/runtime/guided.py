@@ -54,7 +54,7 @@ def guided_features(patches: np.ndarray, distances: np.ndarray, k: int = TOP_K) 
 
 
 class GoodBank:
-    """Patches of a task's good images [M, D] on maps `inputs`, each map divided by its scale.
+    """Patches of a task's good images [M, D] on maps `inputs`, each map divided by its scale (held in float16, as saved).
 
     With `spread` (each row's local spread of good patches, as an anomaly
     bank keeps it: `edgetl.anomaly.bank.local_spread`) distances are in
@@ -65,10 +65,12 @@ class GoodBank:
     def __init__(self, inputs: tuple[str, ...], scales: np.ndarray, bank: np.ndarray, k: int = TOP_K, spread: np.ndarray | None = None, spread_power: float = 0.0):
         self.inputs = tuple(inputs)
         self.scales = np.asarray(scales, np.float32)
-        self.bank = np.ascontiguousarray(bank, np.float32)
+        # Kept as it is saved, in float16 (the job rounds its patches so before fitting): the search
+        # holds its own float32 rows, so a float32 copy here would be 7 MB more per task for nothing.
+        self.bank = np.ascontiguousarray(bank, np.float16)
         self.k = int(k)
         self.spread, self.spread_power, self.row_weights = spread_weights(spread, spread_power, len(self.bank))
-        self.search = BankSearch(self.bank, self.row_weights)
+        self.search = BankSearch(self.bank.astype(np.float32), self.row_weights)
 
     @property
     def descriptor_size(self) -> int:
@@ -92,7 +94,7 @@ class GoodBank:
 
     def arrays(self) -> dict[str, np.ndarray]:
         spread = {} if self.spread is None else {"spread": self.spread, "spread_power": np.array(self.spread_power)}
-        return {"inputs": np.array(self.inputs), "scales": self.scales, "bank": self.bank.astype(np.float16), "k": np.array(self.k), **spread}
+        return {"inputs": np.array(self.inputs), "scales": self.scales, "bank": self.bank, "k": np.array(self.k), **spread}
 
 
 class GuidedHead(LinearHead):
@@ -116,7 +118,7 @@ def head_from_arrays(arrays: Mapping[str, np.ndarray], inputs: tuple[str, ...] |
     if "bank" in arrays:
         spread = arrays.get("spread")
         good = GoodBank(
-            tuple(str(n) for n in arrays["inputs"]), arrays["scales"], np.asarray(arrays["bank"], np.float32), int(arrays["k"]),
+            tuple(str(n) for n in arrays["inputs"]), arrays["scales"], arrays["bank"], int(arrays["k"]),
             spread, float(arrays["spread_power"]) if "spread_power" in arrays else 0.0,
         )
         return GuidedHead(good, arrays["mean"], arrays["std"], arrays["weight"], arrays["bias"])

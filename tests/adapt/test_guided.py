@@ -82,6 +82,8 @@ def test_fit_serve_and_reload_agree_and_tell_defects_apart(tmp_path):
     loaded = load_head(tmp_path / "head.npz")
     assert isinstance(loaded, GuidedHead)
     np.testing.assert_allclose(loaded(batch), probs, atol=1e-6)
+    # The bank is held as it is saved (float16); only the search keeps float32 rows.
+    assert loaded.good.bank.dtype == np.float16 and np.array_equal(loaded.good.bank, arrays["bank"])
     # The served path reads the same embedding a plain head offers (drift monitoring).
     p, z = probabilities_and_embedding(loaded, batch)
     np.testing.assert_allclose(p, probs, atol=1e-6)
