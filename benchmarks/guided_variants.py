@@ -32,6 +32,11 @@ Variants (all start from the served descriptor, `edgetl.runtime.guided.guided_fe
   head fitted by the head job's own code (`fit_guided`) with a good bank of 2,048 or 1,024
   patches instead of 4,096: half or a quarter of the search, in the job and in every answer.
   Each row also records the fit's seconds and one answer's milliseconds (`fit_s`, `answer_ms`).
+- `fine-d`, `fine`: the `spread` descriptor and a second good bank's view of the part on the finer
+  grid, PatchCore's own maps (stride 8 and stride 16, 28 x 28 patches of 152 numbers; a thin
+  defect covers 4 times the positions it does at stride 16): `fine-d` adds that bank's K largest
+  spread distances and their mean and spread, `fine` also its K most anomalous patches' mean and
+  its softmax-weighted mean. The fine bank is a coreset of 4,096 of at most 100,000 good patches.
 Rows go to benchmarks/results/guided-variants.jsonl.
 """
 
@@ -58,7 +63,11 @@ K = 4
 VIEWS = 8
 MAX_LABELS = 50
 TEST_PER_CLASS = 30
-VARIANTS = ("guided", "contrast", "s8", "colour", "all", "spread", "mil", "mil-ens", "photo", "bank4k", "bank2k", "bank1k")
+VARIANTS = ("guided", "contrast", "s8", "colour", "all", "spread", "mil", "mil-ens", "photo", "bank4k", "bank2k", "bank1k", "fine-d", "fine")
+#: The fine bank's maps (PatchCore's: stride 8, with stride 16 resized onto its grid), and its most rows and most candidates.
+FINE_MAPS = ("stride8", "stride16")
+FINE_ROWS = 4096
+FINE_CANDIDATES = 100_000
 #: Variants fitted by the head job's own code with a good bank of this many patches.
 BANK_SIZES = {"bank4k": 4096, "bank2k": 2048, "bank1k": 1024}
 #: Variants fitted on every patch (multiple-instance learning) rather than on a descriptor per view.
@@ -145,8 +154,41 @@ def _colour(bgr: np.ndarray, grid: int) -> np.ndarray:
     return np.hstack([mean, spread])
 
 
-def describe(maps, bgr, bank, excluded=None, row_weights=None) -> dict[str, np.ndarray]:
-    """Every variant's descriptor of one view."""
+class FineBank:
+    """A good bank on FINE_MAPS (the `fine` variants): its scales, rows' origins and spread search."""
+
+    def __init__(self, ok_views: list[tuple[int, list[dict]]], seed: int):
+        import edgetl.anomaly.bank as B
+
+        self.scales = B.map_scales([views[0] for _, views in ok_views], FINE_MAPS)
+        rows, origin = [], []
+        for i, views in ok_views:
+            for m in views:
+                p = B.patch_features(m, FINE_MAPS, self.scales)[0]
+                rows.append(p)
+                origin.append(np.full(len(p), i))
+        patches, origin = np.concatenate(rows), np.concatenate(origin)
+        if len(patches) > FINE_CANDIDATES:
+            keep = np.random.default_rng(seed).choice(len(patches), FINE_CANDIDATES, replace=False)
+            patches, origin = patches[keep], origin[keep]
+        chosen, _ = B.greedy_coreset(patches, FINE_ROWS, seed)
+        spread = B.local_spread(patches[chosen], origin[chosen], patches, origin, B.SPREAD_K, seed)
+        self.origin = origin[chosen]
+        self.search = B.BankSearch(patches[chosen], B.spread_weights(spread, B.SPREAD_POWER, len(chosen))[2])
+
+    def describe(self, maps, image: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """(`fine-d`'s and `fine`'s additions) for one view; `image`: the labelled good image it is (its rows skipped)."""
+        from edgetl.anomaly.bank import patch_features
+        from edgetl.runtime.guided import guided_features
+
+        patches, _ = patch_features(maps, FINE_MAPS, self.scales)
+        d = self.search(patches, None if image is None else self.origin == image)
+        full = guided_features(patches, d, K)
+        return full[-(K + 2):], full
+
+
+def describe(maps, bgr, bank, excluded=None, row_weights=None, fine=None, image=None) -> dict[str, np.ndarray]:
+    """Every variant's descriptor of one view (the `fine` ones only with a FineBank)."""
     import cv2
 
     from edgetl.anomaly.bank import nearest_distances, patch_features
@@ -162,7 +204,12 @@ def describe(maps, bgr, bank, excluded=None, row_weights=None) -> dict[str, np.n
     colour = _colour(cv2.resize(bgr, (grid[0] * 16, grid[0] * 16)) if bgr.shape[0] % grid[0] else bgr, grid[0])
     colour = np.concatenate([colour[top].mean(0) - colour.mean(0), colour.mean(0)])
     spread = guided_features(patches, nearest_distances(patches, bank.bank, excluded=excluded, row_weights=row_weights), K)
+    extra = {}
+    if fine is not None:
+        fine_d, fine_full = fine.describe(maps, image)
+        extra = {"fine-d": np.concatenate([spread, fine_d]), "fine": np.concatenate([spread, fine_full])}
     return {
+        **extra,
         "guided": base,
         "spread": spread,
         "contrast": np.concatenate([base, contrast]),
@@ -329,11 +376,12 @@ def run_cells(args) -> None:
             spread = B.local_spread(bank.bank, origin[chosen], patches, origin, B.SPREAD_K, 0)
             row_weights = B.spread_weights(spread, B.SPREAD_POWER, len(bank.bank))[2]
             origin = origin[chosen]
+            fine = FineBank(ok, seed) if {"fine", "fine-d"} & set(args.only or VARIANTS) else None
             train = defaultdict(list)
             y = []
             for i, (c, images, views) in enumerate(picked):
                 for img, m in zip(images, views):
-                    for variant, x in describe(m, img, bank, (origin == i) if c == 0 else None, row_weights).items():
+                    for variant, x in describe(m, img, bank, (origin == i) if c == 0 else None, row_weights, fine, i if c == 0 else None).items():
                         train[variant].append(x)
                     y.append(c)
             wanted = args.only or VARIANTS
@@ -366,7 +414,7 @@ def run_cells(args) -> None:
                     banks[variant] = {"accuracy": float((p.argmax(1) == y_test).mean()), **timings}
             test_x = defaultdict(list)
             for _, img, views in test:
-                for variant, x in describe(views[0], img, bank, None, row_weights).items():
+                for variant, x in describe(views[0], img, bank, None, row_weights, fine).items():
                     test_x[variant].append(x)
             # Test-time augmentation: the served descriptor in every view, probabilities averaged.
             tta = [bank.describe_views(views) for _, _, views in test] if args.tta else []
