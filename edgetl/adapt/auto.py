@@ -39,6 +39,9 @@ SATISFIED = 0.995
 MIN_VAL = 6
 #: Seconds for the things besides epochs: building the network, the linear probe, two exports.
 LORA_FIXED_S = 25.0
+#: One view of one image for a guided head on LoRA's tuned maps (ONNX Runtime's forward pass, then its
+#: share of the bank and the fit), in training steps of one image: measured on a 2-core x86 VM.
+GUIDED_VIEW_STEPS = 0.25
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,11 @@ def choose(head_accuracy: float, lora_accuracy: float, n_val: int) -> tuple[str,
     )
 
 
-def estimate_lora_seconds(backbone, num_classes: int, options: dict, n_train: int, n_all: int) -> float | None:
-    """Time a few real training steps here, and scale to the whole job (None if the backbone has no LoRA targets)."""
+def estimate_lora_seconds(backbone, num_classes: int, options: dict, n_train: int, n_all: int, guided_views: int = 0) -> float | None:
+    """Time a few real training steps here, and scale to the whole job (None if the backbone has no LoRA targets).
+
+    `guided_views`: the views a guided head on the tuned maps is fitted in (0: none), twice (holdout and served).
+    """
     import numpy as np
     import torch
 
@@ -101,7 +107,13 @@ def estimate_lora_seconds(backbone, num_classes: int, options: dict, n_train: in
     started = time.monotonic()
     _epoch(net, optimizer, loss_fn, x, y, probe_options, generator, False, lambda: False)
     per_image = (time.monotonic() - started) / len(x)
+    return LORA_FIXED_S + build_s + per_image * lora_job_steps(n_train, n_all, int(options["epochs"]), int(options["refit_epochs"]), guided_views)
+
+
+def lora_job_steps(n_train: int, n_all: int, epochs: int, refit: int, guided_views: int = 0) -> float:
+    """A LoRA job's work in training steps of one image: its epochs, the refit, and a guided head's views."""
     # Each training epoch also scores the validation split (forward only, about a third of a step).
-    epochs, refit = int(options["epochs"]), int(options["refit_epochs"])
-    images = n_train * epochs + (n_all - n_train) * epochs / 3 + n_all * refit
-    return LORA_FIXED_S + build_s + per_image * images
+    steps = n_train * epochs + (n_all - n_train) * epochs / 3 + n_all * refit
+    # A guided head on the tuned maps: each view of each image through the exported model (the
+    # training split for the holdout head, every image for the served one), then its fit.
+    return steps + guided_views * (n_train + n_all) * GUIDED_VIEW_STEPS

@@ -86,9 +86,12 @@ class TaskNet(nn.Module):
         self.classifier = nn.Linear(feature_dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        embedding = self.norm(torch_pool(self.backbone(x), self.feature_names))
-        # The embedding is exported beside the logits: drift monitoring reads it.
-        return {"logits": self.classifier(embedding), "embedding": embedding}
+        features = self.backbone(x)
+        embedding = self.norm(torch_pool(features, self.feature_names))
+        # The embedding is exported beside the logits: drift monitoring reads it. The tuned
+        # backbone's maps are there too, for a guided head on them (worker._tuned_guided_head);
+        # an export names the outputs it keeps.
+        return {**features, "logits": self.classifier(embedding), "embedding": embedding}
 
 
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -213,7 +213,7 @@ def _build(directory, method, options, backbone, session, base, record, labels, 
     elif method == "anomaly":
         options = _train_anomaly(directory, session, base[backbone.name], tensors, is_val, y, options, emit)
     else:
-        options = _train_lora(directory, backbone, tensors[~is_val], y[~is_val], tensors[is_val], y[is_val], class_names, options, emit, scratch=False)
+        options = _train_lora(directory, backbone, session, tensors[~is_val], y[~is_val], tensors[is_val], y[is_val], class_names, options, emit)
     options = {**options, "precision": precision, "serve_views": serve_views}
     manifest = {
         "task": task, "method": method, "backbone": backbone.name, "export_id": record.export_id,
@@ -255,7 +255,10 @@ def _auto(tmp, build, options, backbone, base, settings, store, val_x, val_y, is
     estimate = None
     if head_acc < SATISFIED and len(val_y) >= MIN_VAL:
         emit({"phase": "auto", "message": f"auto: head validation accuracy {head_acc:.3f}; timing LoRA steps on this machine"})
-        estimate = estimate_lora_seconds(backbone, len(class_names), lora_options, int((~is_val).sum()), len(is_val))
+        # LoRA fits a guided head on its tuned maps when the head is guided (the same good class and options decide).
+        guided = head_options.get("pooling") == "guided" and options.get("precision") != "int8"
+        guided_views = int(head_options.get("views") or 0) if guided else 0
+        estimate = estimate_lora_seconds(backbone, len(class_names), lora_options, int((~is_val).sum()), len(is_val), guided_views)
     decision = should_try_lora(head_acc, len(val_y), estimate, budget)
     summary = {"head_val_accuracy": head_acc, "lora_estimate_s": estimate, "time_budget_s": budget, "tried_lora": decision.train_lora}
     chosen, chosen_dir, chosen_options, why = "head", head_dir, head_options, decision.reason
@@ -550,7 +553,13 @@ def _anomaly_evidence(holdout, manifest, val_scores, val_y, defect_scores) -> di
     return evidence
 
 
-def _train_lora(tmp, backbone, train_x, train_y, val_x, val_y, class_names, options, emit, scratch: bool) -> dict:
+def _train_lora(tmp, backbone, session, train_x, train_y, val_x, val_y, class_names, options, emit) -> dict:
+    """The holdout LoRA model on the training split, then the served one refitted on every label.
+
+    With a good class (as the head decides it: `_head_pooling`), each model
+    also gets a guided head on its own tuned maps (`_tuned_guided_head`): the
+    LoRA model then answers through the head, not its own classifier.
+    """
     import torch
 
     from edgetl.adapt.trainer_lora import (
@@ -560,34 +569,96 @@ def _train_lora(tmp, backbone, train_x, train_y, val_x, val_y, class_names, opti
         merged_for_export,
         train_tasknet,
     )
+    from edgetl.anomaly.model import bank_maps
     from edgetl.backbones.export import export_module
     from edgetl.runtime.heads import EMBEDDING
 
     torch.set_num_threads(max(1, int(os.environ.get("EDGETL_TRAIN_THREADS", "1"))))
     resolved = {**DEFAULTS, **{k: v for k, v in options.items() if k in DEFAULTS and v is not None}}
-    net, peft_model = build_tasknet(backbone, len(class_names), resolved, scratch=scratch)
-    summary = train_tasknet(net, train_x, train_y, val_x, val_y, len(class_names), resolved, scratch, emit)
+    int8 = options.get("precision") == "int8"
+    y_all = np.concatenate([train_y, val_y])
+    is_train = np.arange(len(y_all)) < len(train_y)
+    pooling, good, why = _head_pooling(class_names, y_all, is_train, options)
+    if int8 and pooling == "guided":
+        if str(options.get("pooling") or "auto") == "guided":
+            from edgetl.errors import InvalidInput
+
+            raise InvalidInput("a LoRA adapter with precision int8 answers from its own classifier; guided pooling is for float LoRA (pooling auto or global)")
+        pooling, why = "global", "precision int8: the quantized model answers from its own classifier"
+    names = bank_maps(session.record.manifest) if pooling == "guided" else ()
+    net, peft_model = build_tasknet(backbone, len(class_names), resolved)
+    summary = train_tasknet(net, train_x, train_y, val_x, val_y, len(class_names), resolved, False, emit)
     emit({"phase": "export", "message": f"best epoch {summary['best_epoch']} (validation accuracy {summary['val_accuracy']:.3f}); exporting the holdout model"})
     (tmp / HOLDOUT_DIR).mkdir(parents=True, exist_ok=True)
-    facts = export_module(merged_for_export(net), backbone.spec, ("logits",), tmp / HOLDOUT_DIR / "model.onnx")
-    int8 = options.get("precision") == "int8"
+    facts = export_module(merged_for_export(net), backbone.spec, ("logits", *names), tmp / HOLDOUT_DIR / "model.onnx")
     if int8:
         fp32_metrics = _onnx_metrics(tmp / HOLDOUT_DIR / "model.onnx", val_x, val_y, class_names)
         facts["int8"] = _quantize_in_place(tmp / HOLDOUT_DIR / "model.onnx", train_x, emit)  # the training split only, as the gate requires
     (tmp / HOLDOUT_DIR / "export.json").write_text(json.dumps(facts, indent=2))
+    if pooling == "guided":
+        _tuned_guided_head(tmp / HOLDOUT_DIR, train_x, train_y, names, good, class_names, options, emit)
     refit = int(resolved["refit_epochs"]) if len(val_x) else 0
     if refit:
         emit({"phase": "refit", "message": f"{refit} more epoch(s) with the {len(val_y)} validation images added: the served model learns from every label"})
-        continue_tasknet(net, np.concatenate([train_x, val_x]), np.concatenate([train_y, val_y]), len(class_names), resolved, refit, emit)
+        continue_tasknet(net, np.concatenate([train_x, val_x]), y_all, len(class_names), resolved, refit, emit)
     emit({"phase": "export", "message": "merging and exporting the served model"})
     if peft_model is not None:
         peft_model.save_pretrained(str(tmp / "peft"))  # adapter_config.json + adapter_model.safetensors
-    facts = export_module(merged_for_export(net), backbone.spec, ("logits", EMBEDDING), tmp / "model.onnx")
+    facts = export_module(merged_for_export(net), backbone.spec, ("logits", EMBEDDING, *names), tmp / "model.onnx")
     if int8:
         facts["int8"] = _quantize_in_place(tmp / "model.onnx", np.concatenate([train_x, val_x]), emit)
     (tmp / "export.json").write_text(json.dumps(facts, indent=2))
-    done = {**resolved, "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"], "refit_epochs": refit}
+    if pooling == "guided":
+        _tuned_guided_head(tmp, np.concatenate([train_x, val_x]), y_all, names, good, class_names, options, emit)
+    done = {
+        **resolved, "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"], "refit_epochs": refit,
+        "pooling": pooling, "pooling_reason": why, **({"good_class": class_names[good]} if good is not None else {}),
+    }
     return {**done, "int8": {**facts["int8"], "fp32_metrics": fp32_metrics}} if int8 else done
+
+
+def _tuned_guided_head(directory: Path, x, y, names, good: int, class_names, options, emit) -> None:
+    """head.npz in `directory`: a guided head (edgetl.runtime.guided) fitted on the maps of x from its LoRA model.onnx.
+
+    The head job's guided head reads the frozen ImageNet maps; LoRA tunes
+    the maps to the task's defects but pools the whole image. This is both:
+    the good bank and the pooling where a part is unlike it, on maps tuned
+    to the defects (BENCHMARKS.md, "What was tried"). Fitted as the head job
+    fits it, in its views, with its options, on the maps the exported model
+    gives (ONNX Runtime: what serving will see, and 3-4x faster here than
+    the network in PyTorch).
+    """
+    from edgetl.adapt.trainer_guided import fit_guided
+    from edgetl.adapt.trainer_head import DEFAULTS as HEAD_DEFAULTS
+
+    # The head's own options only: LoRA's epochs and learning rate are not the head's.
+    head_options = {**HEAD_DEFAULTS, **{k: options[k] for k in ("weight_decay", "max_patches", "seed", "views") if options.get(k) is not None}}
+    views = int(head_options["views"])
+    emit({"phase": "features", "message": f"guided head on the tuned maps: {len(x)} images in {views} view(s)"})
+    maps = _onnx_maps(directory / "model.onnx", x, names, views)
+    head = fit_guided(maps, y, np.ones(len(y), bool), good, len(class_names), head_options, emit)
+    np.savez(directory / "head.npz", **{"inputs": np.array(names), **head})
+
+
+def _onnx_maps(path: Path, x: np.ndarray, names, views: int, batch: int = 16) -> list[list[dict[str, np.ndarray]]]:
+    """maps[v][i]: image i's maps `names` ([C, h, w] each) from the model at `path`, in the head job's view v."""
+    import onnxruntime as ort
+
+    from edgetl.adapt.features import VIEWS
+    from edgetl.backbones.export import INPUT_NAME
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, int(os.environ.get("EDGETL_TRAIN_THREADS", "1")))
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    out = []
+    for v in range(views):
+        maps = []
+        for start in range(0, len(x), batch):
+            xb = np.stack([np.ascontiguousarray(VIEWS[v](xi)) for xi in x[start : start + batch]]).astype(np.float32)
+            got = session.run(list(names), {INPUT_NAME: xb})
+            maps.extend({name: got[j][i] for j, name in enumerate(names)} for i in range(len(xb)))
+        out.append(maps)
+    return out
 
 
 def _quantize_in_place(path: Path, calibration: np.ndarray, emit) -> dict:

@@ -134,13 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--head-lr", type=float, dest="head_learning_rate", help="LoRA: the classifier's learning rate")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--patience", type=int)
-    train.add_argument("--views", type=int, help="head: fit each image in this many of its flips and turns (1-8, default 8); anomaly: enrol each good image in this many (default 8)")
+    train.add_argument("--views", type=int, help="head (and a guided head on LoRA's maps): fit each image in this many of its flips and turns (1-8, default 8); anomaly: enrol each good image in this many (default 8)")
     train.add_argument("--max-patches", type=int, help="anomaly, and a guided head's good bank: the most patches the bank keeps (default 4096)")
     train.add_argument(
         "--pooling", choices=["auto", "guided", "global"],
-        help="head: guided looks where a part differs from the good class (auto, the default, when the task has one); global pools the whole image",
+        help="head and lora: guided looks where a part differs from the good class (auto, the default, when the task has one; for lora, a guided head on the tuned maps); global pools the whole image",
     )
-    train.add_argument("--good-class", help="head: the class of good parts, for guided pooling (default: a class named ok, good, pass, normal…)")
+    train.add_argument("--good-class", help="head and lora: the class of good parts, for guided pooling (default: a class named ok, good, pass, normal…)")
     train.add_argument(
         "--serve-views", type=int, choices=[1, 2, 4, 8],
         help="head, lora, auto: answer each image from this many of its flips and turns, averaged (test-time augmentation; "

@@ -84,11 +84,11 @@ def export_triton(data_dir: Path, task_name: str, out: Path, max_batch: int = MA
         # The bank's nearest-neighbour search and top-1 % pooling would be an ONNX graph of their own
         # (MatMul against the bank as an initializer, ReduceMin, TopK); not built yet.
         raise InvalidInput(f"task {task.name!r} is an anomaly task; the Triton export covers classify tasks (head and LoRA adapters) only, so far")
-    if manifest["method"] == "head" and manifest.get("options", {}).get("pooling") == "guided":
-        # The same nearest-neighbour search as an anomaly bank, before the linear layer.
+    if manifest.get("options", {}).get("pooling") == "guided":
+        # The same nearest-neighbour search as an anomaly bank, before the linear layer (a head's, or one on LoRA's tuned maps).
         raise InvalidInput(
-            f"task {task.name!r} serves a guided head (it searches a bank of good patches); the Triton export covers plain heads and LoRA. "
-            f"For a Triton deployment train one with: edgetl train --task {task.name} --method head --pooling global"
+            f"task {task.name!r} serves a guided head (it searches a bank of good patches); the Triton export covers plain heads and LoRA "
+            f"with global pooling. For a Triton deployment train one with: edgetl train --task {task.name} --method {manifest['method']} --pooling global"
         )
     if int(manifest.get("serve_views", 1)) > 1:
         # Averaging over flips and turns would need the views inside the ensemble; the exported model answers the image as sent.

@@ -12,7 +12,10 @@ An adapter directory holds ``manifest.json`` and its artifacts:
 - method ``lora``: ``model.onnx``, the backbone with the LoRA weights merged
   and the task's classifier on top (output ``logits``; 8-bit with precision
   ``int8``), run as the task's own backbone session, plus ``peft/`` (adapter_config.json +
-  adapter_model.safetensors) for retraining and audit;
+  adapter_model.safetensors) for retraining and audit; when the task has a
+  good class (since 2026-12-06), also ``head.npz``, a guided head on the
+  tuned backbone's maps (which the model then also outputs): it answers,
+  not the model's own classifier;
 - both: ``probe.npz``, a few preprocessed inputs and the probabilities the
   training process computed for them with ONNX Runtime;
 - ``drift.npz``: the drift reference (edgetl.monitor.reference), fitted
@@ -124,7 +127,8 @@ def open_adapter(
         kind = method + (", int8" if "int8" in manifest["onnx"] else "")
         # Counted per task, not per version, so /metrics does not grow a series with every retraining.
         batcher = MicroBatcher(BackboneSession(record, settings, trt_cache_root), settings.max_batch, label=f"{manifest['task']} ({kind})")
-        head = _load_head(path / "head.npz", manifest) if method == "head" else LogitsHead()
+        # A LoRA adapter with a head.npz answers through a guided head on its tuned maps (worker._tuned_guided_head).
+        head = _load_head(path / "head.npz", manifest) if method == "head" or (path / "head.npz").is_file() else LogitsHead()
     else:
         raise ExportError(f"adapter {manifest['version']}: unknown method {method!r}")
     drift, outputs = None, ()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgetl.adapt.auto import MARGIN, choose, lora_margin, should_try_lora
+from edgetl.adapt.auto import GUIDED_VIEW_STEPS, MARGIN, choose, lora_job_steps, lora_margin, should_try_lora
 
 
 def test_lora_is_tried_only_when_it_may_pay_and_fits_the_budget():
@@ -37,3 +37,10 @@ def test_lora_must_beat_the_head_by_more_than_a_lucky_image_or_two():
     # The margin shrinks as the split grows: 0.045 on 60 images, 0.076 on 21.
     assert lora_margin(0.857, 60) == pytest.approx(0.0452, abs=1e-3) and lora_margin(0.857, 21) == pytest.approx(0.0764, abs=1e-3)
     assert choose(0.5, 0.55, 20)[0] == "head"  # a coin-flip head: 0.112 needed
+
+
+def test_a_guided_head_on_the_tuned_maps_is_counted_in_the_lora_estimate():
+    plain = lora_job_steps(240, 300, epochs=8, refit=2)
+    assert plain == 240 * 8 + 60 * 8 / 3 + 300 * 2
+    # Two fits (holdout on the training split, served on all), each image in every view.
+    assert lora_job_steps(240, 300, epochs=8, refit=2, guided_views=8) == plain + 8 * 540 * GUIDED_VIEW_STEPS

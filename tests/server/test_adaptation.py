@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc, image_pb2, inference_pb2, inference_pb2_grpc
+from edgetl.runtime.guided import GuidedHead
+from edgetl.runtime.heads import LogitsHead
 from tests.adapt_helpers import adapters, classify, create_and_label, png, train
 from tests.conftest import TINY
 
@@ -94,6 +96,21 @@ def test_lora_adapter_runs_its_own_backbone(server, data_dir):
     r = classify(server, np.zeros((64, 64, 3), np.uint8), task="tinytask")
     assert r.adapter_version == job.version and len(r.scores) == 3
     assert server.server.monitor.status("tinytask", job.version).images == 1
+
+    # The task has a good class ("ok"): both models answer through a guided head on their own tuned maps.
+    manifest = json.loads((version_dir / "manifest.json").read_text())
+    assert manifest["options"]["pooling"] == "guided" and manifest["options"]["good_class"] == "ok"
+    assert {"head.npz", "holdout/head.npz"} <= set(manifest["files"])
+    assert set(manifest["onnx"]["outputs"]) >= {"logits", "embedding", *engine.adapters["tinytask"].head.inputs}
+    assert isinstance(engine.adapters["tinytask"].head, GuidedHead)
+
+    # Asked for global pooling, LoRA answers from its own classifier, as before.
+    _, plain = train(server, task="tinytask", method="lora", epochs=1, batch_size=8, pooling="global", force=True)
+    assert plain.state == "succeeded", plain.error
+    plain_dir = data_dir / "adapters" / "tinytask" / plain.version
+    assert not (plain_dir / "head.npz").exists() and not (plain_dir / "holdout" / "head.npz").exists()
+    assert isinstance(engine.adapters["tinytask"].head, LogitsHead)
+    assert classify(server, np.zeros((64, 64, 3), np.uint8), task="tinytask").adapter_version == plain.version
 
 
 def test_gate_keeps_a_worse_adapter_as_candidate_and_force_activates(server):
