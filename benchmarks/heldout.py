@@ -201,7 +201,11 @@ def ensemble(rows: list[dict]) -> None:
 
 def report(args) -> None:
     rows = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
-    rows = with_auto([r for r in rows if r["generator"] in args.generators and r["surface"] in args.surfaces and r["seed"] in args.seeds])
+    rows = [r for r in rows if r["generator"] in args.generators and r["surface"] in args.surfaces and r["seed"] in args.seeds]
+    for pair in args.pair:  # LoRA cells of one variant replayed by auto against head cells of another (the head's code unchanged between)
+        lora_variant, head_variant = pair.split("=")
+        rows += [{**r, "variant": lora_variant, "head_from": head_variant} for r in rows if r["method"] == "head" and r["variant"] == head_variant]
+    rows = with_auto(rows)
     groups = defaultdict(list)
     for r in rows:
         groups[(r["method"], r["variant"], r["labels"])].append(r)
@@ -270,6 +274,10 @@ def main() -> None:
     parser.add_argument("--option", action="append", default=[], help="a training option, e.g. epochs=10")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--scratch", action="store_true", help="also train the LoRA network from random weights (the job's compare_scratch) and record its validation accuracy")
+    parser.add_argument(
+        "--pair", action="append", default=[], metavar="LORA_VARIANT=HEAD_VARIANT",
+        help="report: also count HEAD_VARIANT's head cells as LORA_VARIANT's, so auto is replayed on LoRA cells of a new variant (only where the head's code did not change)",
+    )
     parser.add_argument("--store", type=Path, default=ROOT / "edgetl-data" / "store")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "heldout.jsonl")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "heldout-samples.jpg", help="samples: where the sheet goes")
