@@ -46,8 +46,8 @@ def _run_ensemble(repo, name: str, pixels: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("method", ["head", "lora", "head-int8"])
 def test_the_triton_repository_answers_as_the_server_does(server, data_dir, tmp_path, method):
     images = create_and_label(server, task="line9", backbone=TINY, per_class=6, size=64)
-    # A plain head: a guided one (the default with an "ok" class) is refused (the next test).
-    options = {"epochs": 1, "batch_size": 8} if method == "lora" else {"pooling": "global"}
+    # Global pooling: a guided head (the default with an "ok" class, LoRA's too) is refused (the next test).
+    options = {"epochs": 1, "batch_size": 8, "pooling": "global"} if method == "lora" else {"pooling": "global"}
     method, _, precision = method.partition("-")
     if precision:
         options["precision"] = precision
@@ -101,15 +101,16 @@ def test_export_of_a_task_without_an_active_adapter_writes_nothing(server, data_
 
 
 @pytest.mark.parametrize(
-    "options, phrases",
+    "method, options, phrases",
     [
-        ({}, ("serves a guided head", "--pooling global")),  # a class named "ok": guided pooling by default
-        ({"pooling": "global", "serve_views": 2}, ("from 2 views (serve_views)", "--serve-views 1")),
+        ("head", {}, ("serves a guided head", "--method head --pooling global")),  # a class named "ok": guided pooling by default
+        ("lora", {"epochs": 1, "batch_size": 8}, ("serves a guided head", "--method lora --pooling global")),  # LoRA's guided head on its tuned maps
+        ("head", {"pooling": "global", "serve_views": 2}, ("from 2 views (serve_views)", "--serve-views 1")),
     ],
 )
-def test_export_of_what_triton_cannot_compute_is_refused_with_the_way_out(server, data_dir, tmp_path, options, phrases):
+def test_export_of_what_triton_cannot_compute_is_refused_with_the_way_out(server, data_dir, tmp_path, method, options, phrases):
     create_and_label(server, task="line9", backbone=TINY, per_class=6, size=64)
-    _, job = train(server, task="line9", **options)
+    _, job = train(server, task="line9", method=method, **options)
     assert job.state == "succeeded", job.error
     out = tmp_path / "r"
     done = subprocess.run([sys.executable, "-m", "edgetl", "export", "triton", "--task", "line9", "--data-dir", str(data_dir), str(out)],

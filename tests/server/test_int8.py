@@ -72,6 +72,9 @@ def test_an_int8_lora_adapter_quantizes_both_its_models(server, data_dir):
     assert manifest["onnx"]["int8"]["calibration_images"] == counts.train + counts.val == 24
     assert _quantized(version_dir / "model.onnx") and _quantized(version_dir / "holdout" / "model.onnx")
     assert not (version_dir / "float.onnx").exists() and not (version_dir / "holdout" / "float.onnx").exists()
+    # The quantized model answers from its own classifier: no guided head on its maps, and the job says why.
+    assert manifest["options"]["pooling"] == "global" and "int8" in manifest["options"]["pooling_reason"]
+    assert "head.npz" not in manifest["files"] and "holdout/head.npz" not in manifest["files"]
     if job.activated:
         r = classify(server, np.zeros((64, 64, 3), np.uint8), task="tinytask")
         assert r.adapter_version == job.version and len(r.scores) == 3
