@@ -171,7 +171,8 @@ def with_auto(rows: list[dict]) -> list[dict]:
             continue
         lora = by_key[(*key[:-1], "lora")]
         tried = head["val_accuracy"] < SATISFIED and head["val_n"] >= MIN_VAL and lora["train_s"] <= DEFAULT_BUDGET_S
-        chosen = choose(head["val_accuracy"], lora["val_accuracy"], head["val_n"])[0] if tried else "head"
+        guided = lora.get("options", {}).get("pooling") == "guided"  # LoRA answering through a guided head on its tuned maps
+        chosen = choose(head["val_accuracy"], lora["val_accuracy"], head["val_n"], lora_guided=guided)[0] if tried else "head"
         pick = lora if chosen == "lora" else head
         out.append({**pick, "method": "auto", "chose": chosen, "train_s": head["train_s"] + (lora["train_s"] if tried else 0)})
     return rows + out

@@ -268,7 +268,7 @@ def _auto(tmp, build, options, backbone, base, settings, store, val_x, val_y, is
         lora_built = build(lora_dir, "lora", options)
         lora_acc = holdout_accuracy(lora_dir)
         summary["lora_val_accuracy"] = lora_acc
-        chosen, why = choose(head_acc, lora_acc, len(val_y))
+        chosen, why = choose(head_acc, lora_acc, len(val_y), lora_guided=lora_built.get("pooling") == "guided")
         if chosen == "lora":
             chosen_dir, chosen_options = lora_dir, lora_built
     summary.update(chosen=chosen, reason=why)

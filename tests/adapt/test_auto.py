@@ -44,3 +44,11 @@ def test_a_guided_head_on_the_tuned_maps_is_counted_in_the_lora_estimate():
     assert plain == 240 * 8 + 60 * 8 / 3 + 300 * 2
     # Two fits (holdout on the training split, served on all), each image in every view.
     assert lora_job_steps(240, 300, epochs=8, refit=2, guided_views=8) == plain + 8 * 540 * GUIDED_VIEW_STEPS
+
+
+def test_a_guided_lora_serves_when_it_does_at_least_as_well_as_the_head():
+    assert choose(0.90, 0.90, 60, lora_guided=True)[0] == "lora"  # a tie: the tuning set's evidence decides
+    assert choose(0.90, 0.91, 60, lora_guided=True)[0] == "lora"
+    method, why = choose(0.90, 0.88, 60, lora_guided=True)
+    assert method == "head" and "below the head's 0.900" in why
+    assert choose(0.90, 0.91, 60)[0] == "head"  # plain LoRA still needs a standard error (0.039 here)
