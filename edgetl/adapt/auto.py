@@ -42,8 +42,10 @@ MIN_VAL = 6
 #: Seconds for the things besides epochs: building the network, the linear probe, two exports.
 LORA_FIXED_S = 25.0
 #: One view of one image for a guided head on LoRA's tuned maps (ONNX Runtime's forward pass, then its
-#: share of the bank and the fit), in training steps of one image: measured on a 2-core x86 VM.
-GUIDED_VIEW_STEPS = 0.25
+#: share of the bank search and the fit), in training steps of one image. On a 2-core x86 VM the guided
+#: LoRA job took ~63 s more than plain LoRA for 300 images (4,320 views: 14.6 ms each) where a step
+#: takes ~50 ms per image (BENCHMARKS.md, "Time").
+GUIDED_VIEW_STEPS = 0.3
 
 
 @dataclass(frozen=True)
