@@ -79,6 +79,11 @@ def test_an_int8_lora_adapter_quantizes_both_its_models(server, data_dir):
         r = classify(server, np.zeros((64, 64, 3), np.uint8), task="tinytask")
         assert r.adapter_version == job.version and len(r.scores) == 3
 
+    # Asked for both, the job fails before training and says which to drop; the task keeps serving.
+    _, refused = train(server, task="tinytask", method="lora", epochs=1, batch_size=8, precision="int8", pooling="guided", force=True)
+    assert refused.state == "failed" and "guided pooling is for float LoRA" in refused.error
+    assert classify(server, np.zeros((64, 64, 3), np.uint8), task="tinytask").label
+
 
 @pytest.mark.parametrize(
     "kind, precision, phrase",
