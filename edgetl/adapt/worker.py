@@ -635,13 +635,19 @@ def _tuned_guided_head(directory: Path, x, y, names, good: int, class_names, opt
     head_options = {**HEAD_DEFAULTS, **{k: options[k] for k in ("weight_decay", "max_patches", "seed", "views") if options.get(k) is not None}}
     views = int(head_options["views"])
     emit({"phase": "features", "message": f"guided head on the tuned maps: {len(x)} images in {views} view(s)"})
-    maps = _onnx_maps(directory / "model.onnx", x, names, views)
+    maps = _onnx_maps(directory / "model.onnx", x, names, views, emit)
     head = fit_guided(maps, y, np.ones(len(y), bool), good, len(class_names), head_options, emit)
     np.savez(directory / "head.npz", **{"inputs": np.array(names), **head})
 
 
-def _onnx_maps(path: Path, x: np.ndarray, names, views: int, batch: int = 16) -> list[list[dict[str, np.ndarray]]]:
-    """maps[v][i]: image i's maps `names` ([C, h, w] each) from the model at `path`, in the head job's view v."""
+def _onnx_maps(path: Path, x: np.ndarray, names, views: int, emit, batch: int = 16) -> list[list[dict[str, np.ndarray]]]:
+    """maps[v][i]: image i's maps `names` ([C, h, w] each) from the model at `path`, in the head job's view v.
+
+    Batched through ONNX Runtime directly (not `cached_maps`' one image per run through a
+    MicroBatcher, nor its cache: a new model's maps are never asked for again); progress as it.
+    """
+    import time
+
     import onnxruntime as ort
 
     from edgetl.adapt.features import VIEWS
@@ -651,6 +657,7 @@ def _onnx_maps(path: Path, x: np.ndarray, names, views: int, batch: int = 16) ->
     options.intra_op_num_threads = max(1, int(os.environ.get("EDGETL_TRAIN_THREADS", "1")))
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     out = []
+    started = time.monotonic()
     for v in range(views):
         maps = []
         for start in range(0, len(x), batch):
@@ -658,6 +665,8 @@ def _onnx_maps(path: Path, x: np.ndarray, names, views: int, batch: int = 16) ->
             got = session.run(list(names), {INPUT_NAME: xb})
             maps.extend({name: got[j][i] for j, name in enumerate(names)} for i in range(len(xb)))
         out.append(maps)
+        elapsed = time.monotonic() - started
+        emit({"phase": "features", "epoch": v + 1, "epochs": views, "elapsed_s": elapsed, "eta_s": elapsed / (v + 1) * (views - v - 1), "message": f"tuned feature maps, view {v + 1} of {views}: {len(x)} images"})
     return out
 
 

@@ -103,6 +103,9 @@ def test_lora_adapter_runs_its_own_backbone(server, data_dir):
     assert {"head.npz", "holdout/head.npz"} <= set(manifest["files"])
     assert set(manifest["onnx"]["outputs"]) >= {"logits", "embedding", *engine.adapters["tinytask"].head.inputs}
     assert isinstance(engine.adapters["tinytask"].head, GuidedHead)
+    # The maps' extraction reports progress, view by view (holdout and served: 8 views each).
+    views = [e for e in events if e.phase == "features" and e.message.startswith("tuned feature maps")]
+    assert len(views) == 16 and views[-1].epoch == views[-1].epochs == 8
 
     # Asked for global pooling, LoRA answers from its own classifier, as before.
     _, plain = train(server, task="tinytask", method="lora", epochs=1, batch_size=8, pooling="global", force=True)
