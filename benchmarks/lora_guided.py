@@ -18,7 +18,11 @@ every labelled part, and fits the guided head on those maps. Variants, on
 - `spread`: today's guided head on the exported ImageNet backbone (what the head job serves);
 - `lora`: the LoRA model's own classifier (what the LoRA job serves);
 - `lora-guided`: the guided head on the LoRA-tuned maps;
-- `ens`, `lora-guided-ens`: `spread` + `lora`, and `lora-guided` + `lora`, probabilities averaged.
+- `ens`, `lora-guided-ens`: `spread` + `lora`, and `lora-guided` + `lora`, probabilities averaged;
+- `lora-guided-v4`: `lora-guided` fitted on the first 4 views only (half the maps and searches);
+- `norefit`, `norefit-v4`: the guided head fitted on every label's maps from the model as it was
+  before its 2 epochs on every label (the holdout model), in 8 and 4 views: the refit's ~30 s,
+  its second export and half the map passes saved, if the head's refit on every label is enough.
 Rows go to benchmarks/results/lora-guided.jsonl, with each cell's seconds.
 """
 
@@ -41,7 +45,7 @@ from benchmarks.guided_heads import append_cell, cell_parser, pending_cells, rea
 BANK_MAPS = ("stride16", "stride32")
 VIEWS = 8
 TEST_PER_CLASS = 30
-VARIANTS = ("spread", "lora", "lora-guided", "ens", "lora-guided-ens")
+VARIANTS = ("spread", "lora", "lora-guided", "ens", "lora-guided-ens", "lora-guided-v4", "norefit", "norefit-v4")
 #: The share of each class's labels LoRA validates its epochs on (the job's split is 20 %).
 VALIDATION = 0.2
 
@@ -74,7 +78,10 @@ def _torch_maps(net, x: np.ndarray, batch: int = 32) -> list[dict]:
 
 
 def _train_lora(backbone, x: np.ndarray, y: np.ndarray, seed: int):
-    """LoRA trained as the job trains it: the best of its epochs on a 20 % split, then 2 epochs on every label."""
+    """LoRA trained as the job trains it: the best of its epochs on a 20 % split, then 2 epochs on every label.
+
+    Returns the merged model before the 2 epochs (the holdout model) and after (the served one).
+    """
     from edgetl.adapt.trainer_lora import DEFAULTS, build_tasknet, continue_tasknet, merged_for_export, train_tasknet
 
     rng = np.random.default_rng(seed)
@@ -85,8 +92,9 @@ def _train_lora(backbone, x: np.ndarray, y: np.ndarray, seed: int):
     options = {**DEFAULTS, "seed": seed}
     net, _ = build_tasknet(backbone, len(CLASSES), options)
     train_tasknet(net, x[~is_val], y[~is_val], x[is_val], y[is_val], len(CLASSES), options, False, lambda e: None)
+    holdout = merged_for_export(net)
     continue_tasknet(net, x, y, len(CLASSES), options, int(options["refit_epochs"]), lambda e: None)
-    return merged_for_export(net)
+    return holdout, merged_for_export(net)
 
 
 def run_cells(args) -> None:
@@ -113,12 +121,18 @@ def run_cells(args) -> None:
             base_views = [maps.of(img, VIEWS) for _, img in picked]
             p_spread = _guided([[views[v] for views in base_views] for v in range(VIEWS)], y, test_base, seed)
             trained = time.perf_counter()
-            net = _train_lora(backbone, x, y, seed)
+            holdout, net = _train_lora(backbone, x, y, seed)
             lora_s = time.perf_counter() - trained
             tuned_views = [_torch_maps(net, np.stack([VIEW_OPS[v](xi) for xi in x]))[0] for v in range(VIEWS)]
             tuned_test, p_lora = _torch_maps(net, test_x)
             p_tuned = _guided(tuned_views, y, tuned_test, seed)
-            probabilities = {"spread": p_spread, "lora": p_lora, "lora-guided": p_tuned, "ens": p_spread + p_lora, "lora-guided-ens": p_tuned + p_lora}
+            p_tuned4 = _guided(tuned_views[:4], y, tuned_test, seed)
+            held_views = [_torch_maps(holdout, np.stack([VIEW_OPS[v](xi) for xi in x]))[0] for v in range(VIEWS)]
+            held_test, _ = _torch_maps(holdout, test_x)
+            probabilities = {
+                "spread": p_spread, "lora": p_lora, "lora-guided": p_tuned, "ens": p_spread + p_lora, "lora-guided-ens": p_tuned + p_lora,
+                "lora-guided-v4": p_tuned4, "norefit": _guided(held_views, y, held_test, seed), "norefit-v4": _guided(held_views[:4], y, held_test, seed),
+            }
             append_cell(args.results, {
                 "surface": surface, "generator": generator, "seed": seed, "labels": n,
                 "accuracy": {v: float((p.argmax(1) == y_test).mean()) for v, p in probabilities.items()},
@@ -131,11 +145,11 @@ def report(args) -> None:
     print("| labels per class | cells | " + " | ".join(VARIANTS) + " | LoRA s (median) |")
     print("|---|---|" + "---|" * (len(VARIANTS) + 1))
     for n, cells in sorted(by.items()):
-        print(f"| {n} | {len(cells)} | " + " | ".join(f"{statistics.mean(c['accuracy'][v] for c in cells):.3f}" for v in VARIANTS)
+        print(f"| {n} | {len(cells)} | " + " | ".join(f"{statistics.mean(c['accuracy'].get(v, float('nan')) for c in cells):.3f}" for v in VARIANTS)
               + f" | {statistics.median(c['lora_s'] for c in cells):.0f} |")
     print("\nper cell:\n")
     for r in rows:
-        print(f"{r['surface']:7} {r['generator']:9} seed {r['seed']} {r['labels']:2}/class  " + "  ".join(f"{v} {r['accuracy'][v]:.3f}" for v in VARIANTS))
+        print(f"{r['surface']:7} {r['generator']:9} seed {r['seed']} {r['labels']:2}/class  " + "  ".join(f"{v} {r['accuracy'][v]:.3f}" for v in VARIANTS if v in r['accuracy']))
 
 
 def main() -> None:

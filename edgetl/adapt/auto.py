@@ -41,11 +41,11 @@ SATISFIED = 0.995
 MIN_VAL = 6
 #: Seconds for the things besides epochs: building the network, the linear probe, two exports.
 LORA_FIXED_S = 25.0
-#: One view of one image for a guided head on LoRA's tuned maps (ONNX Runtime's forward pass, then its
-#: share of the bank search and the fit), in training steps of one image. On a 2-core x86 VM the guided
-#: LoRA job took ~63 s more than plain LoRA for 300 images (4,320 views: 14.6 ms each) where a step
-#: takes ~50 ms per image (BENCHMARKS.md, "Time").
-GUIDED_VIEW_STEPS = 0.3
+#: A guided head on LoRA's tuned maps, in training steps of one image (~50 ms on a 2-core x86 VM): one
+#: view of one image through ONNX Runtime (~6 ms), and one view of one image in a fit (its bank search
+#: and its share of the classifier, ~8 ms). With a refit, 4,320 views took ~63 s (BENCHMARKS.md, "Time").
+GUIDED_FORWARD_STEPS = 0.13
+GUIDED_FIT_STEPS = 0.17
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,8 @@ def choose(head_accuracy: float, lora_accuracy: float, n_val: int, lora_guided: 
 def estimate_lora_seconds(backbone, num_classes: int, options: dict, n_train: int, n_all: int, guided_views: int = 0) -> float | None:
     """Time a few real training steps here, and scale to the whole job (None if the backbone has no LoRA targets).
 
-    `guided_views`: the views a guided head on the tuned maps is fitted in (0: none), twice (holdout and served).
+    `guided_views`: the views a guided head on the tuned maps is fitted in (0: none), twice (holdout
+    and served); `options["refit_epochs"]`: the refit the job will run (`trainer_lora.refit_epochs`).
     """
     import numpy as np
     import torch
@@ -122,13 +123,16 @@ def estimate_lora_seconds(backbone, num_classes: int, options: dict, n_train: in
     started = time.monotonic()
     _epoch(net, optimizer, loss_fn, x, y, probe_options, generator, False, lambda: False)
     per_image = (time.monotonic() - started) / len(x)
-    return LORA_FIXED_S + build_s + per_image * lora_job_steps(n_train, n_all, int(options["epochs"]), int(options["refit_epochs"]), guided_views)
+    refit = int(options["refit_epochs"]) if n_all > n_train else 0
+    return LORA_FIXED_S + build_s + per_image * lora_job_steps(n_train, n_all, int(options["epochs"]), refit, guided_views)
 
 
 def lora_job_steps(n_train: int, n_all: int, epochs: int, refit: int, guided_views: int = 0) -> float:
     """A LoRA job's work in training steps of one image: its epochs, the refit, and a guided head's views."""
     # Each training epoch also scores the validation split (forward only, about a third of a step).
     steps = n_train * epochs + (n_all - n_train) * epochs / 3 + n_all * refit
-    # A guided head on the tuned maps: each view of each image through the exported model (the
-    # training split for the holdout head, every image for the served one), then its fit.
-    return steps + guided_views * (n_train + n_all) * GUIDED_VIEW_STEPS
+    # A guided head on the tuned maps: each view of each image through the exported model (once
+    # for both heads without a refit; with one, the holdout model's training split, then the
+    # served model's every image), and the two fits (holdout: the training split; served: all).
+    forwards = guided_views * (n_all + (n_train if refit else 0))
+    return steps + forwards * GUIDED_FORWARD_STEPS + guided_views * (n_train + n_all) * GUIDED_FIT_STEPS

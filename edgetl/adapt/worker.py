@@ -14,10 +14,12 @@ two models:
   it with the active version's holdout model on the current split. Neither
   has seen a validation image, since the split is fixed by image hash;
 - the **served** model, trained on every label. A head is fitted again on
-  all of them. LoRA continues from the holdout model's best epoch for
-  ``refit_epochs`` epochs with the validation images added, rather than
-  training twice. This is what a line gets from the labels its operators
-  gave.
+  all of them. LoRA that answers through a guided head on its tuned maps
+  does the same: its head is fitted again on every label, on the holdout
+  model's maps. LoRA that answers from its own classifier continues from
+  the holdout model's best epoch for ``refit_epochs`` epochs with the
+  validation images added, rather than training twice. This is what a
+  line gets from the labels its operators gave.
 The server, not this process, turns the temp directory into a version, so a
 job that crashes or is killed leaves nothing behind but a temp directory.
 
@@ -213,7 +215,14 @@ def _build(directory, method, options, backbone, session, base, record, labels, 
     elif method == "anomaly":
         options = _train_anomaly(directory, session, base[backbone.name], tensors, is_val, y, options, emit)
     else:
-        options = _train_lora(directory, backbone, session, tensors[~is_val], y[~is_val], tensors[is_val], y[is_val], class_names, options, emit)
+        # The linear probe's frozen features, from ONNX Runtime and the head's feature cache.
+        from edgetl.adapt.features import cached_features
+        from edgetl.backbones.spec import POOLED
+
+        names = (POOLED, *backbone.spec.feature_maps)  # the TaskNet's (trainer_lora.build_tasknet)
+        train_labels = [label for label, val in zip(labels, is_val) if not val]
+        probe = cached_features(base[backbone.name], train_labels, tensors[~is_val], names, data_dir / "features" / record.export_id, emit)
+        options = _train_lora(directory, backbone, session, tensors[~is_val], y[~is_val], tensors[is_val], y[is_val], class_names, options, emit, probe)
     options = {**options, "precision": precision, "serve_views": serve_views}
     manifest = {
         "task": task, "method": method, "backbone": backbone.name, "export_id": record.export_id,
@@ -240,6 +249,7 @@ def _auto(tmp, build, options, backbone, base, settings, store, val_x, val_y, is
         should_try_lora,
     )
     from edgetl.adapt.trainer_lora import DEFAULTS as LORA_DEFAULTS
+    from edgetl.adapt.trainer_lora import refit_epochs
     from edgetl.runtime.adapters import open_adapter, predict
 
     def holdout_accuracy(directory) -> float:
@@ -258,7 +268,8 @@ def _auto(tmp, build, options, backbone, base, settings, store, val_x, val_y, is
         # LoRA fits a guided head on its tuned maps when the head is guided (the same good class and options decide).
         guided = head_options.get("pooling") == "guided" and options.get("precision") != "int8"
         guided_views = int(head_options.get("views") or 0) if guided else 0
-        estimate = estimate_lora_seconds(backbone, len(class_names), lora_options, int((~is_val).sum()), len(is_val), guided_views)
+        refit = refit_epochs(options, guided)
+        estimate = estimate_lora_seconds(backbone, len(class_names), {**lora_options, "refit_epochs": refit}, int((~is_val).sum()), len(is_val), guided_views)
     decision = should_try_lora(head_acc, len(val_y), estimate, budget)
     summary = {"head_val_accuracy": head_acc, "lora_estimate_s": estimate, "time_budget_s": budget, "tried_lora": decision.train_lora}
     chosen, chosen_dir, chosen_options, why = "head", head_dir, head_options, decision.reason
@@ -304,11 +315,15 @@ def _drift_reference(tmp, candidate, manifest, labels, tensors, y, class_names, 
             pooled = cached_features(candidate.batcher, labels, tensors, names, cache, emit)
         z = (pooled - candidate.head.mean) * candidate.head.inv_std
     elif EMBEDDING in candidate.outputs:
+        # What serving hands the monitor (engine: `probabilities_and_embedding`): a LoRA model's own
+        # embedding, or its guided head's standardised descriptor. Queued 32 images at a time so
+        # the batcher runs them in batches (one at a time took twice as long).
         rows = []
-        for x in tensors:
-            result = candidate.batcher.run(x, candidate.outputs)
-            rows.append(probabilities_and_embedding(candidate.head, {k: v[None] for k, v in result.features.items()})[1][0])
-        z = np.stack(rows)
+        for start in range(0, len(tensors), 32):
+            results = candidate.batcher.run_many(list(tensors[start : start + 32]), candidate.outputs)
+            features = {name: np.stack([r.features[name] for r in results]) for name in candidate.outputs}
+            rows.append(probabilities_and_embedding(candidate.head, features)[1])
+        z = np.concatenate(rows)
     else:
         return
     if len(z) < 4:
@@ -553,13 +568,19 @@ def _anomaly_evidence(holdout, manifest, val_scores, val_y, defect_scores) -> di
     return evidence
 
 
-def _train_lora(tmp, backbone, session, train_x, train_y, val_x, val_y, class_names, options, emit) -> dict:
-    """The holdout LoRA model on the training split, then the served one refitted on every label.
+def _train_lora(tmp, backbone, session, train_x, train_y, val_x, val_y, class_names, options, emit, probe_features=None) -> dict:
+    """The holdout LoRA model on the training split, then the served one, from every label.
 
-    With a good class (as the head decides it: `_head_pooling`), each model
-    also gets a guided head on its own tuned maps (`_tuned_guided_head`): the
-    LoRA model then answers through the head, not its own classifier.
+    With a good class (as the head decides it: `_head_pooling`), the model
+    answers through a guided head on its own tuned maps (`_tuned_guided_heads`),
+    not its own classifier. Such a head learns every label the way the head
+    job's does: the holdout head from the training split, the served head
+    from every label, both on the holdout model's maps; the backbone is not
+    refitted (`trainer_lora.refit_epochs`). Plain LoRA's served model is the
+    holdout model after `refit_epochs` more epochs with every label.
     """
+    import shutil
+
     import torch
 
     from edgetl.adapt.trainer_lora import (
@@ -567,6 +588,7 @@ def _train_lora(tmp, backbone, session, train_x, train_y, val_x, val_y, class_na
         build_tasknet,
         continue_tasknet,
         merged_for_export,
+        refit_epochs,
         train_tasknet,
     )
     from edgetl.anomaly.model import bank_maps
@@ -576,7 +598,7 @@ def _train_lora(tmp, backbone, session, train_x, train_y, val_x, val_y, class_na
     torch.set_num_threads(max(1, int(os.environ.get("EDGETL_TRAIN_THREADS", "1"))))
     resolved = {**DEFAULTS, **{k: v for k, v in options.items() if k in DEFAULTS and v is not None}}
     int8 = options.get("precision") == "int8"
-    y_all = np.concatenate([train_y, val_y])
+    x_all, y_all = np.concatenate([train_x, val_x]), np.concatenate([train_y, val_y])
     is_train = np.arange(len(y_all)) < len(train_y)
     pooling, good, why = _head_pooling(class_names, y_all, is_train, options)
     if int8 and pooling == "guided":
@@ -585,31 +607,39 @@ def _train_lora(tmp, backbone, session, train_x, train_y, val_x, val_y, class_na
 
             raise InvalidInput("a LoRA adapter with precision int8 answers from its own classifier; guided pooling is for float LoRA (pooling auto or global)")
         pooling, why = "global", "precision int8: the quantized model answers from its own classifier"
-    names = bank_maps(session.record.manifest) if pooling == "guided" else ()
+    guided = pooling == "guided"
+    names = bank_maps(session.record.manifest) if guided else ()
+    refit = refit_epochs(options, guided) if len(val_x) else 0
     net, peft_model = build_tasknet(backbone, len(class_names), resolved)
-    summary = train_tasknet(net, train_x, train_y, val_x, val_y, len(class_names), resolved, False, emit)
+    summary = train_tasknet(net, train_x, train_y, val_x, val_y, len(class_names), resolved, False, emit, probe_features=probe_features)
     emit({"phase": "export", "message": f"best epoch {summary['best_epoch']} (validation accuracy {summary['val_accuracy']:.3f}); exporting the holdout model"})
-    (tmp / HOLDOUT_DIR).mkdir(parents=True, exist_ok=True)
-    facts = export_module(merged_for_export(net), backbone.spec, ("logits", *names), tmp / HOLDOUT_DIR / "model.onnx")
+    holdout = tmp / HOLDOUT_DIR
+    holdout.mkdir(parents=True, exist_ok=True)
+    # Without a refit the holdout model is also the served one: one export, with the served outputs.
+    facts = export_module(merged_for_export(net), backbone.spec, ("logits", *(() if refit else (EMBEDDING,)), *names), holdout / "model.onnx")
     if int8:
-        fp32_metrics = _onnx_metrics(tmp / HOLDOUT_DIR / "model.onnx", val_x, val_y, class_names)
-        facts["int8"] = _quantize_in_place(tmp / HOLDOUT_DIR / "model.onnx", train_x, emit)  # the training split only, as the gate requires
-    (tmp / HOLDOUT_DIR / "export.json").write_text(json.dumps(facts, indent=2))
-    if pooling == "guided":
-        _tuned_guided_head(tmp / HOLDOUT_DIR, train_x, train_y, names, good, class_names, options, emit)
-    refit = int(resolved["refit_epochs"]) if len(val_x) else 0
+        fp32_metrics = _onnx_metrics(holdout / "model.onnx", val_x, val_y, class_names)
+        facts["int8"] = _quantize_in_place(holdout / "model.onnx", train_x, emit)  # the training split only, as the gate requires
+    (holdout / "export.json").write_text(json.dumps(facts, indent=2))
     if refit:
+        if guided:
+            _tuned_guided_heads(holdout / "model.onnx", train_x, train_y, {holdout: np.ones(len(train_y), bool)}, names, good, class_names, options, emit)
         emit({"phase": "refit", "message": f"{refit} more epoch(s) with the {len(val_y)} validation images added: the served model learns from every label"})
-        continue_tasknet(net, np.concatenate([train_x, val_x]), y_all, len(class_names), resolved, refit, emit)
-    emit({"phase": "export", "message": "merging and exporting the served model"})
+        continue_tasknet(net, x_all, y_all, len(class_names), resolved, refit, emit)
+        emit({"phase": "export", "message": "merging and exporting the served model"})
+        facts = export_module(merged_for_export(net), backbone.spec, ("logits", EMBEDDING, *names), tmp / "model.onnx")
+        if int8:
+            facts["int8"] = _quantize_in_place(tmp / "model.onnx", x_all, emit)
+        (tmp / "export.json").write_text(json.dumps(facts, indent=2))
+    else:
+        for name in ("model.onnx", "export.json"):
+            shutil.copyfile(holdout / name, tmp / name)
+    if guided and not refit:
+        _tuned_guided_heads(tmp / "model.onnx", x_all, y_all, {holdout: is_train, tmp: np.ones(len(y_all), bool)}, names, good, class_names, options, emit)
+    elif guided:
+        _tuned_guided_heads(tmp / "model.onnx", x_all, y_all, {tmp: np.ones(len(y_all), bool)}, names, good, class_names, options, emit)
     if peft_model is not None:
         peft_model.save_pretrained(str(tmp / "peft"))  # adapter_config.json + adapter_model.safetensors
-    facts = export_module(merged_for_export(net), backbone.spec, ("logits", EMBEDDING, *names), tmp / "model.onnx")
-    if int8:
-        facts["int8"] = _quantize_in_place(tmp / "model.onnx", np.concatenate([train_x, val_x]), emit)
-    (tmp / "export.json").write_text(json.dumps(facts, indent=2))
-    if pooling == "guided":
-        _tuned_guided_head(tmp, np.concatenate([train_x, val_x]), y_all, names, good, class_names, options, emit)
     done = {
         **resolved, "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"], "refit_epochs": refit,
         "pooling": pooling, "pooling_reason": why, **({"good_class": class_names[good]} if good is not None else {}),
@@ -617,8 +647,9 @@ def _train_lora(tmp, backbone, session, train_x, train_y, val_x, val_y, class_na
     return {**done, "int8": {**facts["int8"], "fp32_metrics": fp32_metrics}} if int8 else done
 
 
-def _tuned_guided_head(directory: Path, x, y, names, good: int, class_names, options, emit) -> None:
-    """head.npz in `directory`: a guided head (edgetl.runtime.guided) fitted on the maps of x from its LoRA model.onnx.
+def _tuned_guided_heads(model: Path, x, y, fits: dict[Path, np.ndarray], names, good: int, class_names, options, emit) -> None:
+    """head.npz in each directory of `fits`: a guided head (edgetl.runtime.guided) fitted on
+    the images its rows pick, on the maps of x from the LoRA model at `model`.
 
     The head job's guided head reads the frozen ImageNet maps; LoRA tunes
     the maps to the task's defects but pools the whole image. This is both:
@@ -626,7 +657,7 @@ def _tuned_guided_head(directory: Path, x, y, names, good: int, class_names, opt
     to the defects (BENCHMARKS.md, "What was tried"). Fitted as the head job
     fits it, in its views, with its options, on the maps the exported model
     gives (ONNX Runtime: what serving will see, and 3-4x faster here than
-    the network in PyTorch).
+    the network in PyTorch); each image's maps are computed once for all fits.
     """
     from edgetl.adapt.trainer_guided import fit_guided
     from edgetl.adapt.trainer_head import DEFAULTS as HEAD_DEFAULTS
@@ -635,9 +666,10 @@ def _tuned_guided_head(directory: Path, x, y, names, good: int, class_names, opt
     head_options = {**HEAD_DEFAULTS, **{k: options[k] for k in ("weight_decay", "max_patches", "seed", "views") if options.get(k) is not None}}
     views = int(head_options["views"])
     emit({"phase": "features", "message": f"guided head on the tuned maps: {len(x)} images in {views} view(s)"})
-    maps = _onnx_maps(directory / "model.onnx", x, names, views, emit)
-    head = fit_guided(maps, y, np.ones(len(y), bool), good, len(class_names), head_options, emit)
-    np.savez(directory / "head.npz", **{"inputs": np.array(names), **head})
+    maps = _onnx_maps(model, x, names, views, emit)
+    for directory, rows in fits.items():
+        head = fit_guided(maps, y, rows, good, len(class_names), head_options, emit)
+        np.savez(directory / "head.npz", **{"inputs": np.array(names), **head})
 
 
 def _onnx_maps(path: Path, x: np.ndarray, names, views: int, emit, batch: int = 16) -> list[list[dict[str, np.ndarray]]]:

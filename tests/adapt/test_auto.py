@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgetl.adapt.auto import GUIDED_VIEW_STEPS, MARGIN, choose, lora_job_steps, lora_margin, should_try_lora
+from edgetl.adapt.auto import GUIDED_FIT_STEPS, GUIDED_FORWARD_STEPS, MARGIN, choose, lora_job_steps, lora_margin, should_try_lora
 
 
 def test_lora_is_tried_only_when_it_may_pay_and_fits_the_budget():
@@ -42,8 +42,19 @@ def test_lora_must_beat_the_head_by_more_than_a_lucky_image_or_two():
 def test_a_guided_head_on_the_tuned_maps_is_counted_in_the_lora_estimate():
     plain = lora_job_steps(240, 300, epochs=8, refit=2)
     assert plain == 240 * 8 + 60 * 8 / 3 + 300 * 2
-    # Two fits (holdout on the training split, served on all), each image in every view.
-    assert lora_job_steps(240, 300, epochs=8, refit=2, guided_views=8) == plain + 8 * 540 * GUIDED_VIEW_STEPS
+    # Two fits (holdout on the training split, served on all), each image in every view; with a
+    # refit, the maps of two models (the training split's, then every image's), else of one.
+    fits = 8 * 540 * GUIDED_FIT_STEPS
+    assert lora_job_steps(240, 300, epochs=8, refit=2, guided_views=8) == pytest.approx(plain + 8 * 540 * GUIDED_FORWARD_STEPS + fits)
+    assert lora_job_steps(240, 300, epochs=8, refit=0, guided_views=8) == pytest.approx(plain - 600 + 8 * 300 * GUIDED_FORWARD_STEPS + fits)
+
+
+def test_a_guided_lora_skips_the_backbone_refit_unless_asked():
+    from edgetl.adapt.trainer_lora import DEFAULTS, refit_epochs
+
+    assert refit_epochs({}, guided=True) == 0  # its head is refitted on every label instead
+    assert refit_epochs({}, guided=False) == DEFAULTS["refit_epochs"] == 2
+    assert refit_epochs({"refit_epochs": 3}, guided=True) == 3 and refit_epochs({"refit_epochs": 0}, guided=False) == 0
 
 
 def test_a_guided_lora_serves_when_it_does_at_least_as_well_as_the_head():

@@ -87,3 +87,37 @@ def test_a_cosine_schedule_lowers_the_rates_epoch_by_epoch_and_a_constant_one_ke
             assert backbone_rates == [pytest.approx(1e-3)] * 4
     with pytest.raises(InvalidInput, match="schedule must be one of constant, cosine"):
         train_tasknet(net, x, y, x, y, 3, {**DEFAULTS, "schedule": "step"}, scratch=False, progress=lambda e: None)
+
+
+def test_the_linear_probe_fits_the_same_from_onnx_runtime_features_as_from_its_own_pass(data_dir):
+    """The job hands the probe the frozen features ONNX Runtime computed (and the head's cache
+    keeps); they are the PyTorch backbone's, pooled as TaskNet pools, and the probe fits the same."""
+    from edgetl.adapt.trainer_lora import linear_probe, torch_pool
+    from edgetl.backbones.spec import POOLED
+    from edgetl.runtime.heads import pool_features
+    from edgetl.runtime.session import BackboneSession
+    from edgetl.runtime.store import ModelStore
+
+    settings = make_settings(data_dir)
+    backbone = BackboneRegistry.from_settings(settings).get(TINY)
+    store = ModelStore(data_dir / "store")
+    session = BackboneSession(store.find(backbone), settings, store.trt_cache)
+    h, w = backbone.spec.input_size
+    x = np.random.default_rng(1).normal(0, 1, (6, 3, h, w)).astype(np.float32)
+    y = np.array([0, 1, 2, 0, 1, 2])
+    names = (POOLED, *backbone.spec.feature_maps)
+    onnx = pool_features(session.run(x, list(names)), names)
+
+    fitted = []
+    for features in (None, torch.from_numpy(onnx)):
+        torch.manual_seed(0)
+        net, _ = build_tasknet(backbone, 3, dict(DEFAULTS))
+        if features is None:
+            with torch.no_grad():
+                np.testing.assert_allclose(torch_pool(net.eval().backbone(torch.from_numpy(x)), net.feature_names).numpy(), onnx, rtol=1e-3, atol=1e-4)
+        linear_probe(net, torch.from_numpy(x), torch.from_numpy(y), _loss(y, 3), features=features)
+        fitted.append(net.classifier.weight.detach().clone())
+    torch.testing.assert_close(fitted[0], fitted[1], rtol=1e-3, atol=1e-3)
+    assert fitted[0].abs().sum() > 0
+    with pytest.raises(ValueError, match="do not match 6 images"):
+        linear_probe(net, torch.from_numpy(x), torch.from_numpy(y), _loss(y, 3), features=torch.from_numpy(onnx[:5]))

@@ -103,15 +103,23 @@ def test_lora_adapter_runs_its_own_backbone(server, data_dir):
     assert {"head.npz", "holdout/head.npz"} <= set(manifest["files"])
     assert set(manifest["onnx"]["outputs"]) >= {"logits", "embedding", *engine.adapters["tinytask"].head.inputs}
     assert isinstance(engine.adapters["tinytask"].head, GuidedHead)
-    # The maps' extraction reports progress, view by view (holdout and served: 8 views each).
+    # Its backbone is not refitted: the holdout model serves, and its guided head is fitted again on
+    # every label (as the head job's is), on maps computed once, reported view by view.
+    assert manifest["options"]["refit_epochs"] == 0 and not [e for e in events if e.phase == "refit" and e.epoch]
+    assert manifest["files"]["model.onnx"] == manifest["files"]["holdout/model.onnx"]
+    with np.load(version_dir / "head.npz") as served, np.load(version_dir / "holdout" / "head.npz") as held:
+        assert not np.allclose(served["weight"], held["weight"])
     views = [e for e in events if e.phase == "features" and e.message.startswith("tuned feature maps")]
-    assert len(views) == 16 and views[-1].epoch == views[-1].epochs == 8
+    assert len(views) == 8 and views[-1].epoch == views[-1].epochs == 8
 
     # Asked for global pooling, LoRA answers from its own classifier, as before.
     _, plain = train(server, task="tinytask", method="lora", epochs=1, batch_size=8, pooling="global", force=True)
     assert plain.state == "succeeded", plain.error
     plain_dir = data_dir / "adapters" / "tinytask" / plain.version
     assert not (plain_dir / "head.npz").exists() and not (plain_dir / "holdout" / "head.npz").exists()
+    plain_manifest = json.loads((plain_dir / "manifest.json").read_text())
+    # Its own classifier learns every label by refitting the backbone: two models.
+    assert plain_manifest["options"]["refit_epochs"] == 2 and plain_manifest["files"]["model.onnx"] != plain_manifest["files"]["holdout/model.onnx"]
     assert isinstance(engine.adapters["tinytask"].head, LogitsHead)
     assert classify(server, np.zeros((64, 64, 3), np.uint8), task="tinytask").adapter_version == plain.version
 
