@@ -10,7 +10,8 @@ and is the answer unless LoRA does clearly better:
    models apart, the head is served;
 3. otherwise a few LoRA training steps are timed on this machine; if the
    whole LoRA job would not fit the time budget (`time_budget_s`), the head
-   is served;
+   is served. A LoRA job with a guided head that fits only without its
+   refit trains without it (`plan_lora`; unless `refit_epochs` was given);
 4. otherwise LoRA trains. When it answers through a guided head on its
    tuned maps (the default with a good class), it serves if its holdout
    accuracy is at least the head's (`choose`). Plain LoRA serves only if its holdout accuracy beats
@@ -96,12 +97,20 @@ def choose(head_accuracy: float, lora_accuracy: float, n_val: int, lora_guided: 
     )
 
 
-def estimate_lora_seconds(backbone, num_classes: int, options: dict, n_train: int, n_all: int, guided_views: int = 0) -> float | None:
-    """Time a few real training steps here, and scale to the whole job (None if the backbone has no LoRA targets).
+@dataclass(frozen=True)
+class LoraTiming:
+    """What a few LoRA training steps took on this machine: enough to price any LoRA job here."""
 
-    `guided_views`: the views a guided head on the tuned maps is fitted in (0: none), twice (holdout
-    and served); `options["refit_epochs"]`: the refit the job will run (`trainer_lora.refit_epochs`).
-    """
+    build_s: float
+    per_image_s: float
+
+    def job_seconds(self, n_train: int, n_all: int, epochs: int, refit: int, guided_views: int = 0) -> float:
+        refit = refit if n_all > n_train else 0  # nothing to refit on without a validation split
+        return LORA_FIXED_S + self.build_s + self.per_image_s * lora_job_steps(n_train, n_all, epochs, refit, guided_views)
+
+
+def time_lora_steps(backbone, num_classes: int, options: dict) -> LoraTiming | None:
+    """Time a few real training steps here (None if the backbone has no LoRA targets)."""
     import numpy as np
     import torch
 
@@ -122,9 +131,27 @@ def estimate_lora_seconds(backbone, num_classes: int, options: dict, n_train: in
     _epoch(net, optimizer, loss_fn, x[:batch], y[:batch], probe_options, generator, False, lambda: False)  # warm-up
     started = time.monotonic()
     _epoch(net, optimizer, loss_fn, x, y, probe_options, generator, False, lambda: False)
-    per_image = (time.monotonic() - started) / len(x)
-    refit = int(options["refit_epochs"]) if n_all > n_train else 0
-    return LORA_FIXED_S + build_s + per_image * lora_job_steps(n_train, n_all, int(options["epochs"]), refit, guided_views)
+    return LoraTiming(build_s, (time.monotonic() - started) / len(x))
+
+
+@dataclass(frozen=True)
+class LoraPlan:
+    estimate_s: float
+    refit_epochs: int
+    note: str = ""
+
+
+def plan_lora(timing: LoraTiming, options: dict, refit_given: bool, n_train: int, n_all: int, guided_views: int, budget_s: float) -> LoraPlan:
+    """LoRA's estimated seconds, and the refit it will run: its option, unless that is over the budget
+    and a guided LoRA without the refit is not (`--refit-epochs 0`: 1.3 points lower held out, about
+    60 s faster for 300 images; BENCHMARKS.md), and the caller did not ask for a refit itself."""
+    epochs, refit = int(options["epochs"]), int(options["refit_epochs"])
+    estimate = timing.job_seconds(n_train, n_all, epochs, refit, guided_views)
+    if estimate > budget_s and guided_views and refit and not refit_given:
+        faster = timing.job_seconds(n_train, n_all, epochs, 0, guided_views)
+        if faster <= budget_s:
+            return LoraPlan(faster, 0, f"without the refit: about {estimate:.0f} s with it, over the budget")
+    return LoraPlan(estimate, refit)
 
 
 def lora_job_steps(n_train: int, n_all: int, epochs: int, refit: int, guided_views: int = 0) -> float:

@@ -27,10 +27,10 @@ classifier. Choices, and why:
   model continues for ``refit_epochs`` epochs with the validation images
   added (``continue_tasknet``), at half the learning rate: the served model
   learns from every label for a quarter of the cost of training twice.
-  Not by default when it answers through a guided head on its tuned maps
-  (``refit_epochs``): that head is fitted again on every label instead, and
-  the job saves the refit, a second export and a second pass over the maps
-  (~50 s of 230 for 300 images, for 0.6 points on the tuning generators).
+  ``refit_epochs`` 0 serves the holdout model; with a guided head on its
+  tuned maps that head is still fitted again on every label, and the job
+  saves the refit, a second export and a second pass over the maps (~60 s
+  of 230 for 300 images), for 1.3 points held out (BENCHMARKS.md).
 
 Training runs in channels-last memory format (NHWC): on a 2-core x86 CPU a
 step of Lite0 at 224 px is 1.5x faster than in PyTorch's default NCHW
@@ -65,16 +65,6 @@ REFIT_LR_SCALE = 0.5
 SCRATCH_DEFAULTS = {**DEFAULTS, "learning_rate": 2e-3, "head_learning_rate": 2e-3}
 
 
-def refit_epochs(options: dict, guided: bool) -> int:
-    """Epochs on every label after the holdout model: the `refit_epochs` option when given, else
-    DEFAULTS' for a model that answers from its own classifier and none for one that answers
-    through a guided head, whose bank and classifier are refitted on every label instead (the
-    head job's way; the tuned maps stay the holdout model's: BENCHMARKS.md, "What was tried")."""
-    if options.get("refit_epochs") is not None:
-        return int(options["refit_epochs"])
-    return 0 if guided else int(DEFAULTS["refit_epochs"])
-
-
 def torch_pool(features: dict[str, torch.Tensor], names) -> torch.Tensor:
     """The torch twin of edgetl.runtime.heads.pool_features."""
     parts = []
@@ -103,7 +93,7 @@ class TaskNet(nn.Module):
         features = self.backbone(x)
         embedding = self.norm(torch_pool(features, self.feature_names))
         # The embedding is exported beside the logits: drift monitoring reads it. The tuned
-        # backbone's maps are there too, for a guided head on them (worker._tuned_guided_head);
+        # backbone's maps are there too, for a guided head on them (worker._tuned_guided_heads);
         # an export names the outputs it keeps.
         return {**features, "logits": self.classifier(embedding), "embedding": embedding}
 

@@ -14,12 +14,11 @@ two models:
   it with the active version's holdout model on the current split. Neither
   has seen a validation image, since the split is fixed by image hash;
 - the **served** model, trained on every label. A head is fitted again on
-  all of them. LoRA that answers through a guided head on its tuned maps
-  does the same: its head is fitted again on every label, on the holdout
-  model's maps. LoRA that answers from its own classifier continues from
-  the holdout model's best epoch for ``refit_epochs`` epochs with the
-  validation images added, rather than training twice. This is what a
-  line gets from the labels its operators gave.
+  all of them. LoRA continues from the holdout model's best epoch for
+  ``refit_epochs`` epochs with the validation images added, rather than
+  training twice (with ``refit_epochs`` 0, a LoRA model's guided head is
+  still fitted again on every label). This is what a line gets from the
+  labels its operators gave.
 The server, not this process, turns the temp directory into a version, so a
 job that crashes or is killed leaves nothing behind but a temp directory.
 
@@ -245,11 +244,11 @@ def _auto(tmp, build, options, backbone, base, settings, store, val_x, val_y, is
         MIN_VAL,
         SATISFIED,
         choose,
-        estimate_lora_seconds,
+        plan_lora,
         should_try_lora,
+        time_lora_steps,
     )
     from edgetl.adapt.trainer_lora import DEFAULTS as LORA_DEFAULTS
-    from edgetl.adapt.trainer_lora import refit_epochs
     from edgetl.runtime.adapters import open_adapter, predict
 
     def holdout_accuracy(directory) -> float:
@@ -262,21 +261,26 @@ def _auto(tmp, build, options, backbone, base, settings, store, val_x, val_y, is
     head_dir = tmp / ".auto-head"
     head_options = build(head_dir, "head", options)
     head_acc = holdout_accuracy(head_dir)
-    estimate = None
+    estimate, plan = None, None
     if head_acc < SATISFIED and len(val_y) >= MIN_VAL:
         emit({"phase": "auto", "message": f"auto: head validation accuracy {head_acc:.3f}; timing LoRA steps on this machine"})
         # LoRA fits a guided head on its tuned maps when the head is guided (the same good class and options decide).
         guided = head_options.get("pooling") == "guided" and options.get("precision") != "int8"
         guided_views = int(head_options.get("views") or 0) if guided else 0
-        refit = refit_epochs(options, guided)
-        estimate = estimate_lora_seconds(backbone, len(class_names), {**lora_options, "refit_epochs": refit}, int((~is_val).sum()), len(is_val), guided_views)
+        timing = time_lora_steps(backbone, len(class_names), lora_options)
+        if timing is not None:
+            plan = plan_lora(timing, lora_options, options.get("refit_epochs") is not None, int((~is_val).sum()), len(is_val), guided_views, budget)
+            estimate = plan.estimate_s
     decision = should_try_lora(head_acc, len(val_y), estimate, budget)
     summary = {"head_val_accuracy": head_acc, "lora_estimate_s": estimate, "time_budget_s": budget, "tried_lora": decision.train_lora}
     chosen, chosen_dir, chosen_options, why = "head", head_dir, head_options, decision.reason
     if decision.train_lora:
-        emit({"phase": "auto", "message": f"auto: {decision.reason}; training LoRA"})
+        lora_options_given = dict(options)
+        if plan.note:  # over the budget with the refit, inside it without
+            summary["lora_refit_epochs"] = lora_options_given["refit_epochs"] = plan.refit_epochs
+        emit({"phase": "auto", "message": f"auto: {decision.reason}{'; ' + plan.note if plan.note else ''}; training LoRA"})
         lora_dir = tmp / ".auto-lora"
-        lora_built = build(lora_dir, "lora", options)
+        lora_built = build(lora_dir, "lora", lora_options_given)
         lora_acc = holdout_accuracy(lora_dir)
         summary["lora_val_accuracy"] = lora_acc
         chosen, why = choose(head_acc, lora_acc, len(val_y), lora_guided=lora_built.get("pooling") == "guided")
@@ -571,13 +575,12 @@ def _anomaly_evidence(holdout, manifest, val_scores, val_y, defect_scores) -> di
 def _train_lora(tmp, backbone, session, train_x, train_y, val_x, val_y, class_names, options, emit, probe_features=None) -> dict:
     """The holdout LoRA model on the training split, then the served one, from every label.
 
-    With a good class (as the head decides it: `_head_pooling`), the model
+    With a good class (as the head decides it: `_head_pooling`), each model
     answers through a guided head on its own tuned maps (`_tuned_guided_heads`),
-    not its own classifier. Such a head learns every label the way the head
-    job's does: the holdout head from the training split, the served head
-    from every label, both on the holdout model's maps; the backbone is not
-    refitted (`trainer_lora.refit_epochs`). Plain LoRA's served model is the
-    holdout model after `refit_epochs` more epochs with every label.
+    not its own classifier. The served model is the holdout model after
+    `refit_epochs` more epochs with every label; with `refit_epochs` 0 the
+    holdout model serves, and its guided head is fitted again on every label
+    (the head job's way) on maps computed once.
     """
     import shutil
 
@@ -588,7 +591,6 @@ def _train_lora(tmp, backbone, session, train_x, train_y, val_x, val_y, class_na
         build_tasknet,
         continue_tasknet,
         merged_for_export,
-        refit_epochs,
         train_tasknet,
     )
     from edgetl.anomaly.model import bank_maps
@@ -609,7 +611,7 @@ def _train_lora(tmp, backbone, session, train_x, train_y, val_x, val_y, class_na
         pooling, why = "global", "precision int8: the quantized model answers from its own classifier"
     guided = pooling == "guided"
     names = bank_maps(session.record.manifest) if guided else ()
-    refit = refit_epochs(options, guided) if len(val_x) else 0
+    refit = int(resolved["refit_epochs"]) if len(val_x) else 0
     net, peft_model = build_tasknet(backbone, len(class_names), resolved)
     summary = train_tasknet(net, train_x, train_y, val_x, val_y, len(class_names), resolved, False, emit, probe_features=probe_features)
     emit({"phase": "export", "message": f"best epoch {summary['best_epoch']} (validation accuracy {summary['val_accuracy']:.3f}); exporting the holdout model"})

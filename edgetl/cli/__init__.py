@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="head, lora, auto: int8 quantizes the backbone, calibrated on the task's labels (about 2x faster on a VNNI CPU); "
         "kept as a candidate if it loses accuracy against fp32 beyond chance. Default: the server's [training] precision (fp32)",
     )
-    train.add_argument("--refit-epochs", type=int, help="LoRA: epochs the served model goes on with the validation images added (default 2, or 0 with a guided head, which is refitted on every label instead; 0: serve the holdout model)")
+    train.add_argument("--refit-epochs", type=int, help="LoRA: epochs the served model goes on with the validation images added (default 2; 0: serve the holdout model, its guided head still refitted on every label: faster, less accurate)")
     train.add_argument("--no-augment", action="store_true")
     train.add_argument("--seed", type=int)
     train.add_argument("--force", action="store_true", help="activate even if worse than the active adapter")

@@ -127,7 +127,7 @@ def open_adapter(
         kind = method + (", int8" if "int8" in manifest["onnx"] else "")
         # Counted per task, not per version, so /metrics does not grow a series with every retraining.
         batcher = MicroBatcher(BackboneSession(record, settings, trt_cache_root), settings.max_batch, label=f"{manifest['task']} ({kind})")
-        # A LoRA adapter with a head.npz answers through a guided head on its tuned maps (worker._tuned_guided_head).
+        # A LoRA adapter with a head.npz answers through a guided head on its tuned maps (worker._tuned_guided_heads).
         head = _load_head(path / "head.npz", manifest) if method == "head" or (path / "head.npz").is_file() else LogitsHead()
     else:
         raise ExportError(f"adapter {manifest['version']}: unknown method {method!r}")

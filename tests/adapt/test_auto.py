@@ -49,17 +49,31 @@ def test_a_guided_head_on_the_tuned_maps_is_counted_in_the_lora_estimate():
     assert lora_job_steps(240, 300, epochs=8, refit=0, guided_views=8) == pytest.approx(plain - 600 + 8 * 300 * GUIDED_FORWARD_STEPS + fits)
 
 
-def test_a_guided_lora_skips_the_backbone_refit_unless_asked():
-    from edgetl.adapt.trainer_lora import DEFAULTS, refit_epochs
-
-    assert refit_epochs({}, guided=True) == 0  # its head is refitted on every label instead
-    assert refit_epochs({}, guided=False) == DEFAULTS["refit_epochs"] == 2
-    assert refit_epochs({"refit_epochs": 3}, guided=True) == 3 and refit_epochs({"refit_epochs": 0}, guided=False) == 0
-
-
 def test_a_guided_lora_serves_when_it_does_at_least_as_well_as_the_head():
     assert choose(0.90, 0.90, 60, lora_guided=True)[0] == "lora"  # a tie: the tuning set's evidence decides
     assert choose(0.90, 0.91, 60, lora_guided=True)[0] == "lora"
     method, why = choose(0.90, 0.88, 60, lora_guided=True)
     assert method == "head" and "below the head's 0.900" in why
     assert choose(0.90, 0.91, 60)[0] == "head"  # plain LoRA still needs a standard error (0.039 here)
+
+
+def test_a_guided_lora_over_the_budget_drops_its_refit_when_that_fits():
+    from edgetl.adapt.auto import LoraTiming, plan_lora
+    from edgetl.adapt.trainer_lora import DEFAULTS
+
+    timing = LoraTiming(build_s=2.0, per_image_s=0.05)  # a 2-core VM's step (BENCHMARKS.md)
+    with_refit = timing.job_seconds(240, 300, 8, 2, 8)
+    without = timing.job_seconds(240, 300, 8, 0, 8)
+    assert without < with_refit
+    # Inside the budget: the refit stays.
+    plan = plan_lora(timing, DEFAULTS, False, 240, 300, 8, with_refit + 1)
+    assert plan.refit_epochs == 2 and plan.estimate_s == with_refit and not plan.note
+    # Over it with the refit, inside without: no refit, and the summary says why.
+    faster = plan_lora(timing, DEFAULTS, False, 240, 300, 8, (with_refit + without) / 2)
+    assert faster.refit_epochs == 0 and faster.estimate_s == without and f"about {with_refit:.0f} s with it" in faster.note
+    # Not when the caller asked for the refit, nor for plain LoRA (its own classifier needs the refit), nor when neither fits.
+    assert plan_lora(timing, DEFAULTS, True, 240, 300, 8, (with_refit + without) / 2).refit_epochs == 2
+    assert plan_lora(timing, DEFAULTS, False, 240, 300, 0, (with_refit + without) / 2).refit_epochs == 2
+    assert plan_lora(timing, DEFAULTS, False, 240, 300, 8, without - 1).estimate_s == with_refit
+    # Without a validation split there is nothing to refit on.
+    assert timing.job_seconds(300, 300, 8, 2, 8) == timing.job_seconds(300, 300, 8, 0, 8)

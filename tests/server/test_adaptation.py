@@ -103,14 +103,38 @@ def test_lora_adapter_runs_its_own_backbone(server, data_dir):
     assert {"head.npz", "holdout/head.npz"} <= set(manifest["files"])
     assert set(manifest["onnx"]["outputs"]) >= {"logits", "embedding", *engine.adapters["tinytask"].head.inputs}
     assert isinstance(engine.adapters["tinytask"].head, GuidedHead)
-    # Its backbone is not refitted: the holdout model serves, and its guided head is fitted again on
-    # every label (as the head job's is), on maps computed once, reported view by view.
-    assert manifest["options"]["refit_epochs"] == 0 and not [e for e in events if e.phase == "refit" and e.epoch]
-    assert manifest["files"]["model.onnx"] == manifest["files"]["holdout/model.onnx"]
-    with np.load(version_dir / "head.npz") as served, np.load(version_dir / "holdout" / "head.npz") as held:
-        assert not np.allclose(served["weight"], held["weight"])
+    # The maps' extraction reports progress, view by view (holdout and served: 8 views each).
     views = [e for e in events if e.phase == "features" and e.message.startswith("tuned feature maps")]
-    assert len(views) == 8 and views[-1].epoch == views[-1].epochs == 8
+    assert len(views) == 16 and views[-1].epoch == views[-1].epochs == 8
+    assert manifest["options"]["refit_epochs"] == 2 and manifest["files"]["model.onnx"] != manifest["files"]["holdout/model.onnx"]
+    # Its drift reference (fitted from batches) is what serving hands the monitor image by image:
+    # the guided head's standardised descriptor of each labelled image.
+    from edgetl.adapt.labels import LabelStore
+    from edgetl.db import DB_FILE
+    from edgetl.monitor.reference import fit_reference
+    from edgetl.runtime.heads import probabilities_and_embedding
+    from edgetl.runtime.preprocess import EncodedImage, decode
+    from edgetl.runtime.views import stack_views
+
+    adapter = engine.adapters["tinytask"]
+    labelled = LabelStore(data_dir, data_dir / DB_FILE, readonly=True).current("tinytask")
+    served = []
+    for label in labelled:
+        x = adapter.batcher.session.preprocess(decode(EncodedImage(label.path.read_bytes()), 10**8))
+        served.append(probabilities_and_embedding(adapter.head, stack_views(adapter.batcher.run_many([x], adapter.fetch), 1))[1][0])
+    expected = fit_reference(np.stack(served), np.array([["ok", "pit", "burn"].index(l.class_name) for l in labelled]), 3)
+    with np.load(version_dir / "drift.npz") as stored:
+        for name in ("center", "scores"):
+            np.testing.assert_allclose(stored[name], expected[name], rtol=1e-3, atol=1e-4)
+
+    # Without a refit the holdout model serves, and its guided head is fitted again on every
+    # label (as the head job's is), on maps computed once.
+    events, held = train(server, task="tinytask", method="lora", epochs=1, batch_size=8, refit_epochs=0, force=True)
+    assert held.state == "succeeded", held.error
+    held_manifest = json.loads((data_dir / "adapters" / "tinytask" / held.version / "manifest.json").read_text())
+    assert held_manifest["options"]["refit_epochs"] == 0 and held_manifest["files"]["model.onnx"] == held_manifest["files"]["holdout/model.onnx"]
+    assert held_manifest["files"]["head.npz"] != held_manifest["files"]["holdout/head.npz"]
+    assert len([e for e in events if e.phase == "features" and e.message.startswith("tuned feature maps")]) == 8
 
     # Asked for global pooling, LoRA answers from its own classifier, as before.
     _, plain = train(server, task="tinytask", method="lora", epochs=1, batch_size=8, pooling="global", force=True)
