@@ -636,10 +636,11 @@ def _train_lora(tmp, backbone, session, train_x, train_y, val_x, val_y, class_na
     else:
         for name in ("model.onnx", "export.json"):
             shutil.copyfile(holdout / name, tmp / name)
-    if guided and not refit:
-        _tuned_guided_heads(tmp / "model.onnx", x_all, y_all, {holdout: is_train, tmp: np.ones(len(y_all), bool)}, names, good, class_names, options, emit)
-    elif guided:
-        _tuned_guided_heads(tmp / "model.onnx", x_all, y_all, {tmp: np.ones(len(y_all), bool)}, names, good, class_names, options, emit)
+    if guided:
+        # The served head learns every label; without a refit the holdout head reads the same
+        # model's maps (its training split's rows), so they are computed once for both.
+        fits = {tmp: np.ones(len(y_all), bool), **({} if refit else {holdout: is_train})}
+        _tuned_guided_heads(tmp / "model.onnx", x_all, y_all, fits, names, good, class_names, options, emit)
     if peft_model is not None:
         peft_model.save_pretrained(str(tmp / "peft"))  # adapter_config.json + adapter_model.safetensors
     done = {
