@@ -275,12 +275,12 @@ def _auto(tmp, build, options, backbone, base, settings, store, val_x, val_y, is
     summary = {"head_val_accuracy": head_acc, "lora_estimate_s": estimate, "time_budget_s": budget, "tried_lora": decision.train_lora}
     chosen, chosen_dir, chosen_options, why = "head", head_dir, head_options, decision.reason
     if decision.train_lora:
-        lora_options_given = dict(options)
+        lora_request = dict(options)
         if plan.note:  # over the budget with the refit, inside it without
-            summary["lora_refit_epochs"] = lora_options_given["refit_epochs"] = plan.refit_epochs
+            summary["lora_refit_epochs"] = lora_request["refit_epochs"] = plan.refit_epochs
         emit({"phase": "auto", "message": f"auto: {decision.reason}{'; ' + plan.note if plan.note else ''}; training LoRA"})
         lora_dir = tmp / ".auto-lora"
-        lora_built = build(lora_dir, "lora", lora_options_given)
+        lora_built = build(lora_dir, "lora", lora_request)
         lora_acc = holdout_accuracy(lora_dir)
         summary["lora_val_accuracy"] = lora_acc
         chosen, why = choose(head_acc, lora_acc, len(val_y), lora_guided=lora_built.get("pooling") == "guided")
