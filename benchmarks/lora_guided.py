@@ -2,6 +2,8 @@
 
     python benchmarks/lora_guided.py run --generators synthetic strokes --surfaces brick grass gravel --labels 20 50 --seeds 0
     python benchmarks/lora_guided.py report --generators synthetic strokes --surfaces brick grass gravel
+    python benchmarks/lora_guided.py run ... --option lora_min_stride=1 --quick --results FILE   # LoRA options; the cheap variants only
+    python benchmarks/lora_guided.py report ... --results FILE --against OTHER                     # each cell's change against OTHER
 
 The guided head (edgetl.runtime.guided) reads the frozen ImageNet backbone's
 stride-16 and stride-32 maps; LoRA tunes the backbone but pools the whole
@@ -23,11 +25,14 @@ every labelled part, and fits the guided head on those maps. Variants, on
 - `norefit`, `norefit-v4`: the guided head fitted on every label's maps from the model as it was
   before its 2 epochs on every label (the holdout model), in 8 and 4 views: the refit's ~30 s,
   its second export and half the map passes saved, if the head's refit on every label is enough.
-Rows go to benchmarks/results/lora-guided.jsonl, with each cell's seconds.
+Rows go to benchmarks/results/lora-guided.jsonl, with each cell's seconds and
+the LoRA options given (`--option k=v`, over trainer_lora.DEFAULTS). `--quick`
+leaves out the `-v4` and `norefit` variants (a second model's maps).
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
@@ -77,7 +82,7 @@ def _torch_maps(net, x: np.ndarray, batch: int = 32) -> list[dict]:
     return maps, np.concatenate(probabilities)
 
 
-def _train_lora(backbone, x: np.ndarray, y: np.ndarray, seed: int):
+def _train_lora(backbone, x: np.ndarray, y: np.ndarray, seed: int, given: dict, holdout_too: bool = True):
     """LoRA trained as the job trains it: the best of its epochs on a 20 % split, then 2 epochs on every label.
 
     Returns the merged model before the 2 epochs (the holdout model) and after (the served one).
@@ -89,10 +94,10 @@ def _train_lora(backbone, x: np.ndarray, y: np.ndarray, seed: int):
     for c in np.unique(y):
         members = np.flatnonzero(y == c)
         is_val[rng.choice(members, max(1, round(VALIDATION * len(members))), replace=False)] = True
-    options = {**DEFAULTS, "seed": seed}
+    options = {**DEFAULTS, **given, "seed": seed}
     net, _ = build_tasknet(backbone, len(CLASSES), options)
     train_tasknet(net, x[~is_val], y[~is_val], x[is_val], y[is_val], len(CLASSES), options, False, lambda e: None)
-    holdout = merged_for_export(net)
+    holdout = merged_for_export(net) if holdout_too else None
     continue_tasknet(net, x, y, len(CLASSES), options, int(options["refit_epochs"]), lambda e: None)
     return holdout, merged_for_export(net)
 
@@ -104,6 +109,7 @@ def run_cells(args) -> None:
     from edgetl.backbones.registry import BackboneRegistry
     from edgetl.settings import Settings
 
+    given = dict(_option(o) for o in args.option)
     torch.set_num_threads(args.threads)
     maps = Maps(args.store, args.threads, ",".join(BANK_MAPS))
     backbone = BackboneRegistry.from_settings(Settings(data_dir=ROOT / "edgetl-data", providers=("cpu",))).get("efficientnet_lite0")
@@ -121,22 +127,23 @@ def run_cells(args) -> None:
             base_views = [maps.of(img, VIEWS) for _, img in picked]
             p_spread = _guided([[views[v] for views in base_views] for v in range(VIEWS)], y, test_base, seed)
             trained = time.perf_counter()
-            holdout, net = _train_lora(backbone, x, y, seed)
+            holdout, net = _train_lora(backbone, x, y, seed, given, holdout_too=not args.quick)
             lora_s = time.perf_counter() - trained
             tuned_views = [_torch_maps(net, np.stack([VIEW_OPS[v](xi) for xi in x]))[0] for v in range(VIEWS)]
             tuned_test, p_lora = _torch_maps(net, test_x)
             p_tuned = _guided(tuned_views, y, tuned_test, seed)
-            p_tuned4 = _guided(tuned_views[:4], y, tuned_test, seed)
-            held_views = [_torch_maps(holdout, np.stack([VIEW_OPS[v](xi) for xi in x]))[0] for v in range(VIEWS)]
-            held_test, _ = _torch_maps(holdout, test_x)
-            probabilities = {
-                "spread": p_spread, "lora": p_lora, "lora-guided": p_tuned, "ens": p_spread + p_lora, "lora-guided-ens": p_tuned + p_lora,
-                "lora-guided-v4": p_tuned4, "norefit": _guided(held_views, y, held_test, seed), "norefit-v4": _guided(held_views[:4], y, held_test, seed),
-            }
+            probabilities = {"spread": p_spread, "lora": p_lora, "lora-guided": p_tuned, "ens": p_spread + p_lora, "lora-guided-ens": p_tuned + p_lora}
+            if not args.quick:
+                held_views = [_torch_maps(holdout, np.stack([VIEW_OPS[v](xi) for xi in x]))[0] for v in range(VIEWS)]
+                held_test, _ = _torch_maps(holdout, test_x)
+                probabilities.update({
+                    "lora-guided-v4": _guided(tuned_views[:4], y, tuned_test, seed),
+                    "norefit": _guided(held_views, y, held_test, seed), "norefit-v4": _guided(held_views[:4], y, held_test, seed),
+                })
             append_cell(args.results, {
                 "surface": surface, "generator": generator, "seed": seed, "labels": n,
                 "accuracy": {v: float((p.argmax(1) == y_test).mean()) for v, p in probabilities.items()},
-                "lora_s": round(lora_s, 1), "cell_s": round(time.perf_counter() - started, 1),
+                "lora_s": round(lora_s, 1), "cell_s": round(time.perf_counter() - started, 1), "lora_options": given,
             })
 
 
@@ -150,10 +157,45 @@ def report(args) -> None:
     print("\nper cell:\n")
     for r in rows:
         print(f"{r['surface']:7} {r['generator']:9} seed {r['seed']} {r['labels']:2}/class  " + "  ".join(f"{v} {r['accuracy'][v]:.3f}" for v in VARIANTS if v in r['accuracy']))
+    if args.against:
+        _against(rows, args)
+
+
+def _against(rows: list[dict], args) -> None:
+    """Each cell's lora and lora-guided accuracy and LoRA seconds against the same cell in another results file."""
+    key = lambda r: (r["surface"], r["generator"], r["seed"], r["labels"])  # noqa: E731
+    other = {key(r): r for r in read_cells(argparse.Namespace(**{**vars(args), "results": args.against}))[0]}
+    print(f"\nagainst {args.against}:\n")
+    deltas: dict[str, list[float]] = {"lora": [], "lora-guided": []}
+    for r in rows:
+        o = other.get(key(r))
+        if o is None:
+            continue
+        for v in deltas:
+            deltas[v].append(r["accuracy"][v] - o["accuracy"][v])
+        print(f"{r['surface']:7} {r['generator']:9} {r['labels']:2}/class  lora {r['accuracy']['lora']:.3f} ({r['accuracy']['lora'] - o['accuracy']['lora']:+.3f})"
+              f"  lora-guided {r['accuracy']['lora-guided']:.3f} ({r['accuracy']['lora-guided'] - o['accuracy']['lora-guided']:+.3f})  LoRA {r['lora_s']:.0f} s against {o['lora_s']:.0f}")
+    for v, d in deltas.items():
+        if d:
+            print(f"{v}: mean change {statistics.mean(d):+.4f} over {len(d)} cells; up {sum(x > 0 for x in d)}, level {sum(x == 0 for x in d)}, down {sum(x < 0 for x in d)}")
+
+
+def _option(text: str) -> tuple[str, object]:
+    key, _, value = text.partition("=")
+    for kind in (int, float):
+        try:
+            return key, kind(value)
+        except ValueError:
+            pass
+    return key, {"true": True, "false": False}.get(value.lower(), value)
 
 
 def main() -> None:
-    args = cell_parser(__doc__, "lora-guided.jsonl").parse_args()
+    parser = cell_parser(__doc__, "lora-guided.jsonl")
+    parser.add_argument("--option", action="append", default=[], help="a LoRA option over trainer_lora.DEFAULTS, e.g. lora_min_stride=1")
+    parser.add_argument("--quick", action="store_true", help="the spread, lora, lora-guided and ensemble variants only")
+    parser.add_argument("--against", type=Path, help="report: another results file to compare each cell with")
+    args = parser.parse_args()
     run_cells(args) if args.command == "run" else report(args)
 
 

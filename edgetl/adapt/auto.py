@@ -42,11 +42,11 @@ SATISFIED = 0.995
 MIN_VAL = 6
 #: Seconds for the things besides epochs: building the network, the linear probe, two exports.
 LORA_FIXED_S = 25.0
-#: A guided head on LoRA's tuned maps, in training steps of one image (~50 ms on a 2-core x86 VM): one
-#: view of one image through ONNX Runtime (~6 ms), and one view of one image in a fit (its bank search
-#: and its share of the classifier, ~8 ms). With a refit, 4,320 views took ~63 s (BENCHMARKS.md, "Time").
-GUIDED_FORWARD_STEPS = 0.13
-GUIDED_FIT_STEPS = 0.17
+#: A guided head on LoRA's tuned maps, in PyTorch forward passes of one image (~18 ms on a 2-core x86
+#: VM): one view of one image through ONNX Runtime (~6 ms), and one view of one image in a fit (its
+#: bank search and its share of the classifier, ~8 ms). With a refit, 4,320 views took ~63 s (BENCHMARKS.md, "Time").
+GUIDED_VIEW_FORWARDS = 0.33
+GUIDED_FIT_FORWARDS = 0.45
 
 
 @dataclass(frozen=True)
@@ -99,22 +99,30 @@ def choose(head_accuracy: float, lora_accuracy: float, n_val: int, lora_guided: 
 
 @dataclass(frozen=True)
 class LoraTiming:
-    """What a few LoRA training steps took on this machine: enough to price any LoRA job here."""
+    """What LoRA's work took on this machine, per image: enough to price any LoRA job here.
+
+    Two rates, because how much of a step is backward depends on the job's
+    options (with `lora_min_stride` 8, a step is ~1.1 forward passes; with
+    every layer adapted, ~2.3), while validation and a guided head's maps are
+    forward work whatever the options.
+    """
 
     build_s: float
-    per_image_s: float
+    step_s: float  # one image's training step: forward, backward, update
+    forward_s: float  # one image's forward pass without gradients (validation, maps)
 
     def job_seconds(self, n_train: int, n_all: int, epochs: int, refit: int, guided_views: int = 0) -> float:
         refit = refit if n_all > n_train else 0  # nothing to refit on without a validation split
-        return LORA_FIXED_S + self.build_s + self.per_image_s * lora_job_steps(n_train, n_all, epochs, refit, guided_views)
+        steps, forwards = lora_job_work(n_train, n_all, epochs, refit, guided_views)
+        return LORA_FIXED_S + self.build_s + self.step_s * steps + self.forward_s * forwards
 
 
 def time_lora_steps(backbone, num_classes: int, options: dict) -> LoraTiming | None:
-    """Time a few real training steps here (None if the backbone has no LoRA targets)."""
+    """Time a few real training steps and forward passes here (None if the backbone has no LoRA targets)."""
     import numpy as np
     import torch
 
-    from edgetl.adapt.trainer_lora import _epoch, _loss, _optimizer, build_tasknet
+    from edgetl.adapt.trainer_lora import _epoch, _evaluate, _loss, _optimizer, build_tasknet
 
     if not backbone.spec.lora_targets:
         return None
@@ -131,7 +139,10 @@ def time_lora_steps(backbone, num_classes: int, options: dict) -> LoraTiming | N
     _epoch(net, optimizer, loss_fn, x[:batch], y[:batch], probe_options, generator, False, lambda: False)  # warm-up
     started = time.monotonic()
     _epoch(net, optimizer, loss_fn, x, y, probe_options, generator, False, lambda: False)
-    return LoraTiming(build_s, (time.monotonic() - started) / len(x))
+    step_s = (time.monotonic() - started) / len(x)
+    started = time.monotonic()
+    _evaluate(net, x, y, loss_fn)
+    return LoraTiming(build_s, step_s, (time.monotonic() - started) / len(x))
 
 
 @dataclass(frozen=True)
@@ -154,12 +165,13 @@ def plan_lora(timing: LoraTiming, options: dict, refit_given: bool, n_train: int
     return LoraPlan(estimate, refit)
 
 
-def lora_job_steps(n_train: int, n_all: int, epochs: int, refit: int, guided_views: int = 0) -> float:
-    """A LoRA job's work in training steps of one image: its epochs, the refit, and a guided head's views."""
-    # Each training epoch also scores the validation split (forward only, about a third of a step).
-    steps = n_train * epochs + (n_all - n_train) * epochs / 3 + n_all * refit
+def lora_job_work(n_train: int, n_all: int, epochs: int, refit: int, guided_views: int = 0) -> tuple[float, float]:
+    """A LoRA job's work in one image's training steps and in one image's forward passes:
+    its epochs and refit; each epoch's validation, and a guided head's views."""
+    steps = n_train * epochs + n_all * refit
     # A guided head on the tuned maps: each view of each image through the exported model (once
     # for both heads without a refit; with one, the holdout model's training split, then the
     # served model's every image), and the two fits (holdout: the training split; served: all).
-    forwards = guided_views * (n_all + (n_train if refit else 0))
-    return steps + forwards * GUIDED_FORWARD_STEPS + guided_views * (n_train + n_all) * GUIDED_FIT_STEPS
+    views = guided_views * (n_all + (n_train if refit else 0))
+    forwards = (n_all - n_train) * epochs + views * GUIDED_VIEW_FORWARDS + guided_views * (n_train + n_all) * GUIDED_FIT_FORWARDS
+    return steps, forwards

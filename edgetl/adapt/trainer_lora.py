@@ -1,7 +1,8 @@
 """Fine-tune a backbone with LoRA (peft) for a task, and export it merged to ONNX.
 
 Runs in the training process only (torch, peft). The network trained is
-``TaskNet``: the backbone (LoRA on the layers its plugin declares), the same
+``TaskNet``: the backbone (LoRA on the layers its plugin declares, from
+output stride ``lora_min_stride`` on: edgetl.adapt.lora_targets), the same
 multi-scale mean+max pooling as the heads, a LayerNorm and a linear
 classifier. Choices, and why:
 
@@ -53,11 +54,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgetl.adapt.lora_targets import lora_layers
 from edgetl.backbones.spec import POOLED, Backbone
 
 DEFAULTS = {
     "epochs": 8, "rank": 8, "learning_rate": 1e-3, "head_learning_rate": 1e-3, "batch_size": 16, "patience": 8, "augment": True, "seed": 0,
-    "refit_epochs": 2, "schedule": "constant",
+    "refit_epochs": 2, "schedule": "constant", "lora_min_stride": 8,
 }
 #: Learning-rate schedules over the epochs: constant, or cosine from the full rate down toward zero at the last epoch.
 SCHEDULES = ("constant", "cosine")
@@ -125,6 +127,7 @@ def build_tasknet(backbone: Backbone, num_classes: int, options: dict, scratch: 
     spec = backbone.spec
     base = backbone.build()
     names = (POOLED, *spec.feature_maps)
+    strides, dim = _probe(base, names, spec.input_size)
     peft_model = None
     if scratch:
         for module in base.modules():
@@ -134,23 +137,35 @@ def build_tasknet(backbone: Backbone, num_classes: int, options: dict, scratch: 
             p.requires_grad_(True)
         inner = base
     else:
-        if not spec.lora_targets:
-            from edgetl.errors import InvalidInput
-
-            raise InvalidInput(f"backbone {spec.name!r} declares no LoRA targets; use --method head")
-        target = r"(?:.*\.)?(?:" + "|".join(spec.lora_targets) + r")"
         rank = int(options["rank"])
-        config = peft.LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=target, lora_dropout=0.0, bias="none")
+        targets = lora_layers(spec, strides, int(options.get("lora_min_stride", DEFAULTS["lora_min_stride"])))
+        config = peft.LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=targets, lora_dropout=0.0, bias="none")
         # peft draws the LoRA weights from torch's global generator: seeded here, a job is the same job
         # whatever ran before it in the process (benchmarks run many in one; a cell's result depended on
         # the cells before it).
         torch.manual_seed(int(options.get("seed", 0)))
         peft_model = peft.get_peft_model(base, config)
         inner = peft_model
-    h, w = spec.input_size
-    with torch.no_grad():
-        dim = torch_pool(inner.eval()(torch.zeros(1, 3, h, w)), names).shape[1]
     return TaskNet(inner, names, dim, num_classes).to(memory_format=torch.channels_last), peft_model
+
+
+def _probe(base: nn.Module, names, input_size: tuple[int, int]) -> tuple[dict[str, float], int]:
+    """Each module's output stride (input height over its output's; 2-D outputs: infinite) and the pooled feature width, from one zero image."""
+    strides: dict[str, float] = {}
+    hooks = []
+    input_height, input_width = input_size
+    for name, module in base.named_modules():
+        def record(_module, _inputs, output, name=name):
+            if isinstance(output, torch.Tensor):
+                strides[name] = input_height / output.shape[2] if output.ndim == 4 else float("inf")
+        hooks.append(module.register_forward_hook(record))
+    try:
+        with torch.no_grad():
+            dim = torch_pool(base.eval()(torch.zeros(1, 3, input_height, input_width)), names).shape[1]
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return strides, dim
 
 
 def nhwc(x: torch.Tensor) -> torch.Tensor:

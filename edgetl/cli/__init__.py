@@ -153,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         "kept as a candidate if it loses accuracy against fp32 beyond chance. Default: the server's [training] precision (fp32)",
     )
     train.add_argument("--refit-epochs", type=int, help="LoRA: epochs the served model goes on with the validation images added (default 2; 0: serve the holdout model, its guided head still refitted on every label: faster, less accurate)")
+    train.add_argument("--lora-min-stride", type=int, help="LoRA: adapt only the layers at this output stride or coarser (1, 2, 4, 8, 16, 32; default 8: the high-resolution layers stay frozen, a training step ~2x faster; 1: every layer)")
     train.add_argument("--no-augment", action="store_true")
     train.add_argument("--seed", type=int)
     train.add_argument("--force", action="store_true", help="activate even if worse than the active adapter")

@@ -116,7 +116,7 @@ def cmd_train(args) -> int:
     from edgetl.api.v1 import adapt_pb2, adapt_pb2_grpc
 
     options = adapt_pb2.TrainingOptions()
-    for name in ("epochs", "rank", "learning_rate", "head_learning_rate", "batch_size", "patience", "seed", "refit_epochs", "time_budget_s", "views", "max_patches", "false_alarm_rate", "precision", "pooling", "good_class", "serve_views"):
+    for name in ("epochs", "rank", "learning_rate", "head_learning_rate", "batch_size", "patience", "seed", "refit_epochs", "time_budget_s", "views", "max_patches", "false_alarm_rate", "precision", "pooling", "good_class", "serve_views", "lora_min_stride"):
         if getattr(args, name) is not None:
             setattr(options, name, getattr(args, name))
     if args.no_augment:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgetl.adapt.auto import GUIDED_FIT_STEPS, GUIDED_FORWARD_STEPS, MARGIN, choose, lora_job_steps, lora_margin, should_try_lora
+from edgetl.adapt.auto import GUIDED_FIT_FORWARDS, GUIDED_VIEW_FORWARDS, MARGIN, LoraTiming, choose, lora_job_work, lora_margin, should_try_lora
 
 
 def test_lora_is_tried_only_when_it_may_pay_and_fits_the_budget():
@@ -40,13 +40,16 @@ def test_lora_must_beat_the_head_by_more_than_a_lucky_image_or_two():
 
 
 def test_a_guided_head_on_the_tuned_maps_is_counted_in_the_lora_estimate():
-    plain = lora_job_steps(240, 300, epochs=8, refit=2)
-    assert plain == 240 * 8 + 60 * 8 / 3 + 300 * 2
+    steps, forwards = lora_job_work(240, 300, epochs=8, refit=2)
+    assert (steps, forwards) == (240 * 8 + 300 * 2, 60 * 8)  # training and refit steps; each epoch's validation
     # Two fits (holdout on the training split, served on all), each image in every view; with a
     # refit, the maps of two models (the training split's, then every image's), else of one.
-    fits = 8 * 540 * GUIDED_FIT_STEPS
-    assert lora_job_steps(240, 300, epochs=8, refit=2, guided_views=8) == pytest.approx(plain + 8 * 540 * GUIDED_FORWARD_STEPS + fits)
-    assert lora_job_steps(240, 300, epochs=8, refit=0, guided_views=8) == pytest.approx(plain - 600 + 8 * 300 * GUIDED_FORWARD_STEPS + fits)
+    fits = 8 * 540 * GUIDED_FIT_FORWARDS
+    assert lora_job_work(240, 300, epochs=8, refit=2, guided_views=8) == pytest.approx((steps, forwards + 8 * 540 * GUIDED_VIEW_FORWARDS + fits))
+    assert lora_job_work(240, 300, epochs=8, refit=0, guided_views=8) == pytest.approx((steps - 600, forwards + 8 * 300 * GUIDED_VIEW_FORWARDS + fits))
+    # Seconds: steps at the step's rate, forward work at the forward pass's.
+    timing = LoraTiming(build_s=2.0, step_s=0.02, forward_s=0.018)
+    assert timing.job_seconds(240, 300, 8, 2) == pytest.approx(25.0 + 2.0 + 0.02 * steps + 0.018 * forwards)
 
 
 def test_a_guided_lora_serves_when_it_does_at_least_as_well_as_the_head():
@@ -58,10 +61,10 @@ def test_a_guided_lora_serves_when_it_does_at_least_as_well_as_the_head():
 
 
 def test_a_guided_lora_over_the_budget_drops_its_refit_when_that_fits():
-    from edgetl.adapt.auto import LoraTiming, plan_lora
+    from edgetl.adapt.auto import plan_lora
     from edgetl.adapt.trainer_lora import DEFAULTS
 
-    timing = LoraTiming(build_s=2.0, per_image_s=0.05)  # a 2-core VM's step (BENCHMARKS.md)
+    timing = LoraTiming(build_s=2.0, step_s=0.02, forward_s=0.018)  # a 2-core VM's (BENCHMARKS.md)
     with_refit = timing.job_seconds(240, 300, 8, 2, 8)
     without = timing.job_seconds(240, 300, 8, 0, 8)
     assert without < with_refit

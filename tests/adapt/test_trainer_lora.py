@@ -53,6 +53,32 @@ def test_training_runs_channels_last_and_the_export_copy_computes_the_same(taskn
         np.testing.assert_allclose(merged(x)["logits"].numpy(), net(x)["logits"].numpy(), rtol=1e-4, atol=1e-4)
 
 
+def test_lora_adapts_only_the_targets_at_its_min_stride_and_the_layers_below_get_no_backward(data_dir):
+    """lora_min_stride: the plugin's targets coarser than the floor get LoRA; finer ones stay plain and frozen,
+    and autograd never reaches them (their gradient is the training step's saving)."""
+    from edgetl.adapt.trainer_lora import _probe
+    from edgetl.backbones.spec import POOLED
+
+    backbone = BackboneRegistry.from_settings(make_settings(data_dir)).get(TINY)
+    strides, _ = _probe(backbone.build(), (POOLED, *backbone.spec.feature_maps), backbone.spec.input_size)
+    h, w = backbone.spec.input_size
+    x, y = torch.randn(4, 3, h, w), torch.tensor([0, 1, 2, 0])
+    adapted = {}
+    for floor in (1, 8):
+        net, _ = build_tasknet(backbone, 3, {**DEFAULTS, "lora_min_stride": floor})
+        names = {n.removeprefix("backbone.base_model.model.").removesuffix(".lora_A") for n, _ in net.named_modules() if n.endswith(".lora_A")}
+        adapted[floor] = names
+        assert names and all(strides[n] >= floor for n in names)
+        # Every frozen layer's input gradient stays unasked: a hook on the finest adapted layer's
+        # predecessors would see none. Checked directly: no parameter below the floor gets a gradient.
+        net.eval()
+        _loss(y.numpy(), 3)(net(x)["logits"], y).backward()
+        assert all(p.grad is None for p in net.parameters() if not p.requires_grad)
+        assert all(p.grad is not None for n, p in net.named_parameters() if "lora_B" in n)
+    finer = adapted[1] - adapted[8]
+    assert finer and all(strides[n] < 8 for n in finer)  # the tiny backbone has targets on both sides of the floor
+
+
 def test_the_lora_weights_start_from_the_seed_whatever_ran_before(data_dir):
     backbone = BackboneRegistry.from_settings(make_settings(data_dir)).get(TINY)
     first, _ = build_tasknet(backbone, 3, dict(DEFAULTS))

@@ -481,6 +481,17 @@ def test_serve_views_out_of_range_are_refused_and_the_old_version_serves(server,
     assert classify(server, np.zeros((96, 96, 3), np.uint8)).adapter_version == first.version
 
 
+@pytest.mark.parametrize("stride", [3, 64])
+def test_a_lora_min_stride_that_is_not_offered_is_refused_before_any_training_and_the_old_version_serves(server, stride):
+    create_and_label(server, per_class=4)
+    _, first = train(server)
+    with pytest.raises(grpc.RpcError) as refused:
+        train(server, method="lora", lora_min_stride=stride)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"lora_min_stride must be one of 1, 2, 4, 8, 16, 32, got {stride}" in refused.value.details()
+    assert classify(server, np.zeros((96, 96, 3), np.uint8)).adapter_version == first.version
+
+
 def test_a_manifest_with_impossible_serve_views_is_damaged_and_the_active_version_serves(server, data_dir):
     images = create_and_label(server, per_class=4)
     _, first = train(server)

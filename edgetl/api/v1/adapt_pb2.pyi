@@ -79,7 +79,7 @@ class ClassCount(_message.Message):
     def __init__(self, class_name: _Optional[str] = ..., train: _Optional[int] = ..., val: _Optional[int] = ...) -> None: ...
 
 class TrainingOptions(_message.Message):
-    __slots__ = ("epochs", "rank", "learning_rate", "head_learning_rate", "batch_size", "patience", "augment", "weight_decay", "seed", "refit_epochs", "time_budget_s", "views", "max_patches", "false_alarm_rate", "precision", "pooling", "good_class", "serve_views")
+    __slots__ = ("epochs", "rank", "learning_rate", "head_learning_rate", "batch_size", "patience", "augment", "weight_decay", "seed", "refit_epochs", "time_budget_s", "views", "max_patches", "false_alarm_rate", "precision", "pooling", "good_class", "serve_views", "lora_min_stride")
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +98,7 @@ class TrainingOptions(_message.Message):
     POOLING_FIELD_NUMBER: _ClassVar[int]
     GOOD_CLASS_FIELD_NUMBER: _ClassVar[int]
     SERVE_VIEWS_FIELD_NUMBER: _ClassVar[int]
+    LORA_MIN_STRIDE_FIELD_NUMBER: _ClassVar[int]
     epochs: int
     rank: int
     learning_rate: float
@@ -116,7 +117,8 @@ class TrainingOptions(_message.Message):
     pooling: str
     good_class: str
     serve_views: int
-    def __init__(self, epochs: _Optional[int] = ..., rank: _Optional[int] = ..., learning_rate: _Optional[float] = ..., head_learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., patience: _Optional[int] = ..., augment: _Optional[bool] = ..., weight_decay: _Optional[float] = ..., seed: _Optional[int] = ..., refit_epochs: _Optional[int] = ..., time_budget_s: _Optional[int] = ..., views: _Optional[int] = ..., max_patches: _Optional[int] = ..., false_alarm_rate: _Optional[float] = ..., precision: _Optional[str] = ..., pooling: _Optional[str] = ..., good_class: _Optional[str] = ..., serve_views: _Optional[int] = ...) -> None: ...
+    lora_min_stride: int
+    def __init__(self, epochs: _Optional[int] = ..., rank: _Optional[int] = ..., learning_rate: _Optional[float] = ..., head_learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., patience: _Optional[int] = ..., augment: _Optional[bool] = ..., weight_decay: _Optional[float] = ..., seed: _Optional[int] = ..., refit_epochs: _Optional[int] = ..., time_budget_s: _Optional[int] = ..., views: _Optional[int] = ..., max_patches: _Optional[int] = ..., false_alarm_rate: _Optional[float] = ..., precision: _Optional[str] = ..., pooling: _Optional[str] = ..., good_class: _Optional[str] = ..., serve_views: _Optional[int] = ..., lora_min_stride: _Optional[int] = ...) -> None: ...
 
 class StartTrainingRequest(_message.Message):
     __slots__ = ("task", "method", "options", "force", "compare_scratch")
