@@ -1,11 +1,17 @@
-"""One LoRA training step of the built-in backbone, in PyTorch's default memory format and in channels-last.
+"""One LoRA training step of the built-in backbone: memory formats, and how deep LoRA reaches.
 
     python benchmarks/lora_step.py [--rounds 3] [--steps 5] [--threads 2]
+    python benchmarks/lora_step.py --min-strides 1 4 8 16   # channels-last, LoRA from each output stride on
 
 The step is edgetl.adapt.trainer_lora's own (forward, loss, backward,
-optimiser) on a batch of 16 random 224 px images, in interleaved rounds; it
-also checks that both layouts give the same loss and gradients. LoRA jobs
-train channels-last since 2026-11-30 (BENCHMARKS.md, "Time").
+optimiser) on a batch of 16 random 224 px images, in interleaved rounds.
+Without --min-strides it compares PyTorch's default memory format with
+channels-last at the default floor, and checks that both layouts give the
+same loss and gradients (LoRA jobs train channels-last since 2026-11-30).
+With --min-strides it times channels-last networks whose LoRA starts at each
+output stride (`lora_min_stride`: the layers below stay frozen and leave the
+backward pass), with a forward pass without gradients beside them (what
+validation and a guided head's maps cost per image). BENCHMARKS.md, "Time".
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--min-strides", type=int, nargs="+", help="time LoRA from each of these output strides on (channels-last)")
     args = parser.parse_args()
 
     import tempfile
@@ -45,6 +52,9 @@ def main() -> None:
     x = torch.randn(16, 3, h, w, generator=torch.Generator().manual_seed(0))
     y = torch.arange(16) % 6
     loss_fn = torch.nn.CrossEntropyLoss()
+    if args.min_strides:
+        floors(args, backbone, x, y, loss_fn)
+        return
     nets = {"default (NCHW)": (default, x), "channels-last": (channels_last, x.contiguous(memory_format=torch.channels_last))}
 
     def step(net, batch):
@@ -68,6 +78,46 @@ def main() -> None:
     base = statistics.median(times["default (NCHW)"])
     for name, values in times.items():
         print(f"{name:15} {statistics.median(values):5.1f} ms per image (rounds: {', '.join(f'{v:.1f}' for v in values)}); {base / statistics.median(values):.2f}x")
+
+
+def floors(args, backbone, x, y, loss_fn) -> None:
+    """Channels-last steps with LoRA from each output stride on, and a forward pass without gradients, interleaved."""
+    import torch
+
+    from edgetl.adapt.trainer_lora import DEFAULTS, build_tasknet
+
+    batch = x.contiguous(memory_format=torch.channels_last)
+    nets = {}
+    for floor in args.min_strides:
+        net, _ = build_tasknet(backbone, 6, {**DEFAULTS, "lora_min_stride": floor})
+        layers = sum(1 for name, _ in net.named_modules() if name.endswith(".lora_A"))
+        weights = sum(p.numel() for name, p in net.named_parameters() if "lora_" in name)
+        nets[f"LoRA from stride {floor}"] = net
+        print(f"LoRA from stride {floor}: {layers} layers, {weights:,} LoRA weights")
+
+    def step(net):
+        net.eval()
+        net.norm.train()
+        net.zero_grad()
+        loss_fn(net(batch)["logits"], y).backward()
+
+    def forward(net):
+        net.eval()
+        with torch.no_grad():
+            net(batch)
+
+    runs = {**{name: (step, net) for name, net in nets.items()}, "forward only (no gradients)": (forward, next(iter(nets.values())))}
+    times = {name: [] for name in runs}
+    for _ in range(args.rounds):
+        for name, (run, net) in runs.items():
+            run(net)
+            started = time.perf_counter()
+            for _ in range(args.steps):
+                run(net)
+            times[name].append((time.perf_counter() - started) / args.steps / len(x) * 1000)
+    first = statistics.median(times[next(iter(times))])
+    for name, values in times.items():
+        print(f"{name:28} {statistics.median(values):5.1f} ms per image (rounds: {', '.join(f'{v:.1f}' for v in values)}); {first / statistics.median(values):.2f}x")
 
 
 if __name__ == "__main__":

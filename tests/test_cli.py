@@ -277,8 +277,11 @@ def test_kill_9_during_activations_leaves_a_fully_written_adapter_active(serve, 
     assert run("label", "import", "--task", "t", str(dataset), *s).returncode == 0
     assert run("train", "--task", "t", "--method", "head", "--wait", *s).returncode == 0
     # LoRA's own classifier (global pooling): two guided heads on this tiny random backbone can both answer 0 / 1.
-    lora = run("train", "--task", "t", "--method", "lora", "--epochs", "1", "--pooling", "global", "--force", "--wait", *s)
+    lora = run("train", "--task", "t", "--method", "lora", "--epochs", "1", "--pooling", "global", "--lora-min-stride", "16", "--force", "--wait", *s)
     assert lora.returncode == 0, lora.stderr
+    with grpc.insecure_channel(server.address) as channel:
+        listed = adapt_pb2_grpc.AdapterServiceStub(channel).ListAdapters(adapt_pb2.ListAdaptersRequest(task="t"), timeout=30)
+    assert json.loads(listed.adapters[-1].options_json)["lora_min_stride"] == 16  # the flag reached the job
 
     probe = inference_pb2.ClassifyRequest(task="t", image=image_pb2.Image(encoded=next(dataset.rglob("*.png")).read_bytes()))
 

@@ -155,7 +155,7 @@ class LoraPlan:
 def plan_lora(timing: LoraTiming, options: dict, refit_given: bool, n_train: int, n_all: int, guided_views: int, budget_s: float) -> LoraPlan:
     """LoRA's estimated seconds, and the refit it will run: its option, unless that is over the budget
     and a guided LoRA without the refit is not (`--refit-epochs 0`: 1.3 points lower held out, about
-    60 s faster for 300 images; BENCHMARKS.md), and the caller did not ask for a refit itself."""
+    60 s faster for 300 images, measured with every layer adapted; BENCHMARKS.md), and the caller did not ask for a refit itself."""
     epochs, refit = int(options["epochs"]), int(options["refit_epochs"])
     estimate = timing.job_seconds(n_train, n_all, epochs, refit, guided_views)
     if estimate > budget_s and guided_views and refit and not refit_given:

@@ -19,7 +19,7 @@ classifier. Choices, and why:
   three or four epochs before it climbs, and with a few dozen validation
   images patience 3 stopped 2 of 8 held-out cells at epoch 4 (2.5 points
   lower on average; BENCHMARKS.md). All 8 epochs of 300 images fit in
-  3 minutes on 2 cores;
+  3 minutes on 2 cores, with the guided head's maps and fits (median 172 s);
 - the classifier is first fitted on the frozen features (a linear probe),
   then fine-tuned with the LoRA weights ("LP-FT"): a random classifier's
   large early gradients would otherwise wreck the pretrained features in
@@ -31,7 +31,8 @@ classifier. Choices, and why:
   ``refit_epochs`` 0 serves the holdout model; with a guided head on its
   tuned maps that head is still fitted again on every label, and the job
   saves the refit, a second export and a second pass over the maps (~60 s
-  of 230 for 300 images), for 1.3 points held out (BENCHMARKS.md).
+  of 230 for 300 images with every layer adapted), for 1.3 points held out
+  (BENCHMARKS.md).
 
 Training runs in channels-last memory format (NHWC): on a 2-core x86 CPU a
 step of Lite0 at 224 px is 1.5x faster than in PyTorch's default NCHW
