@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.anomaly import Maps
 from benchmarks.defects import CLASSES, make_set
 from benchmarks.guided_heads import append_cell, cell_parser, pending_cells, read_cells
+from benchmarks.heldout import _option  # k=v as heldout.py reads it: ints, floats, booleans, strings
 
 BANK_MAPS = ("stride16", "stride32")
 VIEWS = 8
@@ -178,16 +179,6 @@ def _against(rows: list[dict], args) -> None:
     for v, d in deltas.items():
         if d:
             print(f"{v}: mean change {statistics.mean(d):+.4f} over {len(d)} cells; up {sum(x > 0 for x in d)}, level {sum(x == 0 for x in d)}, down {sum(x < 0 for x in d)}")
-
-
-def _option(text: str) -> tuple[str, object]:
-    key, _, value = text.partition("=")
-    for kind in (int, float):
-        try:
-            return key, kind(value)
-        except ValueError:
-            pass
-    return key, {"true": True, "false": False}.get(value.lower(), value)
 
 
 def main() -> None:
