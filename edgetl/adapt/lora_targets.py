@@ -6,8 +6,9 @@ process (``trainer_lora._probe``: one zero image through the backbone).
 
 Why a stride floor: autograd stops at the first adapted layer, so leaving the
 high-resolution layers frozen takes their backward pass out of every step.
-On Lite0 at 224 px, LoRA from stride 8 on trains a step in ~20 ms an image
-against ~42 with every 1x1 convolution adapted (benchmarks/lora_step.py),
+On Lite0 at 224 px, LoRA from stride 8 on trains a step in about half the
+time it takes with every 1x1 convolution adapted (20-27 ms an image against
+42-53 on 2 cores; benchmarks/lora_step.py --min-strides 1 8),
 and keeps 97 % of the LoRA weights (the early layers are narrow);
 BENCHMARKS.md has its accuracy held out.
 """
