@@ -69,11 +69,19 @@ def test_lora_adapts_only_the_targets_at_its_min_stride_and_the_layers_below_get
         names = {n.removeprefix("backbone.base_model.model.").removesuffix(".lora_A") for n, _ in net.named_modules() if n.endswith(".lora_A")}
         adapted[floor] = names
         assert names and all(strides[n] >= floor for n in names)
-        # Every frozen layer's input gradient stays unasked: a hook on the finest adapted layer's
-        # predecessors would see none. Checked directly: no parameter below the floor gets a gradient.
+        # Whether autograd records each layer's output: what it records, the backward pass runs through.
+        recorded = {}
+        hooks = [
+            module.register_forward_hook(lambda _m, _i, out, name=name: recorded.__setitem__(name, out.requires_grad))
+            for full, module in net.backbone.named_modules()
+            if (name := full.removeprefix("base_model.model.")) in strides and strides[name] != float("inf")
+        ]
         net.eval()
         _loss(y.numpy(), 3)(net(x)["logits"], y).backward()
-        assert all(p.grad is None for p in net.parameters() if not p.requires_grad)
+        for hook in hooks:
+            hook.remove()
+        finer_outputs = [recorded[n] for n in recorded if strides[n] < 8]
+        assert finer_outputs and any(finer_outputs) == (floor == 1)  # from stride 8 on, nothing finer is on the backward path
         assert all(p.grad is not None for n, p in net.named_parameters() if "lora_B" in n)
     finer = adapted[1] - adapted[8]
     assert finer and all(strides[n] < 8 for n in finer)  # the tiny backbone has targets on both sides of the floor
