@@ -23,6 +23,7 @@ HELD_OUT generators.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -71,7 +72,7 @@ class Bench:
         self.session = session
         os.environ["EDGETL_TRAIN_THREADS"] = str(threads)
 
-    def cell(self, surface: str, generator: str, n: int, seed: int, method: str, options: dict, scratch: bool = False) -> dict:
+    def cell(self, surface: str, generator: str, n: int, seed: int, method: str, options: dict, scratch: bool = False, also_views: tuple[int, ...] = ()) -> dict:
         from edgetl.adapt.labels import LabelStore
         from edgetl.adapt.worker import run
         from edgetl.db import DB_FILE
@@ -105,6 +106,12 @@ class Bench:
         confusion = np.zeros((len(CLASSES), len(CLASSES)), int)
         for t, p in zip(truth, predicted):
             confusion[t, p] += 1
+        # The same adapter answering from V views (serve_views = V changes nothing else it holds: every
+        # head is fitted on 8 views of each label), so test-time augmentation is paired with the served answer.
+        extra = {}
+        for views in also_views:
+            p = predict(dataclasses.replace(adapter, views=views), tensors)
+            extra[str(views)] = {"test_accuracy": float((p.argmax(1) == truth).mean()), "probabilities": np.round(p, 4).tolist()}
         shutil.rmtree(self.root / "adapters" / task, ignore_errors=True)
         return {
             "test_accuracy": float((predicted == truth).mean()), "val_accuracy": result["metrics"]["accuracy"], "val_n": result["metrics"]["n"],
@@ -113,6 +120,7 @@ class Bench:
             "probabilities": np.round(probabilities, 4).tolist(), "truth": truth.tolist(),
             **({"scratch_val_accuracy": result["scratch_metrics"]["accuracy"]} if scratch and result.get("scratch_metrics") else {}),
             **({"int8_paired": result["int8_paired"]} if "int8_paired" in result else {}),
+            **({"also_views": extra} if extra else {}),
         }
 
     def close(self) -> None:
@@ -138,11 +146,12 @@ def run_cells(args) -> None:
                             row = {"surface": surface, "generator": generator, "labels": n, "seed": seed, "method": method, "variant": args.variant}
                             if _key(row) in done:
                                 continue
-                            row.update(bench.cell(surface, generator, n, seed, method, options, args.scratch))
+                            row.update(bench.cell(surface, generator, n, seed, method, options, args.scratch, tuple(args.also_views)))
                             row["requested_options"] = options
                             with open(args.results, "a") as f:
                                 f.write(json.dumps(row) + "\n")
-                            print(f"{surface:7} {generator:9} {n:3}/class seed {seed} {method:5} {args.variant:12} test {row['test_accuracy']:.3f}  val {row['val_accuracy']:.3f}  {row['train_s']:.1f} s", flush=True)
+                            also = "".join(f"  {v} views {r['test_accuracy']:.3f}" for v, r in row.get("also_views", {}).items())
+                            print(f"{surface:7} {generator:9} {n:3}/class seed {seed} {method:5} {args.variant:12} test {row['test_accuracy']:.3f}{also}  val {row['val_accuracy']:.3f}  {row['train_s']:.1f} s", flush=True)
     finally:
         bench.close()
 
@@ -200,6 +209,23 @@ def ensemble(rows: list[dict]) -> None:
         print(f"| {variant} | {n} | {head:.3f} | {lora:.3f} | {both:.3f} | {len(cells)} | {above} of {len(cells)} |")
 
 
+def more_views(groups: dict) -> None:
+    """Cells answered also from V views by the same adapter (`run --also-views`): served answer against V views, paired."""
+    lines = []
+    for (method, variant, n), cells in sorted(groups.items()):
+        views = sorted({v for c in cells for v in c.get("also_views", {})}, key=int)
+        for v in views:
+            paired = [(c["test_accuracy"], c["also_views"][v]["test_accuracy"]) for c in cells if v in c.get("also_views", {})]
+            served, more = (statistics.mean(p[i] for p in paired) for i in range(2))
+            up, down = sum(b > a for a, b in paired), sum(b < a for a, b in paired)
+            lines.append(f"| {method} | {variant} | {n} | {served:.3f} | {v} | {more:.3f} | {more - served:+.3f} | {up} up, {len(paired) - up - down} level, {down} down |")
+    if lines:
+        print("\ntest-time augmentation (the same adapters answering from V views; `run --also-views`):\n")
+        print("| method | variant | labels/class | as served | V | from V views | change | cells |")
+        print("|---|---|---|---|---|---|---|---|")
+        print("\n".join(lines))
+
+
 def report(args) -> None:
     rows = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
     rows = [r for r in rows if r["generator"] in args.generators and r["surface"] in args.surfaces and r["seed"] in args.seeds]
@@ -236,6 +262,7 @@ def report(args) -> None:
         for r in scratch:
             print(f"| {r['surface']} | {r['generator']} | {r['labels']} | {r['variant']} ({r['method']}) | {r['val_accuracy']:.3f} | {r['scratch_val_accuracy']:.3f} |")
     ensemble(rows)
+    more_views(groups)
     print("\nper surface (mean over generators and seeds):\n")
     surfaces = [s for s in args.surfaces if any(r["surface"] == s for r in rows)]
     print("| method | variant | labels/class | " + " | ".join(surfaces) + " |")
@@ -274,6 +301,10 @@ def main() -> None:
     parser.add_argument("--variant", default="default", help="a name for the recipe being measured (options, code state)")
     parser.add_argument("--option", action="append", default=[], help="a training option, e.g. epochs=10")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--also-views", type=int, nargs="+", default=[], metavar="V",
+        help="run: also answer each test part from its first V views with the same adapter (serve_views = V; test-time augmentation), recorded beside the served answer",
+    )
     parser.add_argument("--scratch", action="store_true", help="also train the LoRA network from random weights (the job's compare_scratch) and record its validation accuracy")
     parser.add_argument(
         "--pair", action="append", default=[], metavar="LORA_VARIANT=HEAD_VARIANT",
