@@ -210,7 +210,11 @@ def ensemble(rows: list[dict]) -> None:
 
 
 def more_views(groups: dict) -> None:
-    """Cells answered also from V views by the same adapter (`run --also-views`): served answer against V views, paired."""
+    """Cells answered also from V views by the same adapter (`run --also-views`): served answer against V views, paired.
+
+    An auto cell's V-view figure is the adapter auto chose from one view's validation accuracies;
+    a job with serve_views = V validates from V views too, so its choice could differ.
+    """
     lines = []
     for (method, variant, n), cells in sorted(groups.items()):
         views = sorted({v for c in cells for v in c.get("also_views", {})}, key=int)
