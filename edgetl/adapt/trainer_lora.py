@@ -55,15 +55,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgetl.adapt.lora_targets import lora_layers
+from edgetl.adapt.lora_targets import check_unfreeze, lora_layers
 from edgetl.backbones.spec import POOLED, Backbone
 
 DEFAULTS = {
     "epochs": 8, "rank": 8, "learning_rate": 1e-3, "head_learning_rate": 1e-3, "batch_size": 16, "patience": 8, "augment": True, "seed": 0,
-    "refit_epochs": 2, "schedule": "constant", "lora_min_stride": 8,
+    "refit_epochs": 2, "schedule": "constant", "lora_min_stride": 8, "unfreeze": "all",
 }
 #: Learning-rate schedules over the epochs: constant, or cosine from the full rate down toward zero at the last epoch.
 SCHEDULES = ("constant", "cosine")
+
 REFIT_LR_SCALE = 0.5
 SCRATCH_DEFAULTS = {**DEFAULTS, "learning_rate": 2e-3, "head_learning_rate": 2e-3}
 
@@ -85,9 +86,11 @@ def torch_pool(features: dict[str, torch.Tensor], names) -> torch.Tensor:
 class TaskNet(nn.Module):
     """Backbone -> multi-scale pooling -> LayerNorm -> linear: images to the task's logits."""
 
-    def __init__(self, backbone: nn.Module, feature_names, feature_dim: int, num_classes: int):
+    def __init__(self, backbone: nn.Module, feature_names, feature_dim: int, num_classes: int, adapted_strides: dict[str, float] | None = None):
         super().__init__()
         self.backbone = backbone
+        #: the LoRA-adapted layers' names (as the backbone names them) and output strides
+        self.adapted_strides = dict(adapted_strides or {})
         self.feature_names = list(feature_names)
         self.norm = nn.LayerNorm(feature_dim)
         self.classifier = nn.Linear(feature_dim, num_classes)
@@ -147,7 +150,37 @@ def build_tasknet(backbone: Backbone, num_classes: int, options: dict, scratch: 
         torch.manual_seed(int(options.get("seed", 0)))
         peft_model = peft.get_peft_model(base, config)
         inner = peft_model
-    return TaskNet(inner, names, dim, num_classes).to(memory_format=torch.channels_last), peft_model
+    adapted = {} if scratch else {name: strides[name] for name in targets}
+    return TaskNet(inner, names, dim, num_classes, adapted).to(memory_format=torch.channels_last), peft_model
+
+
+def unfreeze_from(net: TaskNet, min_stride: float) -> int:
+    """Train only the LoRA weights of layers at output stride `min_stride` or coarser; returns how many layers train.
+
+    A frozen LoRA weight gets no gradient, so AdamW leaves it alone (weight
+    decay included), and autograd stops at the finest layer that trains.
+    """
+    training = 0
+    for name, module in net.backbone.named_modules():
+        if not hasattr(module, "lora_A"):
+            continue
+        stride = next((s for target, s in net.adapted_strides.items() if name == target or name.endswith("." + target)), None)
+        if stride is None:
+            continue
+        on = stride >= min_stride
+        training += on
+        for param in (*module.lora_A.parameters(), *module.lora_B.parameters()):
+            param.requires_grad_(on)
+    return training
+
+
+def unfreeze_stride(unfreeze: str, strides: list[float], epoch: int, epochs: int) -> float:
+    """The finest output stride whose LoRA layers train in epoch `epoch` (1-based) of `epochs`."""
+    check_unfreeze(unfreeze)
+    stages = sorted(set(strides), reverse=True)  # coarsest first
+    if unfreeze == "all" or not stages:
+        return min(stages, default=0.0)
+    return stages[min(len(stages) - 1, (epoch - 1) * len(stages) // epochs)]
 
 
 def _probe(base: nn.Module, names, input_size: tuple[int, int]) -> tuple[dict[str, float], int]:
@@ -202,6 +235,9 @@ def train_tasknet(
     epochs, patience = int(options["epochs"]), int(options["patience"])
     schedule = str(options.get("schedule", "constant"))
     _rate_scale(schedule, 1, epochs)  # an unknown schedule fails here, before any training
+    unfreeze = str(options.get("unfreeze", "all"))
+    adapted = list(net.adapted_strides.values())
+    unfreeze_stride(unfreeze, adapted, 1, epochs)  # and an unknown unfreeze
     if not scratch:
         linear_probe(net, tx, ty, loss_fn, features=None if probe_features is None else torch.from_numpy(np.asarray(probe_features, np.float32)))
         progress({"phase": "train", "epoch": 0, "epochs": epochs, "message": "linear probe fitted on frozen features"})
@@ -209,8 +245,13 @@ def train_tasknet(
     started = time.monotonic()
     epoch = 0
     base_rates = [group["lr"] for group in optimizer.param_groups]
+    training_from = None
     for epoch in range(1, epochs + 1):
         _set_rates(optimizer, base_rates, _rate_scale(schedule, epoch, epochs))
+        if adapted and unfreeze != "all" and (stride := unfreeze_stride(unfreeze, adapted, epoch, epochs)) != training_from:
+            layers = unfreeze_from(net, stride)
+            training_from = stride
+            progress({"phase": "train", "epoch": epoch, "epochs": epochs, "message": f"LoRA trains {layers} layers, from output stride {stride:g} on"})
         loss = _epoch(net, optimizer, loss_fn, tx, ty, options, generator, scratch, should_stop)
         val_acc, val_loss = _evaluate(net, vx, vy, loss_fn)
         elapsed = time.monotonic() - started
@@ -221,6 +262,8 @@ def train_tasknet(
             progress({"phase": "train", "epoch": epoch, "epochs": epochs, "message": f"early stop: no validation gain since epoch {best['epoch']}"})
             break
     net.load_state_dict(best["state"])
+    if training_from is not None:
+        unfreeze_from(net, 0.0)  # the refit, and anything after, trains every adapted layer
     net.eval()
     return {"best_epoch": best["epoch"], "val_accuracy": best["acc"], "epochs_run": epoch}
 

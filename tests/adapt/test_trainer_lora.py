@@ -155,3 +155,51 @@ def test_the_linear_probe_fits_the_same_from_onnx_runtime_features_as_from_its_o
     assert fitted[0].abs().sum() > 0
     with pytest.raises(ValueError, match="do not match 6 images"):
         linear_probe(net, torch.from_numpy(x), torch.from_numpy(y), _loss(y, 3), features=torch.from_numpy(onnx[:5]))
+
+
+def test_progressive_unfreezing_trains_the_coarsest_layers_first_and_every_layer_after(tasknet, monkeypatch):
+    """unfreeze=progressive: in each epoch only the LoRA layers at or past that epoch's stride learn (the finer ones
+    keep their weights and get no gradient); the coarsest stride trains first, the finest joins last; after training
+    every adapted layer trains again (the refit's)."""
+    import edgetl.adapt.trainer_lora as trainer
+    from edgetl.adapt.trainer_lora import unfreeze_stride
+
+    net, (h, w) = tasknet
+    strides = net.adapted_strides
+    stages = sorted(set(strides.values()), reverse=True)
+    assert len(stages) >= 2, "the tiny backbone must have LoRA layers at two strides at least"
+
+    def lora_b(stride_test):
+        return {
+            name: module.lora_B
+            for name, module in net.backbone.named_modules()
+            if hasattr(module, "lora_A") and stride_test(next(s for t, s in strides.items() if name.endswith("." + t) or name == t))
+        }
+
+    changed_per_epoch = []
+    real_epoch = trainer._epoch
+
+    def watched(net_, optimizer, *a):
+        before = {name: [p.detach().clone() for p in b.parameters()] for name, b in lora_b(lambda s: True).items()}
+        loss = real_epoch(net_, optimizer, *a)
+        after = lora_b(lambda s: True)
+        changed_per_epoch.append({name for name, ps in before.items() if any(not torch.equal(p, q) for p, q in zip(ps, after[name].parameters()))})
+        return loss
+
+    monkeypatch.setattr(trainer, "_epoch", watched)
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (6, 3, h, w)).astype(np.float32)
+    y = np.array([0, 1, 2, 0, 1, 2])
+    epochs = 2 * len(stages)
+    events = []
+    train_tasknet(net, x, y, x, y, 3, {**DEFAULTS, "batch_size": 6, "epochs": epochs, "patience": epochs, "unfreeze": "progressive"}, scratch=False, progress=events.append)
+
+    for epoch, changed in enumerate(changed_per_epoch, start=1):
+        floor = unfreeze_stride("progressive", list(strides.values()), epoch, epochs)
+        assert changed == set(lora_b(lambda s: s >= floor)), f"epoch {epoch}: only the layers from stride {floor} on may learn"
+    assert unfreeze_stride("progressive", list(strides.values()), 1, epochs) == stages[0]
+    assert unfreeze_stride("progressive", list(strides.values()), epochs, epochs) == stages[-1]
+    assert [e["message"] for e in events if "LoRA trains" in e.get("message", "")][0].endswith(f"from output stride {stages[0]:g} on")
+    assert all(p.requires_grad for n, p in net.named_parameters() if "lora_" in n)  # the refit trains them all
+    with pytest.raises(InvalidInput, match="unfreeze must be one of all, progressive"):
+        train_tasknet(net, x, y, x, y, 3, {**DEFAULTS, "unfreeze": "gradual"}, scratch=False, progress=lambda e: None)
