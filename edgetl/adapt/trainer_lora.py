@@ -32,7 +32,12 @@ classifier. Choices, and why:
   tuned maps that head is still fitted again on every label, and the job
   saves the refit, a second export and a second pass over the maps (~60 s
   of 230 for 300 images with every layer adapted), for 1.3 points held out
-  (BENCHMARKS.md).
+  (BENCHMARKS.md);
+- every adapted layer trains from the first epoch. ``unfreeze`` "progressive"
+  (the coarsest stride's layers first, each finer stride after an equal share
+  of the epochs) is the literature's guard against forgetting, but LoRA's
+  weights start at zero, so nothing pretrained is at risk early, and on the
+  tuning set it cost 1.6 points (BENCHMARKS.md, "What was tried").
 
 Training runs in channels-last memory format (NHWC): on a 2-core x86 CPU a
 step of Lite0 at 224 px is 1.5x faster than in PyTorch's default NCHW
