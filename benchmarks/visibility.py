@@ -170,7 +170,7 @@ def main() -> None:
     print(f"Median contrast of the test parts' defects (colour change over the surface's local colour spread, {WINDOW} x {WINDOW} px) "
           f"[median area, px]{scored}")
     print()
-    print("| surface | generator | " + " | ".join(defects) + " | signal (median) |" + (" defects right | ok right |" if rows else ""))
+    print("| surface | generator | " + " | ".join(defects) + " | signal (median) |" + (" defects right | good parts right |" if rows else ""))
     print("|---|---|" + "---|" * (len(defects) + 1) + ("---|---|" if rows else ""))
     for generator in args.generators:
         for surface in args.surfaces:
