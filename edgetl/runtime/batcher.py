@@ -45,9 +45,11 @@ class _Slot:
 
 
 #: Batch sizes when `[runtime] max_batch` is 0. On a GPU a batch amortises the
-#: launch and transfer; on the CPU it only costs: EfficientNet-Lite0 at batch 8
-#: runs 8-12 % slower per image than at 1-4 on one or two cores (BENCHMARKS.md,
-#: "Against the servers a plant could pick instead").
+#: launch and transfer; on the CPU it depends on the CPU: EfficientNet-Lite0 at
+#: batch 8 runs 8-12 % slower per image than at 1-4 on an Intel Xeon VM, and on
+#: an AMD EPYC VM batch 2-4 runs 5 % faster per image than batch 1 and 8 gives
+#: most of that back (benchmarks/batch_size.py; BENCHMARKS.md, "Against the
+#: servers a plant could pick instead"). 4 is right on both.
 GPU_MAX_BATCH = 8
 CPU_MAX_BATCH = 4
 _GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -55,10 +57,11 @@ _GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 #: Worker threads when `[runtime] worker_threads` is 0. On a GPU, images
 #: batch only if several workers have one waiting, so it gets this many. On
-#: the CPU a batch buys nothing (above) and a worker beyond the cores only
-#: contends for them and the GIL: on a one-core server one worker answered
-#: 3-4 % faster than four under load, ahead of KServe where four were behind
-#: it (BENCHMARKS.md, "Against the servers a plant could pick instead").
+#: the CPU a worker beyond the cores contends for them and the GIL: on a
+#: one-core Xeon server one worker answered 3-4 % faster than four under load,
+#: ahead of KServe where four were behind it, and on the AMD VM, where a batch
+#: would pay, two workers were no faster than one (BENCHMARKS.md, "Against the
+#: servers a plant could pick instead"). So a one-core server never batches.
 GPU_WORKERS = 4
 MAX_CPU_WORKERS = 4
 
