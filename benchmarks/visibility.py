@@ -5,8 +5,8 @@
 
 For every defect part of the test sets `heldout.py` draws (the same seeds, 30
 per class), this redraws the clean part the defect was drawn on and compares
-the two before the camera's defocus, noise and JPEG (as
-`benchmarks.defects.make_set_with_masks` does), in CIE Lab colour, so a stain
+the two before the camera's defocus, noise and JPEG
+(`benchmarks.defects.make_set_with_parts`), in CIE Lab colour, so a stain
 that changes hue and not brightness counts:
 
 - **area**: the pixels the defect changed by more than MASK_CHANGE;
@@ -46,8 +46,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.defects import CLASSES, GENERATORS, HELD_OUT, MASK_CHANGE
-from benchmarks.defects.surfaces import SURFACES, part
+from benchmarks.defects import CLASSES, HELD_OUT, MASK_CHANGE, defect_mask, make_set_with_parts
+from benchmarks.defects.surfaces import SURFACES
 from benchmarks.heldout import TEST_PER_CLASS, TEST_SEED_OFFSET
 
 WINDOW = 7
@@ -66,7 +66,7 @@ def _lab(bgr: np.ndarray) -> np.ndarray:
 
 def measure(clean: np.ndarray, drawn: np.ndarray) -> dict[str, float] | None:
     """The defect's area, colour change, the surface's colour spread under it, contrast and signal (None: no defect pixels)."""
-    mask = np.abs(drawn.astype(np.int16) - clean.astype(np.int16)).sum(axis=2) > MASK_CHANGE
+    mask = defect_mask(clean, drawn)
     area = int(mask.sum())
     if area == 0:
         return None
@@ -86,18 +86,8 @@ def heldout_test_measures(surface: str, generator: str, seed: int, per_class: in
 
 
 def heldout_test_parts(surface: str, generator: str, seed: int, per_class: int = TEST_PER_CLASS):
-    """(class, clean part, part with its defect before the camera, the part as the camera took it), in draw order."""
-    module = GENERATORS[generator]
-    rng = np.random.default_rng([seed + TEST_SEED_OFFSET, sum(map(ord, surface)), sum(map(ord, generator))])
-    for kind in CLASSES:
-        for _ in range(per_class):
-            clean = part(surface, 224, rng)
-            if hasattr(module, "camera"):  # the draws make_set makes: the defect, then the camera
-                drawn = module.defect(clean, kind, rng)
-                yield kind, clean, drawn, module.camera(drawn, rng)
-            else:
-                drawn = module.draw(clean, kind, rng)
-                yield kind, clean, drawn, drawn
+    """(class, clean part, part with its defect before the camera, the part as the camera took it) of heldout.py's test set, in draw order."""
+    return make_set_with_parts(surface, generator, per_class, 224, seed + TEST_SEED_OFFSET)
 
 
 def sheet(surface: str, generator: str, seed: int, path: Path) -> None:

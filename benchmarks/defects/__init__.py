@@ -35,13 +35,12 @@ def make_set(surface: str, generator: str, per_class: int, size: int = 224, seed
 MASK_CHANGE = 30
 
 
-def make_set_with_masks(surface: str, generator: str, per_class: int, size: int = 224, seed: int = 0):
-    """(class, BGR image, defect mask [h, w] bool) triples: the images of `make_set`, the same random draws.
+def make_set_with_parts(surface: str, generator: str, per_class: int, size: int = 224, seed: int = 0):
+    """(class, clean part, the part with its defect before the camera, the image) quadruples: `make_set`'s images, the same random draws.
 
-    The mask is where the defect changed the clean part by more than
-    MASK_CHANGE, measured before a generator's `camera` (defocus, noise and
-    JPEG change every pixel a little, and are not the defect); `ok` parts
-    have an empty mask.
+    A generator's `camera` (defocus, noise and JPEG, which change every pixel
+    a little and are not the defect) comes after the defect; without one, the
+    defect and the image are the same picture.
     """
     import numpy as np
 
@@ -54,8 +53,24 @@ def make_set_with_masks(surface: str, generator: str, per_class: int, size: int 
             clean = part(surface, size, rng)
             if hasattr(module, "camera"):  # the same draws as module.draw: the defect, then the camera
                 drawn = module.defect(clean, kind, rng)
-                image = module.camera(drawn, rng)
+                yield kind, clean, drawn, module.camera(drawn, rng)
             else:
-                image = drawn = module.draw(clean, kind, rng)
-            change = np.abs(drawn.astype(np.int16) - clean.astype(np.int16)).sum(axis=2)
-            yield kind, image, change > MASK_CHANGE
+                drawn = module.draw(clean, kind, rng)
+                yield kind, clean, drawn, drawn
+
+
+def defect_mask(clean, drawn):
+    """Where drawing the defect changed the clean part by more than MASK_CHANGE ([h, w] bool)."""
+    import numpy as np
+
+    return np.abs(drawn.astype(np.int16) - clean.astype(np.int16)).sum(axis=2) > MASK_CHANGE
+
+
+def make_set_with_masks(surface: str, generator: str, per_class: int, size: int = 224, seed: int = 0):
+    """(class, BGR image, defect mask [h, w] bool) triples: the images of `make_set`, the same random draws.
+
+    The mask is `defect_mask`, measured before a generator's `camera`; `ok`
+    parts have an empty mask.
+    """
+    for kind, clean, drawn, image in make_set_with_parts(surface, generator, per_class, size, seed):
+        yield kind, image, defect_mask(clean, drawn)

@@ -26,7 +26,7 @@ from typing import AsyncIterator
 from edgetl import metrics
 from edgetl.adapt.activation import Activator
 from edgetl.adapt.gate import gate
-from edgetl.adapt.lora_targets import check_lora_min_stride, check_unfreeze
+from edgetl.adapt.lora_targets import check_lora_min_stride
 from edgetl.adapt.quantize import ANOMALY_PRECISION, check_precision
 from edgetl.adapt.trainer_guided import check_pooling, good_class
 from edgetl.adapt.versions import AdapterVersions
@@ -128,8 +128,6 @@ class JobManager:
             check_serve_views(options["serve_views"], method)
         if options.get("lora_min_stride") is not None:
             check_lora_min_stride(options["lora_min_stride"])
-        if options.get("unfreeze") is not None:
-            check_unfreeze(options["unfreeze"])
         good_class(task.class_names, options)  # a good_class that is not one of the task's is refused here, not in the job
         running = [j for j in self._jobs.values() if j.task == task.name and j.state not in FINISHED]
         if running:

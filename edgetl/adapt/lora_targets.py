@@ -20,10 +20,6 @@ import re
 from edgetl.backbones.spec import BackboneSpec
 from edgetl.errors import InvalidInput
 
-#: `unfreeze`'s choices: every adapted layer trains from the first epoch, or the coarsest stride first and
-#: each finer one after an equal share of the epochs (trainer_lora.unfreeze_stride).
-UNFREEZE = ("all", "progressive")
-
 #: lora_min_stride's choices: LoRA adapts the targeted layers whose output is this much coarser than the input, or more (1: all).
 MIN_STRIDES = (1, 2, 4, 8, 16, 32)
 
@@ -32,13 +28,6 @@ def check_lora_min_stride(value) -> int:
     """`value` as a stride LoRA may start at, or InvalidInput naming the choices."""
     if isinstance(value, bool) or not isinstance(value, int) or value not in MIN_STRIDES:
         raise InvalidInput(f"LoRA option lora_min_stride must be one of {', '.join(map(str, MIN_STRIDES))}, got {value!r}")
-    return value
-
-
-def check_unfreeze(value) -> str:
-    """`value` as an unfreeze choice, or InvalidInput naming the choices."""
-    if value not in UNFREEZE:
-        raise InvalidInput(f"LoRA option unfreeze must be one of {', '.join(UNFREEZE)}, got {value!r}")
     return value
 
 

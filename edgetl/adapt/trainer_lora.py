@@ -60,7 +60,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgetl.adapt.lora_targets import check_unfreeze, lora_layers
+from edgetl.adapt.lora_targets import lora_layers
 from edgetl.backbones.spec import POOLED, Backbone
 
 DEFAULTS = {
@@ -69,7 +69,10 @@ DEFAULTS = {
 }
 #: Learning-rate schedules over the epochs: constant, or cosine from the full rate down toward zero at the last epoch.
 SCHEDULES = ("constant", "cosine")
-
+#: Which adapted layers train when: all from the first epoch, or progressive (the coarsest stride first,
+#: each finer one after an equal share of the epochs; unfreeze_stride). Like `schedule`, an option of the
+#: training process only (benchmarks pass it; the API and CLI do not offer it).
+UNFREEZE = ("all", "progressive")
 REFIT_LR_SCALE = 0.5
 SCRATCH_DEFAULTS = {**DEFAULTS, "learning_rate": 2e-3, "head_learning_rate": 2e-3}
 
@@ -181,7 +184,10 @@ def unfreeze_from(net: TaskNet, min_stride: float) -> int:
 
 def unfreeze_stride(unfreeze: str, strides: list[float], epoch: int, epochs: int) -> float:
     """The finest output stride whose LoRA layers train in epoch `epoch` (1-based) of `epochs`."""
-    check_unfreeze(unfreeze)
+    if unfreeze not in UNFREEZE:
+        from edgetl.errors import InvalidInput
+
+        raise InvalidInput(f"LoRA option unfreeze must be one of {', '.join(UNFREEZE)}, got {unfreeze!r}")
     stages = sorted(set(strides), reverse=True)  # coarsest first
     if unfreeze == "all" or not stages:
         return min(stages, default=0.0)

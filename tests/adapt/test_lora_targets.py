@@ -55,12 +55,3 @@ def test_no_target_past_the_floor_and_no_targets_at_all_say_what_to_do():
         lora_layers(SPEC, early, 8)
     with pytest.raises(InvalidInput, match="declares no LoRA targets; use --method head"):
         lora_layers(spec("plain"), STRIDES, 1)
-
-
-def test_unfreeze_is_all_or_progressive_and_anything_else_is_refused_with_the_choices():
-    from edgetl.adapt.lora_targets import UNFREEZE, check_unfreeze
-
-    assert [check_unfreeze(v) for v in UNFREEZE] == ["all", "progressive"]
-    for value in ("gradual", "", None, 1):
-        with pytest.raises(InvalidInput, match=r"unfreeze must be one of all, progressive, got"):
-            check_unfreeze(value)
