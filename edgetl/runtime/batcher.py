@@ -7,6 +7,10 @@ otherwise it waits, and the thread that finishes the current batch (or the
 next one to find the backbone idle) takes its image along. At concurrency 1
 this costs no thread hop at all; under load it batches, which is what makes
 a GPU pay. Leader/follower, in the words of the patterns books.
+
+`submit` and `collect` split `run` in two, so that one worker thread holding
+several requests queues all their images before it waits for any of them: a
+one-core server, which has one worker, batches too (edgetl.runtime.workers).
 """
 
 from __future__ import annotations
@@ -109,9 +113,22 @@ class MicroBatcher:
 
     def run_many(self, tensors: list[np.ndarray], outputs: tuple[str, ...], deadline: float | None = None) -> list[BackboneResult]:
         """Run several images (one part's views) queued together, so they share batches; blocks until all are done."""
+        return self.collect(self.submit(tensors, outputs, deadline))
+
+    def submit(self, tensors: list[np.ndarray], outputs: tuple[str, ...], deadline: float | None = None) -> list[_Slot]:
+        """Queue images for the backbone without waiting; `collect` the returned slots for their results.
+
+        A worker that has several requests in hand submits them all before it
+        collects any, so one worker thread can still batch (WorkerThreads' staged jobs).
+        """
         slots = [_Slot(tensor, outputs, deadline) for tensor in tensors]
         with self._cond:
             self._waiting.extend(slots)
+        return slots
+
+    def collect(self, slots: list[_Slot]) -> list[BackboneResult]:
+        """The results of submitted images; blocks, running batches itself whenever the backbone is idle."""
+        with self._cond:
             while any(slot.result is None and slot.error is None for slot in slots):
                 if self._busy:
                     self._cond.wait()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,7 +115,10 @@ class InferenceEngine:
         max_pixels: int,
         worker_threads: int = 4,
         max_queue: int = 256,
+        gather: int = 1,
     ):
+        """`gather`: how many waiting requests one worker takes at once, so that their images share a backbone
+        batch (1: one at a time); the server passes the backbone's batch size."""
         self.tasks = tasks
         self.batchers = batchers  # backbone name -> its batcher
         self.max_pixels = max_pixels
@@ -122,9 +126,11 @@ class InferenceEngine:
         self.builtin_tasks: dict[str, Task] = {}
         self.adapters: dict[str, ActiveAdapter] = {}
         # Workers decode, preprocess and (leader/follower) run the backbone:
-        # one thread hop per request, and the event loop only awaits.
+        # one thread hop per request, and the event loop only awaits. A worker
+        # takes up to `gather` waiting requests and queues all their images
+        # before it waits, so even one worker batches under load.
         self.worker_threads = max(1, worker_threads)
-        self._workers = WorkerThreads(self.worker_threads, "infer")
+        self._workers = WorkerThreads(self.worker_threads, "infer", gather=gather)
         self._in_flight = 0
         self._lock = threading.Lock()
         self.stats = RecentStats()
@@ -261,13 +267,13 @@ class InferenceEngine:
         return predictions, sum(views for _, _, views in plan)
 
     async def _admitted(self, work, *args):
-        """`work(*args)` in a worker thread, if the queue has room (else Unavailable)."""
+        """`work(*args)`, staged work (a generator function), in a worker thread, if the queue has room (else Unavailable)."""
         with self._lock:
             if self._in_flight >= self.max_queue:
                 raise Unavailable(f"{self._in_flight} images are waiting (limit {self.max_queue}); retry shortly")
             self._in_flight += 1
         try:
-            return await self._workers.run(work, *args)
+            return await self._workers.run_staged(work, *args)
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -339,31 +345,33 @@ class InferenceEngine:
 
     def _run(
         self, image: ImageInput, task: Task, adapter: ActiveAdapter, batcher: MicroBatcher, top_k: int, deadline: float | None
-    ) -> tuple[float, list[BackboneResult], HeadAnswer]:
-        """In a worker thread: decode, preprocess, backbone in each view (unless the caller has given up), then the head."""
+    ) -> Generator[None, None, tuple[float, list[BackboneResult], HeadAnswer]]:
+        """Staged, in a worker thread: decode, preprocess and queue each view for the backbone (unless the caller
+        has given up); then, after the other requests in hand have queued theirs, the results and the head."""
         if deadline is not None and time.monotonic() > deadline:
             raise DeadlineExceeded("the request's deadline passed while it was queued; it was not computed")
         started = time.perf_counter()
         tensor = batcher.session.preprocess(decode(image, self.max_pixels))
         decode_ms = (time.perf_counter() - started) * 1000
-        results = batcher.run_many(views_of(tensor, adapter.views), adapter.fetch, deadline)
+        queued = batcher.submit(views_of(tensor, adapter.views), adapter.fetch, deadline)
+        yield
+        results = batcher.collect(queued)
         return decode_ms, results, self._head(task, adapter, results, top_k)
 
     def _run_many(
         self, image: ImageInput, runs: list[tuple[MicroBatcher, tuple[str, ...], int]], resolved: list[tuple[Task, ActiveAdapter, MicroBatcher]],
         top_k: int, deadline: float | None,
-    ) -> tuple[float, list[list[BackboneResult]], list[HeadAnswer]]:
-        """In a worker thread: decode once, then each backbone's runs, one per view (preprocessed for its session), then every task's head."""
+    ) -> Generator[None, None, tuple[float, list[list[BackboneResult]], list[HeadAnswer]]]:
+        """Staged, in a worker thread: decode once, queue each backbone's runs, one per view (preprocessed for its
+        session); then, after the other requests in hand have queued theirs, the results and every task's head."""
         if deadline is not None and time.monotonic() > deadline:
             raise DeadlineExceeded("the request's deadline passed while it was queued; it was not computed")
         started = time.perf_counter()
         decoded = decode(image, self.max_pixels)
-        decode_ms, results = 0.0, []
-        for batcher, outputs, views in runs:
-            tensor = batcher.session.preprocess(decoded)
-            decode_ms += (time.perf_counter() - started) * 1000
-            results.append(batcher.run_many(views_of(tensor, views), outputs, deadline))
-            started = time.perf_counter()
+        queued = [batcher.submit(views_of(batcher.session.preprocess(decoded), views), outputs, deadline) for batcher, outputs, views in runs]
+        decode_ms = (time.perf_counter() - started) * 1000
+        yield
+        results = [batcher.collect(slots) for (batcher, _, _), slots in zip(runs, queued)]
         by_batcher = {id(batcher): result for (batcher, _, _), result in zip(runs, results)}
         return decode_ms, results, [self._head(task, adapter, by_batcher[id(batcher)], top_k) for task, adapter, batcher in resolved]
 

@@ -8,6 +8,15 @@ path"). Here a call is one asyncio future, one `SimpleQueue.put`, and one
 `call_soon_threadsafe` back: the loop never blocks, and work whose caller has
 given up (its future cancelled: a deadline, a dropped stream) before a worker
 takes it is skipped, as an executor skips a cancelled future.
+
+Staged work (`run_staged`) is a generator function whose steps end where it
+would wait: a classify request decodes its image and queues it for the
+backbone, yields, then collects the backbone's answer and runs its head. A
+worker that takes a staged job also takes the staged jobs already waiting
+behind it (up to `gather`) and steps them in turn, so every image is queued
+before anyone waits and the backbone runs them as one batch. That is how a
+one-core server, which has one worker thread, batches under load; with one
+request at a time there is nothing behind it, and nothing changes.
 """
 
 from __future__ import annotations
@@ -15,8 +24,18 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass
+class _Job:
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+    fn: Callable[..., Any]
+    args: tuple
+    staged: bool
 
 
 def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
@@ -29,10 +48,22 @@ def _settle(future: asyncio.Future, result: Any, error: BaseException | None) ->
         future.set_exception(error)
 
 
-class WorkerThreads:
-    """`threads` daemon threads running `await workers.run(fn, *args)` calls in arrival order."""
+def _answer(job: _Job, result: Any, error: BaseException | None) -> None:
+    """From a worker: schedule `_settle` on the caller's loop."""
+    try:
+        job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+    except RuntimeError:  # the loop has closed (the server stopped): nobody is waiting
+        pass
 
-    def __init__(self, threads: int, name: str):
+
+class WorkerThreads:
+    """`threads` daemon threads running `await workers.run(fn, *args)` calls in arrival order.
+
+    `gather`: how many staged jobs one thread takes at once (1: one at a time).
+    """
+
+    def __init__(self, threads: int, name: str, gather: int = 1):
+        self.gather = max(1, gather)
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._threads = [threading.Thread(target=self._serve, name=f"{name}_{i}", daemon=True) for i in range(max(1, threads))]
         for thread in self._threads:
@@ -40,29 +71,79 @@ class WorkerThreads:
 
     def run(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future:
         """A future for `fn(*args)` computed in a worker thread; call from the event loop."""
+        return self._put(fn, args, staged=False)
+
+    def run_staged(self, fn: Callable[..., Generator[None, None, Any]], *args: Any) -> asyncio.Future:
+        """A future for the value `fn(*args)` returns, a generator stepped in a worker thread alongside the
+        staged jobs waiting with it (each `yield` is a point where it would wait); call from the event loop."""
+        return self._put(fn, args, staged=True)
+
+    def _put(self, fn: Callable[..., Any], args: tuple, staged: bool) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._jobs.put((loop, future, fn, args))
+        self._jobs.put(_Job(loop, future, fn, args, staged))
         return future
 
     def _serve(self) -> None:
+        held: _Job | None = None  # a plain job taken while gathering staged ones: the next to run
         while True:
-            job = self._jobs.get()
+            job, held = (held, None) if held is not None else (self._jobs.get(), None)
             if job is None:
                 return
-            loop, future, fn, args = job
-            # Read across threads on purpose: a plain attribute read; at worst the work runs and its answer is dropped.
-            if future.cancelled():
+            if not job.staged:
+                self._run_plain(job)
+                continue
+            group = [job]
+            while len(group) < self.gather:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None or not more.staged:
+                    self._run_staged(group)
+                    group = []
+                    if more is None:
+                        return
+                    held = more
+                    break
+                group.append(more)
+            if group:
+                self._run_staged(group)
+            del job, group  # drop references before blocking on the queue again
+
+    @staticmethod
+    def _run_plain(job: _Job) -> None:
+        # Read across threads on purpose: a plain attribute read; at worst the work runs and its answer is dropped.
+        if job.future.cancelled():
+            return
+        try:
+            result, error = job.fn(*job.args), None
+        except Exception as exc:  # noqa: BLE001 - handed to the caller, who raises it
+            result, error = None, exc
+        _answer(job, result, error)
+
+    @staticmethod
+    def _run_staged(group: list[_Job]) -> None:
+        """Step every job's generator in turn until each has returned; answer each as soon as it has."""
+        active = []
+        for job in group:
+            if job.future.cancelled():
                 continue
             try:
-                result, error = fn(*args), None
-            except Exception as exc:  # noqa: BLE001 - handed to the caller, who raises it
-                result, error = None, exc
-            try:
-                loop.call_soon_threadsafe(_settle, future, result, error)
-            except RuntimeError:  # the loop has closed (the server stopped): nobody is waiting
-                pass
-            del job, future, result, error  # drop references before blocking on the queue again
+                active.append((job, job.fn(*job.args)))
+            except Exception as exc:  # noqa: BLE001 - a generator function raises only if it is not one
+                _answer(job, None, exc)
+        while active:
+            stepping, active = active, []
+            for job, steps in stepping:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    _answer(job, done.value, None)
+                except Exception as exc:  # noqa: BLE001 - handed to the caller, who raises it
+                    _answer(job, None, exc)
+                else:
+                    active.append((job, steps))
 
     def shutdown(self) -> None:
         """Cancel the work no thread has taken and stop the threads (no join: a worker may be inside a model run)."""
@@ -72,9 +153,8 @@ class WorkerThreads:
             except queue.Empty:
                 break
             if job is not None:
-                loop, future = job[0], job[1]
                 try:
-                    loop.call_soon_threadsafe(future.cancel)
+                    job.loop.call_soon_threadsafe(job.future.cancel)
                 except RuntimeError:  # the loop has closed
                     pass
         for _ in self._threads:

@@ -153,7 +153,9 @@ class EdgetlServer:
         default = batchers[settings.default_backbone].session
         workers = worker_threads_for(settings.worker_threads, list(getattr(default, "providers", [])))
         log.info("%d inference worker thread%s", workers, "" if workers == 1 else "s")
-        self.engine = InferenceEngine(tasks, batchers, settings.max_pixels, workers, settings.max_queue)
+        # A worker takes as many waiting requests as the backbone takes in a batch.
+        gather = batchers[settings.default_backbone].max_batch
+        self.engine = InferenceEngine(tasks, batchers, settings.max_pixels, workers, settings.max_queue, gather)
         for name in batchers:
             spec = self.registry.get(name).spec
             if spec.builtin_task:

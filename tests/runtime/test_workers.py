@@ -65,3 +65,69 @@ def test_shutdown_cancels_what_no_thread_has_taken():
             await waiting
 
     asyncio.run(main())
+
+
+def _hold(workers: WorkerThreads) -> tuple[asyncio.Future, threading.Event]:
+    """Occupy a worker with a plain job until the returned gate is set (call on the loop)."""
+    gate, started = threading.Event(), threading.Event()
+
+    def hold():
+        started.set()
+        return gate.wait(5)
+
+    busy = workers.run(hold)
+    assert started.wait(5)
+    return busy, gate
+
+
+def test_staged_jobs_waiting_together_are_stepped_in_turn_and_each_answered_alone():
+    workers = WorkerThreads(1, "test", gather=3)
+    steps = []
+
+    def staged(name, fail=False):
+        steps.append(f"queue {name}")
+        yield
+        steps.append(f"collect {name}")
+        if fail:
+            raise ValueError(f"{name} is broken")
+        return name.upper()
+
+    async def main():
+        busy, gate = _hold(workers)
+        jobs = [workers.run_staged(staged, n, n == "b") for n in "abcd"]
+        dropped = workers.run_staged(staged, "never")
+        dropped.cancel()  # its caller gave up before a worker took it
+        plain = workers.run(steps.append, "plain")
+        gate.set()
+        assert await busy is True
+        a, b, c, d = await asyncio.gather(*jobs, return_exceptions=True)
+        assert (a, c, d) == ("A", "C", "D") and isinstance(b, ValueError) and "b is broken" in str(b)
+        await plain
+
+    asyncio.run(main())
+    workers.shutdown()
+    # Three at once (gather=3): each queues before any collects; then the fourth, alone; the
+    # cancelled one never starts; the plain job taken while gathering runs after the staged ones.
+    assert steps == ["queue a", "queue b", "queue c", "collect a", "collect b", "collect c", "queue d", "collect d", "plain"]
+
+
+def test_without_gathering_staged_jobs_run_one_by_one():
+    workers = WorkerThreads(1, "test")
+    steps = []
+
+    def staged(name):
+        steps.append(f"queue {name}")
+        yield
+        steps.append(f"collect {name}")
+        return name
+
+    async def main():
+        busy, gate = _hold(workers)
+        jobs = [workers.run_staged(staged, n) for n in "ab"]
+        gate.set()
+        await busy
+        assert await asyncio.gather(*jobs) == ["a", "b"]
+
+    asyncio.run(main())
+    workers.shutdown()
+    assert steps == ["queue a", "collect a", "queue b", "collect b"]

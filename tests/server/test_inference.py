@@ -112,6 +112,46 @@ def test_concurrent_callers_get_their_own_answers(server_factory, chelsea_rgb):
             np.testing.assert_allclose(scores, expected[name], atol=1e-5)
 
 
+def test_one_worker_batches_the_requests_waiting_for_it(server_factory, chelsea_rgb):
+    """A one-core server has one worker thread; it takes the requests waiting together and runs one batch."""
+    import asyncio
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from edgetl.metrics import REGISTRY
+
+    server = server_factory(worker_threads=1)
+    engine = server.server.engine
+    cat = encode(chelsea_rgb, ".png")
+    flipped = encode(np.ascontiguousarray(chelsea_rgb[::-1]), ".png")
+    alone = {b: classify(server, image_pb2.Image(encoded=b)).scores for b in (cat, flipped)}
+
+    def counted(name):
+        return REGISTRY.get_sample_value(name, {"backbone": "efficientnet_lite0"}) or 0.0
+
+    gate = threading.Event()
+
+    async def hold():  # the only worker is busy while the four requests arrive
+        return await engine._workers.run(gate.wait, 30)
+
+    held = asyncio.run_coroutine_threadsafe(hold(), server.loop)
+    runs, images = counted("edgetl_backbone_runs_total"), counted("edgetl_backbone_images_total")
+    with ThreadPoolExecutor(4) as pool:
+        calls = [pool.submit(classify, server, image_pb2.Image(encoded=b)) for b in (cat, flipped, cat, flipped)]
+        waited = time.monotonic()
+        while engine._in_flight < 4 and time.monotonic() - waited < 30:
+            time.sleep(0.005)
+        gate.set()
+        answers = [c.result(30) for c in calls]
+    assert held.result(30) is True
+    # Each caller got its own image's answer (a batch computes what one by one does, to float noise) ...
+    for b, answer in zip((cat, flipped, cat, flipped), answers):
+        np.testing.assert_allclose(answer.scores, alone[b], atol=1e-5)
+    # ... from one backbone run of four images.
+    assert counted("edgetl_backbone_images_total") - images == 4
+    assert counted("edgetl_backbone_runs_total") - runs == 1
+
+
 def test_a_request_past_its_deadline_is_not_computed(server, chelsea_rgb):
     """Work for a caller who has given up is skipped: checked before decoding and before the backbone."""
     import asyncio
