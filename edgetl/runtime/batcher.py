@@ -59,13 +59,15 @@ CPU_MAX_BATCH = 4
 _GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
-#: Worker threads when `[runtime] worker_threads` is 0. On a GPU, images
-#: batch only if several workers have one waiting, so it gets this many. On
+#: Worker threads when `[runtime] worker_threads` is 0. On a GPU several
+#: workers decode in parallel while the backbone runs, so it gets this many. On
 #: the CPU a worker beyond the cores contends for them and the GIL: on a
 #: one-core Xeon server one worker answered 3-4 % faster than four under load,
-#: ahead of KServe where four were behind it, and on the AMD VM, where a batch
-#: would pay, two workers were no faster than one (BENCHMARKS.md, "Against the
-#: servers a plant could pick instead"). So a one-core server never batches.
+#: ahead of KServe where four were behind it, and on the AMD VM two workers were
+#: no faster than one (BENCHMARKS.md, "Against the servers a plant could pick
+#: instead"). A one-core server's one worker still batches: it takes the
+#: requests waiting together (up to max_batch), queues all their images, then
+#: runs them as one batch (WorkerThreads.run_staged), +3-6 % under load there.
 GPU_WORKERS = 4
 MAX_CPU_WORKERS = 4
 
