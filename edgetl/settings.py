@@ -64,7 +64,7 @@ class Settings:
     # run and the anomaly search (BENCHMARKS.md, anomaly section). Kept on until
     # one measurement covers both.
     ort_spinning: bool = True
-    max_batch: int = 0  # images the backbone takes at once, and requests a worker takes together, when requests queue up; 0: 8 on a GPU, 4 on the CPU
+    max_batch: int = 0  # images the backbone takes at once when requests queue up (a worker takes this many waiting requests on a GPU, at most 2 on the CPU); 0: 8 on a GPU, 4 on the CPU
     event_loop: str = "auto"  # "auto": uvloop where installed (less time per call), "uvloop", or "asyncio" (edgetl/server/eventloop.py)
     # -- [limits]
     max_pixels: int = 40_000_000  # checked from the header, before decoding

@@ -66,8 +66,8 @@ _GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 #: ahead of KServe where four were behind it, and on the AMD VM two workers were
 #: no faster than one (BENCHMARKS.md, "Against the servers a plant could pick
 #: instead"). A one-core server's one worker still batches: it takes the
-#: requests waiting together (up to max_batch), queues all their images, then
-#: runs them as one batch (WorkerThreads.run_staged), +3-6 % under load there.
+#: requests waiting together (`gather_for`), queues all their images, then
+#: runs them as one batch (WorkerThreads.run_staged): +3-7 % under load there.
 GPU_WORKERS = 4
 MAX_CPU_WORKERS = 4
 
@@ -89,6 +89,23 @@ def max_batch_for(configured: int, providers: list[str]) -> int:
     if configured > 0:
         return configured
     return GPU_MAX_BATCH if providers and providers[0] in _GPU_PROVIDERS else CPU_MAX_BATCH
+
+
+#: Requests one worker takes together on the CPU (WorkerThreads' `gather`).
+#: Two, not the batch size: on the AMD VM a batch of 2 already costs as little
+#: per image as 4 (9.55 against 9.52 ms), and a worker that takes every
+#: request waiting leaves the core idle while the next ones arrive (its
+#: callers all wait for the same batch); gathering two keeps the next request
+#: arriving while a batch runs. BENCHMARKS.md, "Against the servers a plant
+#: could pick instead". On a GPU a worker takes a whole batch.
+CPU_GATHER = 2
+
+
+def gather_for(max_batch: int, providers: list[str]) -> int:
+    """How many waiting requests one worker takes at once: the batch size on a GPU, at most CPU_GATHER on the CPU."""
+    if providers and providers[0] in _GPU_PROVIDERS:
+        return max_batch
+    return max(1, min(CPU_GATHER, max_batch))
 
 
 class MicroBatcher:

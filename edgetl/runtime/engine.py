@@ -118,7 +118,7 @@ class InferenceEngine:
         gather: int = 1,
     ):
         """`gather`: how many waiting requests one worker takes at once, so that their images share a backbone
-        batch (1: one at a time); the server passes the backbone's batch size."""
+        batch (1: one at a time); the server passes `batcher.gather_for` its backbone."""
         self.tasks = tasks
         self.batchers = batchers  # backbone name -> its batcher
         self.max_pixels = max_pixels

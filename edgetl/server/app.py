@@ -50,7 +50,7 @@ from edgetl.monitor.monitor import DriftMonitor, DriftSettings
 from edgetl.review.capture import Capturer
 from edgetl.review.policy import CapturePolicies, default_policy
 from edgetl.review.store import ReviewStore
-from edgetl.runtime.batcher import MicroBatcher, worker_threads_for
+from edgetl.runtime.batcher import MicroBatcher, gather_for, worker_threads_for
 from edgetl.runtime.engine import ActiveAdapter, InferenceEngine
 from edgetl.runtime.heads import LogitsHead
 from edgetl.runtime.session import BackboneSession
@@ -153,8 +153,8 @@ class EdgetlServer:
         default = batchers[settings.default_backbone].session
         workers = worker_threads_for(settings.worker_threads, list(getattr(default, "providers", [])))
         log.info("%d inference worker thread%s", workers, "" if workers == 1 else "s")
-        # A worker takes as many waiting requests as the backbone takes in a batch.
-        gather = batchers[settings.default_backbone].max_batch
+        # How many waiting requests a worker takes together, so their images share a batch.
+        gather = gather_for(batchers[settings.default_backbone].max_batch, list(getattr(default, "providers", [])))
         self.engine = InferenceEngine(tasks, batchers, settings.max_pixels, workers, settings.max_queue, gather)
         for name in batchers:
             spec = self.registry.get(name).spec

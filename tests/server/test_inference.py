@@ -113,7 +113,7 @@ def test_concurrent_callers_get_their_own_answers(server_factory, chelsea_rgb):
 
 
 def test_one_worker_batches_the_requests_waiting_for_it(server_factory, chelsea_rgb):
-    """A one-core server has one worker thread; it takes the requests waiting together and runs one batch."""
+    """A one-core server has one worker thread; it takes the requests waiting together and runs them as batches."""
     import asyncio
     import time
     from concurrent.futures import ThreadPoolExecutor
@@ -147,9 +147,10 @@ def test_one_worker_batches_the_requests_waiting_for_it(server_factory, chelsea_
     # Each caller got its own image's answer (a batch computes what one by one does, to float noise) ...
     for b, answer in zip((cat, flipped, cat, flipped), answers):
         np.testing.assert_allclose(answer.scores, alone[b], atol=1e-5)
-    # ... from one backbone run of four images.
+    # ... from two backbone runs of two images (a worker takes CPU_GATHER waiting requests at once).
+    assert engine._workers.gather == 2
     assert counted("edgetl_backbone_images_total") - images == 4
-    assert counted("edgetl_backbone_runs_total") - runs == 1
+    assert counted("edgetl_backbone_runs_total") - runs == 2
 
 
 def test_a_request_past_its_deadline_is_not_computed(server, chelsea_rgb):
@@ -197,6 +198,15 @@ def test_the_batch_size_follows_the_provider_when_not_set():
     assert max_batch_for(0, ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]) == GPU_MAX_BATCH
     assert max_batch_for(3, ["CUDAExecutionProvider"]) == 3
     assert max_batch_for(16, ["CPUExecutionProvider"]) == 16
+
+
+def test_a_worker_gathers_two_requests_on_the_cpu_and_a_whole_batch_on_a_gpu():
+    from edgetl.runtime.batcher import CPU_GATHER, gather_for
+
+    assert gather_for(4, ["CPUExecutionProvider"]) == CPU_GATHER == 2
+    assert gather_for(1, ["CPUExecutionProvider"]) == 1  # max_batch = 1: no batching at all
+    assert gather_for(8, ["CUDAExecutionProvider", "CPUExecutionProvider"]) == 8
+    assert gather_for(8, ["TensorrtExecutionProvider", "CUDAExecutionProvider"]) == 8
 
 
 def test_the_worker_threads_follow_the_provider_and_the_cores_when_not_set(server):
