@@ -62,6 +62,7 @@ from torch import nn
 
 from edgetl.adapt.lora_targets import lora_layers
 from edgetl.backbones.spec import POOLED, Backbone
+from edgetl.errors import InvalidInput
 
 DEFAULTS = {
     "epochs": 8, "rank": 8, "learning_rate": 1e-3, "head_learning_rate": 1e-3, "batch_size": 16, "patience": 8, "augment": True, "seed": 0,
@@ -185,8 +186,6 @@ def unfreeze_from(net: TaskNet, min_stride: float) -> int:
 def unfreeze_stride(unfreeze: str, strides: list[float], epoch: int, epochs: int) -> float:
     """The finest output stride whose LoRA layers train in epoch `epoch` (1-based) of `epochs`."""
     if unfreeze not in UNFREEZE:
-        from edgetl.errors import InvalidInput
-
         raise InvalidInput(f"LoRA option unfreeze must be one of {', '.join(UNFREEZE)}, got {unfreeze!r}")
     stages = sorted(set(strides), reverse=True)  # coarsest first
     if unfreeze == "all" or not stages:
@@ -300,8 +299,6 @@ def _rate_scale(schedule: str, epoch: int, epochs: int) -> float:
         return 1.0
     if schedule == "cosine":
         return 0.5 * (1 + np.cos(np.pi * (epoch - 1) / epochs))
-    from edgetl.errors import InvalidInput
-
     raise InvalidInput(f"LoRA option schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
 
 

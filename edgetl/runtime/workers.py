@@ -29,7 +29,11 @@ from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass
+#: "No job taken ahead" (None on the queue already means: stop).
+_NOTHING = object()
+
+
+@dataclass(slots=True)
 class _Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
@@ -85,10 +89,11 @@ class WorkerThreads:
         return future
 
     def _serve(self) -> None:
-        held: _Job | None = None  # a plain job taken while gathering staged ones: the next to run
+        after = _NOTHING  # a job taken while gathering that does not belong in the group: it runs next
         while True:
-            job, held = (held, None) if held is not None else (self._jobs.get(), None)
-            if job is None:
+            job = self._jobs.get() if after is _NOTHING else after
+            after = _NOTHING
+            if job is None:  # shutdown
                 return
             if not job.staged:
                 self._run_plain(job)
@@ -100,15 +105,10 @@ class WorkerThreads:
                 except queue.Empty:
                     break
                 if more is None or not more.staged:
-                    self._run_staged(group)
-                    group = []
-                    if more is None:
-                        return
-                    held = more
+                    after = more
                     break
                 group.append(more)
-            if group:
-                self._run_staged(group)
+            self._run_staged(group)
             del job, group  # drop references before blocking on the queue again
 
     @staticmethod
