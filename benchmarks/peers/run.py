@@ -30,7 +30,10 @@ than the servers differ, so only the paired ratio can say who is ahead: a
 cell is edgetl's when the ratio is above 1 in every round by more than the
 ratios' range over the rounds. Last, the same ratio slice by slice (each
 edgetl slice over the fastest peer's slice of the same pass), with a 95 %
-bootstrap interval for its median: a finer view of the same run.
+bootstrap interval for its median: a finer view of the same run. The report
+ends with the run against issue 12's targets: in how many cells edgetl's rows
+lead by that rule, and how many of its c >= 4 cells are within 10 % of the
+raw limit.
 
 The limit is raw ONNX Runtime in-process: the same `peer_model.PeerModel`
 decoding and running the image from C threads, with no server, on the
@@ -727,6 +730,35 @@ def table_head(first: str, columns: list[str]) -> list[str]:
     return [f"| {first} | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
 
 
+RAW_ROW = "raw ONNX Runtime in-process"
+
+
+def paired_ratios(cells: list[dict]) -> dict[tuple, dict[str, list[float]]]:
+    """Per (input, concurrency, edgetl row): its requests/s over the fastest peer's ("peer") and over the raw
+    limit's ("raw"), one ratio per round, each taken in that round's block of the cell (rounds in order).
+    Empty when the run measured no peer."""
+    by_block: dict[tuple, dict[str, float]] = {}
+    for cell in cells:
+        by_block.setdefault((cell["input"], cell["concurrency"], cell["round"]), {})[cell["row"]] = cell["per_s"]
+    if not any(any(p in rates for p in PEER_ROWS) for rates in by_block.values()):
+        return {}
+    out: dict[tuple, dict[str, list[float]]] = {}
+    for (kind, c, _), rates in sorted(by_block.items(), key=lambda kv: kv[0][2]):
+        peer = max((rates[p] for p in PEER_ROWS if p in rates), default=None)
+        for row in (r for r in rates if r.startswith("edgetl")):
+            got = out.setdefault((kind, c, row), {"peer": [], "raw": []})
+            if peer:
+                got["peer"].append(rates[row] / peer)
+            if rates.get(RAW_ROW):
+                got["raw"].append(rates[row] / rates[RAW_ROW])
+    return out
+
+
+def leads(ratios: list[float]) -> bool:
+    """Ahead in every round by more than the rounds' range: the smallest ratio is above 1 by more than max - min."""
+    return bool(ratios) and min(ratios) - 1 > max(ratios) - min(ratios)
+
+
 def paired(cells: list[dict], inputs: list[str], concurrencies: list[int]) -> list[str]:
     """Each edgetl row against the fastest peer, and against the raw limit, measured in the same block.
 
@@ -738,25 +770,10 @@ def paired(cells: list[dict], inputs: list[str], concurrencies: list[int]) -> li
     [1.00–1.01] is level, 1.03 [1.03–1.03] is ahead). Files from before blocks
     existed pair by round.
     """
-    by_block: dict[tuple, dict[str, float]] = {}
-    for cell in cells:
-        key = (cell["input"], cell["concurrency"], cell["round"])
-        by_block.setdefault(key, {})[cell["row"]] = cell["per_s"]
-    edgetl_rows = sorted({c["row"] for c in cells if c["row"].startswith("edgetl")}, key=row_order)
-    if not any(any(p in rates for p in PEER_ROWS) for rates in by_block.values()):
+    ratios = paired_ratios(cells)
+    if not ratios:
         return []
-
-    def ratios(kind, c, row, against):
-        out = []
-        for (k, cc, _), rates in sorted(by_block.items(), key=lambda kv: kv[0][2]):
-            base = against(rates)
-            if k == kind and cc == c and row in rates and base:
-                out.append(rates[row] / base)
-        return out
-
-    def fastest_peer(rates):
-        return max((rates[p] for p in PEER_ROWS if p in rates), default=None)
-
+    edgetl_rows = sorted({row for _, _, row in ratios}, key=row_order)
     lines = []
     for kind in inputs:
         lines += [
@@ -766,18 +783,45 @@ def paired(cells: list[dict], inputs: list[str], concurrencies: list[int]) -> li
         ]
         for row in edgetl_rows:
             out = []
-            for against in (fastest_peer, lambda rates: rates.get("raw ONNX Runtime in-process")):
+            for against in ("peer", "raw"):
                 for c in concurrencies:
-                    got = ratios(kind, c, row, against)
+                    got = ratios.get((kind, c, row), {}).get(against)
                     if not got:
                         out.append("–")
                         continue
                     text = f"{statistics.median(got):.2f} [{min(got):.2f}–{max(got):.2f}]"
-                    leads = min(got) - 1 > max(got) - min(got)
-                    out.append(f"**{text}**" if against is fastest_peer and leads else text)
+                    out.append(f"**{text}**" if against == "peer" and leads(got) else text)
             lines.append(f"| {row} | " + " | ".join(out) + " |")
         lines.append("")
     return lines
+
+
+def verdict(cells: list[dict]) -> list[str]:
+    """The run against issue 12's two targets, counted over edgetl's own rows (variants left out):
+    ahead of every peer by more than the rounds' range in every cell, and within 10 % of the raw
+    limit (median ratio at least 0.90) at every concurrency of 4 or more."""
+    ratios = {key: got for key, got in paired_ratios(cells).items() if key[2] in ORDER}
+    if not ratios:
+        return []
+    concurrencies = sorted({c for _, c, _ in ratios})
+    by_c = []
+    for c in concurrencies:
+        here = [got["peer"] for (_, cc, _), got in ratios.items() if cc == c and got["peer"]]
+        by_c.append(f"c={c}: {sum(map(leads, here))} of {len(here)}")
+    led = [leads(got["peer"]) for got in ratios.values() if got["peer"]]
+    lines = [
+        "**Against the targets** — edgetl's rows ahead of every peer by more than the rounds' range (bold above): "
+        f"{sum(led)} of {len(led)} cells ({'; '.join(by_c)})."
+    ]
+    loaded = {key: statistics.median(got["raw"]) for key, got in ratios.items() if key[1] >= 4 and got["raw"]}
+    if loaded:
+        near = sum(r >= 0.90 for r in loaded.values())
+        (kind, c, row), lowest = min(loaded.items(), key=lambda kv: kv[1])
+        lines[0] += (
+            f" Within 10 % of the raw limit at c ≥ 4 (median ratio ≥ 0.90): {near} of {len(loaded)} cells; "
+            f"the lowest {lowest:.2f} ({row}, {kind}, c={c})."
+        )
+    return lines + [""]
 
 
 def median_interval(values: list[float], resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
@@ -876,6 +920,7 @@ def report(results: dict) -> str:
         lines.append("")
     lines += paired(results["cells"], inputs, concurrencies)
     lines += slice_paired(results["cells"], inputs, concurrencies)
+    lines += verdict(results["cells"])
     if "rss_mb" in results:
         lines.append(
             "Resident memory after the run (with worker processes): "
