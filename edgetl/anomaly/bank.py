@@ -146,8 +146,9 @@ class BankSearch:
     query extended by [|q|², 1] and each row by [w, w |b|²] that is a single
     product, so the [Q, M] distance matrix is not walked four more times to
     add the norms and apply the weights (the walks cost ~15 % of a guided
-    head's answer at 4,096 rows). Clamping at zero after the minimum is the
-    same as before it (weights are positive). Plain distances are w = 1.
+    head's answer at 4,096 rows). The product only *finds* each query's
+    nearest row; its distance to that row is then computed again from the
+    difference (see `__call__`). Plain distances are w = 1; weights are positive.
     The bank must not change under it: anomaly models and good banks are
     rebuilt, not edited, when rows are added.
     """
@@ -171,7 +172,21 @@ class BankSearch:
         d2 = extended @ self._rows.T  # [Q, M]: the one large product
         if excluded is not None:
             d2[:, excluded] = np.inf
-        return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+        nearest = d2.argmin(axis=1)
+        # The product's d² is |q|² - 2 q·b + |b|² in float32. For a query close to its row (a
+        # labelled good patch and its own row in the bank) that is a difference of large, nearly
+        # equal numbers, and what is left is rounding, which depends on how BLAS blocked the
+        # product, i.e. on how many queries came at once: a patch searched alone and in a batch
+        # got distances tens of percent apart, and a guided head's descriptor with them. So the
+        # nearest row's distance is computed again from the difference: Q x D more work against
+        # the product's Q x M x D, and the same distance alone or in any batch.
+        rows = self._rows[nearest]
+        weights = rows[:, -2]
+        difference = queries - rows[:, :-2] / (-2.0 * weights[:, None])
+        distances = np.sqrt(weights * np.einsum("qd,qd->q", difference, difference))
+        if excluded is not None and excluded.all():
+            distances[:] = np.inf  # no row left to be near
+        return distances
 
 
 def nearest_rows(

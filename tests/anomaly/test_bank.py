@@ -258,6 +258,25 @@ def test_a_bank_search_gives_the_distances_nearest_distances_gives_weighted_or_n
     assert np.isinf(BankSearch(b)(q[:1], np.ones(64, bool))).all()  # every row excluded: nothing near
 
 
+def test_a_patch_next_to_its_bank_row_gets_its_true_distance_alone_or_in_a_batch():
+    # A labelled good image's patches lie next to their own rows of the bank (rounded to float16 there).
+    # Through the product alone their distance was float32 rounding of |q|^2 - 2 q.b + |b|^2, tens of
+    # percent off and different with every batch size; a guided head's descriptor, and the drift
+    # reference fitted from it in batches, followed (tests/server/test_adaptation.py).
+    rng = np.random.default_rng(12)
+    bank = (5 + rng.standard_normal((300, 80))).astype(np.float16).astype(np.float32)
+    queries = (bank[:64] + 1e-3 * rng.standard_normal((64, 80))).astype(np.float32)
+    spread = rng.uniform(0.2, 3.0, 300).astype(np.float32)
+    for weights in (None, spread**-1.5):
+        w = np.ones(300) if weights is None else weights.astype(np.float64)
+        truth = np.sqrt((w[None] * ((queries[:, None, :].astype(np.float64) - bank[None]) ** 2).sum(-1)).min(1))
+        search = BankSearch(bank, weights)
+        together = search(queries)
+        alone = np.concatenate([search(queries[i : i + 1]) for i in range(64)])
+        assert np.allclose(together, truth, rtol=1e-3)
+        assert np.allclose(alone, together, rtol=1e-5)
+
+
 def test_a_rows_spread_is_its_kth_nearest_patch_of_another_image():
     rng = np.random.default_rng(8)
     patches = rng.standard_normal((120, 5)).astype(np.float32)
