@@ -70,7 +70,9 @@ def test_the_report_ends_with_the_verdict(run):
         "machine": "test", "date": "2026-12-06", "pin": "none", "ort_threads": 1, "image": "a cat",
         "seconds": 1, "rounds": 1, "slice": 0.5,
         "cells": [dict(cell, p50_ms=9.0) for cell in cells([{CLASSIFY: 110, KSERVE: 100, RAW: 115}])],
+        "rss_mb": {"edgetl": 210.0, "kserve": 227.0},
     }
     report = run.report(results)
     assert "| edgetl · edgetl.v1 Classify | **1.10 [1.10–1.10]** | 0.96 [0.96–0.96] |" in report
-    assert report.rstrip().splitlines()[-1].startswith("**Against the targets**")
+    assert "Resident memory after the run (with worker processes): edgetl 210 MB, kserve 227 MB" in report
+    assert report.splitlines()[-1].startswith("**Against the targets**")  # the last word, after the memory

@@ -82,6 +82,8 @@ PEERS = {
 PEER_COMMON = ["onnxruntime", "opencv-python-headless", "numpy"]
 MODEL = "imagenet"
 EXPECTED_LABEL = b"Egyptian cat"
+#: The table row of the limit: the same model and preprocessing in-process, no server.
+RAW_ROW = "raw ONNX Runtime in-process"
 
 
 # ----------------------------------------------------------------- set-up
@@ -637,10 +639,10 @@ def run(args) -> dict:
                 raw_first = rng.random() < 0.5
                 measured = {}
                 if raw_first:
-                    measured["raw ONNX Runtime in-process"] = raw_limit(workdir, onnx, server_cpus, args.seconds, c, kind)
+                    measured[RAW_ROW] = raw_limit(workdir, onnx, server_cpus, args.seconds, c, kind)
                 measured.update(interleaved(rows, kind, c, jpeg, pixels, slices, args.seconds / slices, rng))
                 if not raw_first:
-                    measured["raw ONNX Runtime in-process"] = raw_limit(workdir, onnx, server_cpus, args.seconds, c, kind)
+                    measured[RAW_ROW] = raw_limit(workdir, onnx, server_cpus, args.seconds, c, kind)
                 for row, got in measured.items():
                     results["cells"].append(
                         {"row": row, "input": kind, "concurrency": c, "round": r, "block": block, **got}
@@ -707,7 +709,7 @@ def raw_limit(
 
 
 ORDER = [
-    "raw ONNX Runtime in-process",
+    RAW_ROW,
     "edgetl · edgetl.v1 Classify",
     "edgetl · edgetl.v1 ClassifyStream",
     "edgetl · KServe v2",
@@ -728,9 +730,6 @@ def row_order(row: str) -> tuple:
 def table_head(first: str, columns: list[str]) -> list[str]:
     """A Markdown table's header and rule."""
     return [f"| {first} | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
-
-
-RAW_ROW = "raw ONNX Runtime in-process"
 
 
 def paired_ratios(cells: list[dict]) -> dict[tuple, dict[str, list[float]]]:
@@ -920,13 +919,14 @@ def report(results: dict) -> str:
         lines.append("")
     lines += paired(results["cells"], inputs, concurrencies)
     lines += slice_paired(results["cells"], inputs, concurrencies)
-    lines += verdict(results["cells"])
     if "rss_mb" in results:
-        lines.append(
+        lines += [
             "Resident memory after the run (with worker processes): "
-            + ", ".join(f"{k} {v:.0f} MB" for k, v in results["rss_mb"].items())
-        )
-    return "\n".join(lines)
+            + ", ".join(f"{k} {v:.0f} MB" for k, v in results["rss_mb"].items()),
+            "",
+        ]
+    lines += verdict(results["cells"])
+    return "\n".join(lines).rstrip("\n")
 
 
 def main() -> None:
