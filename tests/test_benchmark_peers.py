@@ -76,3 +76,72 @@ def test_the_report_ends_with_the_verdict(run):
     assert "| edgetl · edgetl.v1 Classify | **1.10 [1.10–1.10]** | 0.96 [0.96–0.96] |" in report
     assert "Resident memory after the run (with worker processes): edgetl 210 MB, kserve 227 MB" in report
     assert report.splitlines()[-1].startswith("**Against the targets**")  # the last word, after the memory
+
+
+class _Raw:
+    """Stands in for RawLimit: answers a slice at once and records the order slices were asked in."""
+
+    def __init__(self, log: list):
+        self.log = log
+
+    def measure(self, kind, c, seconds):
+        self.log.append(("raw", kind, c))
+        return {"n": 50, "elapsed": 0.5, "per_s": 100.0, "latencies_ms": [10.0] * 50}
+
+
+def test_the_raw_limit_is_a_row_of_the_slices(run):
+    log: list = []
+
+    def factory(address, jpeg, pixels, kind):
+        def call():
+            log.append((address, kind))
+            return run.EXPECTED_LABEL
+
+        return call
+
+    got = run.interleaved([("server", "here", factory)], "jpeg", 1, b"", None, 4, 0.02, run.random.Random(0), _Raw(log))
+    assert set(got) == {"server", RAW}
+    assert len(got[RAW]["slices"]) == 4 and got[RAW]["per_s"] == pytest.approx(100.0)
+    raw_at = [i for i, entry in enumerate(log) if entry[0] == "raw"]
+    assert len(raw_at) == 4
+    assert any(entry[0] == "here" for entry in log[raw_at[0] : raw_at[-1]])  # the server measured between the raw slices
+
+
+def test_slices_against_a_sliced_raw_limit(run):
+    block = [
+        {"row": CLASSIFY, "input": "jpeg", "concurrency": 4, "round": 0, "per_s": 95, "slices": [95, 90]},
+        {"row": KSERVE, "input": "jpeg", "concurrency": 4, "round": 0, "per_s": 80, "slices": [80, 80]},
+        {"row": RAW, "input": "jpeg", "concurrency": 4, "round": 0, "per_s": 100, "slices": [100, 100]},
+    ]
+    text = "\n".join(run.slice_paired(block, ["jpeg"], [4]))
+    assert "| edgetl · API | c=4 vs fastest peer | c=4 vs raw |" in text
+    assert "; 2/2 | 0.925 [" in text  # ahead of the peer in both slices; 0.95 and 0.90 of raw
+    assert "; 0/2 |" in text
+
+
+def test_the_raw_limit_process_runs_the_model_for_a_slice(run, tmp_path, session_store, chelsea_rgb):
+    """The real RawLimit on the built-in export: loads, answers a short slice, and stops when closed."""
+    import json
+
+    import cv2
+    import numpy as np
+
+    from edgetl.backbones import imagenet_class_names
+    from tests.conftest import builtin_export
+
+    _, record = builtin_export(session_store)
+    spec = record.manifest["spec"]
+    (tmp_path / "spec.json").write_text(
+        json.dumps({k: spec[k] for k in ("input_size", "color_order", "mean", "std")} | {"class_names": list(imagenet_class_names())})
+    )
+    rgb = cv2.resize(chelsea_rgb, (224, 224))
+    (tmp_path / "image.jpg").write_bytes(cv2.imencode(".jpg", rgb[:, :, ::-1])[1].tobytes())
+    np.save(tmp_path / "pixels.npy", rgb)
+    raw = run.RawLimit(tmp_path, record.onnx_path, None)
+    try:
+        got = raw.measure("jpeg", 2, 0.3)
+        assert got["n"] > 0 and len(got["latencies_ms"]) == got["n"] and got["per_s"] > 0
+        assert raw.measure("pixels", 1, 0.2)["n"] > 0
+    finally:
+        raw.close()
+    assert raw._proc.poll() is not None

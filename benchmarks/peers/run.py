@@ -20,8 +20,8 @@ row's C clients are opened once, then each row is measured in short slices
 (--slice, 0.5 s) taken in turn, the rows in a new shuffled order each time,
 until each has had its --seconds: the rows a ratio compares ran within a few
 seconds of each other all through the block, and no row gets the VM's fast
-or slow minute alone. The raw limit (a process of its own) is measured whole,
-just before or after the block's slices.
+or slow minute alone. The raw limit is one more row of the slices: a
+process of its own that waits between them.
 Reported per cell: the median of the rounds' requests/s with their range,
 and the median p50 latency; then, per edgetl row, its requests/s over the
 fastest peer's and over the raw limit's *in the same block*, median and
@@ -433,22 +433,29 @@ def summary(n: int, elapsed: float, latencies_ms: list[float], slices: list[floa
     return out
 
 
-def interleaved(rows: list, kind: str, c: int, jpeg: bytes, pixels: np.ndarray, slices: int, seconds: float, rng: random.Random) -> dict:
+def interleaved(
+    rows: list, kind: str, c: int, jpeg: bytes, pixels: np.ndarray, slices: int, seconds: float, rng: random.Random,
+    raw: RawLimit | None = None,
+) -> dict:
     """Every row's C clients opened once, then `slices` short slices per row, the rows in a new shuffled
     order each time, so the rows a ratio compares ran within seconds of each other all through the block.
+    `raw`: the raw limit, measured as one more row (RAW_ROW) in the same passes.
 
     Returns {row: summary}, each with `slices` (the requests/s of each slice, in slice order).
     """
     clients = {row: [factory(address, jpeg, pixels, kind) for _ in range(c)] for row, address, factory in rows}
+    measure = {row: (lambda calls=calls: load(seconds, calls, close=False)) for row, calls in clients.items()}
+    if raw is not None:
+        measure[RAW_ROW] = lambda: raw.measure(kind, c, seconds)
     try:
         for calls in clients.values():  # a new channel's first calls connect; not measured
             load(min(0.3, seconds), calls, close=False)
-        per_row = {row: {"n": 0, "elapsed": 0.0, "latencies_ms": [], "slices": []} for row in clients}
+        per_row = {row: {"n": 0, "elapsed": 0.0, "latencies_ms": [], "slices": []} for row in measure}
         for _ in range(slices):
-            order = list(clients)
+            order = list(measure)
             rng.shuffle(order)
             for row in order:
-                got = load(seconds, clients[row], close=False)
+                got = measure[row]()
                 acc = per_row[row]
                 acc["n"] += got["n"]
                 acc["elapsed"] += got["elapsed"]
@@ -464,24 +471,88 @@ RAW_LIMIT = r"""
 import json, sys, threading, time
 import numpy as np
 from peer_model import PeerModel
-seconds, concurrency, kind = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-jpeg = open(sys.argv[4], "rb").read()
-pixels = np.load(sys.argv[5])
+jpeg = open(sys.argv[1], "rb").read()
+pixels = np.load(sys.argv[2])
 model = PeerModel()
-call = (lambda: model.predict_encoded([jpeg])) if kind == "jpeg" else (lambda: model.predict_pixels(pixels[None]))
-for _ in range(20):
-    call()
-counts, lat = [0] * concurrency, [[] for _ in range(concurrency)]
-stop = time.perf_counter() + seconds
-def worker(i):
-    while time.perf_counter() < stop:
-        t0 = time.perf_counter(); call(); lat[i].append(time.perf_counter() - t0)
-t0 = time.perf_counter()
-threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
-[t.start() for t in threads]; [t.join() for t in threads]
-flat = np.asarray([x for l in lat for x in l]) * 1000
-print(json.dumps({"n": int(flat.size), "per_s": flat.size / (time.perf_counter() - t0), "p50_ms": float(np.percentile(flat, 50)), "p99_ms": float(np.percentile(flat, 99))}))
+calls = {"jpeg": lambda: model.predict_encoded([jpeg]), "pixels": lambda: model.predict_pixels(pixels[None])}
+for call in calls.values():
+    for _ in range(20):
+        call()
+print(json.dumps({"ready": True}), flush=True)
+for line in sys.stdin:  # one slice per line: KIND CONCURRENCY SECONDS
+    kind, concurrency, seconds = line.split()
+    call, concurrency = calls[kind], int(concurrency)
+    lat = [[] for _ in range(concurrency)]
+    stop = [0.0]
+    barrier = threading.Barrier(concurrency + 1)
+    def worker(i):
+        barrier.wait()
+        while time.perf_counter() < stop[0]:
+            t0 = time.perf_counter(); call(); lat[i].append(time.perf_counter() - t0)
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    [t.start() for t in threads]
+    stop[0] = time.perf_counter() + float(seconds)
+    t0 = time.perf_counter()
+    barrier.wait()
+    [t.join() for t in threads]
+    elapsed = time.perf_counter() - t0
+    flat = [x * 1000 for l in lat for x in l]
+    print(json.dumps({"n": len(flat), "elapsed": elapsed, "per_s": len(flat) / elapsed, "latencies_ms": flat}), flush=True)
 """
+
+
+class RawLimit:
+    """The raw limit: `peer_model.PeerModel` in a process of its own on the servers' CPUs, no server between.
+
+    The process starts once and waits; `measure` has it run the model from C
+    threads for one slice, so the limit is a row of the block's slices like
+    any server. A ratio to it then pairs slices seconds apart, not a whole
+    measurement taken before or after the servers' (the VM's speed drifts
+    within a block, and that drift fell on the ratio).
+    """
+
+    def __init__(self, workdir: Path, onnx: Path, server_cpus):
+        taskset = ["taskset", "-c", ",".join(map(str, server_cpus))] if server_cpus else []
+        env = dict(
+            os.environ,
+            PYTHONPATH=str(HERE),
+            EDGETL_PEER_MODEL=str(onnx),
+            EDGETL_PEER_SPEC=str(workdir / "spec.json"),
+            EDGETL_PEER_THREADS=str(len(server_cpus or os.sched_getaffinity(0))),
+        )
+        self._proc = subprocess.Popen(
+            [*taskset, sys.executable, "-c", RAW_LIMIT, str(workdir / "image.jpg"), str(workdir / "pixels.npy")],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._answer()  # loaded and warmed up
+
+    def _answer(self) -> dict:
+        line = self._proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"raw limit failed: {self._proc.stderr.read()[-2000:]}")
+        return json.loads(line)
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def measure(self, kind: str, concurrency: int, seconds: float) -> dict:
+        """One slice: C threads calling the model for `seconds`; what `load` returns for a server's slice."""
+        self._proc.stdin.write(f"{kind} {concurrency} {seconds}\n")
+        self._proc.stdin.flush()
+        return self._answer()
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.stdin.close()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
 
 
 # --------------------------------------------------------------------- main
@@ -579,8 +650,10 @@ def run(args) -> dict:
         "rounds": args.rounds,
         "slice": args.seconds / max(1, round(args.seconds / args.slice)),
         "versions": {name: PEERS[name][0] for name in pythons},
+        "raw_limit": "a row of the slices",
         "cells": [],
     }
+    raw = None
     try:
         if "edgetl" in args.servers:
             servers.start_edgetl(args.data_dir, threads)
@@ -625,24 +698,18 @@ def run(args) -> dict:
                     )
             call.close()
         # Rounds of blocks: a block is one input and concurrency, every row
-        # (the raw limit too) measured back to back in a shuffled order, so
-        # the rows a ratio compares ran seconds apart, not minutes. This VM's
+        # (the raw limit too) measured in slices taken in turn, so the rows
+        # a ratio compares ran seconds apart, not minutes. This VM's
         # speed drifts by 10-20 % over a run; a ratio within a block cancels
         # the drift that the rounds' ranges of requests/s carry.
+        raw = RawLimit(workdir, onnx, server_cpus)
         rng = random.Random(args.seed)
         blocks = [(kind, c) for kind in args.inputs for c in args.concurrency]
         slices = max(1, round(args.seconds / args.slice))
         for r in range(args.rounds):
             rng.shuffle(blocks)
             for block, (kind, c) in enumerate(blocks):
-                # The raw limit is a process of its own: measured whole, just before or after the servers' slices.
-                raw_first = rng.random() < 0.5
-                measured = {}
-                if raw_first:
-                    measured[RAW_ROW] = raw_limit(workdir, onnx, server_cpus, args.seconds, c, kind)
-                measured.update(interleaved(rows, kind, c, jpeg, pixels, slices, args.seconds / slices, rng))
-                if not raw_first:
-                    measured[RAW_ROW] = raw_limit(workdir, onnx, server_cpus, args.seconds, c, kind)
+                measured = interleaved(rows, kind, c, jpeg, pixels, slices, args.seconds / slices, rng, raw)
                 for row, got in measured.items():
                     results["cells"].append(
                         {"row": row, "input": kind, "concurrency": c, "round": r, "block": block, **got}
@@ -656,6 +723,8 @@ def run(args) -> dict:
             for name, proc in zip(servers.addresses, servers.procs)
         }
     finally:
+        if raw is not None:
+            raw.close()
         servers.stop()
     return results
 
@@ -676,36 +745,6 @@ def wait_model_ready(name: str, address: str, timeout: float = 120) -> None:
     raise RuntimeError(
         f"{name} at {address}: model {MODEL!r} not ready within {timeout:.0f} s"
     )
-
-
-def raw_limit(
-    workdir: Path, onnx: Path, server_cpus, seconds: float, concurrency: int, kind: str
-) -> dict:
-    """The same PeerModel in a process of its own on the servers' CPUs, no server between."""
-    taskset = ["taskset", "-c", ",".join(map(str, server_cpus))] if server_cpus else []
-    threads = len(server_cpus or os.sched_getaffinity(0))
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(HERE),
-        EDGETL_PEER_MODEL=str(onnx),
-        EDGETL_PEER_SPEC=str(workdir / "spec.json"),
-        EDGETL_PEER_THREADS=str(threads),
-    )
-    argv = [
-        *taskset,
-        sys.executable,
-        "-c",
-        RAW_LIMIT,
-        str(seconds),
-        str(concurrency),
-        kind,
-        str(workdir / "image.jpg"),
-        str(workdir / "pixels.npy"),
-    ]
-    out = subprocess.run(argv, check=False, env=env, capture_output=True, text=True)
-    if out.returncode:
-        raise RuntimeError(f"raw limit failed: {out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 ORDER = [
@@ -831,7 +870,7 @@ def median_interval(values: list[float], resamples: int = 2000, seed: int = 0) -
 
 
 def slice_paired(cells: list[dict], inputs: list[str], concurrencies: list[int]) -> list[str]:
-    """Each edgetl row against the fastest peer, slice by slice.
+    """Each edgetl row against the fastest peer (and the raw limit), slice by slice.
 
     In a block, slice i of every row was taken in the same shuffled pass, within
     a few seconds of the others, so edgetl's i-th slice over the fastest peer's
@@ -840,7 +879,8 @@ def slice_paired(cells: list[dict], inputs: list[str], concurrencies: list[int])
     bootstrap interval for it, and in how many slices edgetl was ahead. This is
     a second view of the same run, beside the rounds' rule above (which decides
     the bold): a lead whose interval sits above 1 is there whatever the
-    rounds' scatter. Files from before slices were kept give no table.
+    rounds' scatter. Runs whose raw limit was a row of the slices get the same
+    ratio against it. Files from before slices were kept give no table.
     """
     by_block: dict[tuple, dict[str, dict]] = {}
     for cell in cells:
@@ -849,28 +889,46 @@ def slice_paired(cells: list[dict], inputs: list[str], concurrencies: list[int])
     if not any(any(p in rows for p in PEER_ROWS) for rows in by_block.values()):
         return []
     edgetl_rows = sorted({r for rows in by_block.values() for r in rows if r.startswith("edgetl")}, key=row_order)
+    sliced_raw = any(RAW_ROW in rows for rows in by_block.values())
+    against = ["peer", "raw"] if sliced_raw else ["peer"]
+
+    def ratios_of(kind: str, c: int, row: str, versus: str) -> list[float]:
+        ratios = []
+        for (k, cc, _), rows in by_block.items():
+            if k != kind or cc != c or row not in rows:
+                continue
+            if versus == "raw":
+                other = rows.get(RAW_ROW)
+            else:
+                peers = [rows[p] for p in PEER_ROWS if p in rows]
+                other = max(peers, key=lambda cell: cell["per_s"]) if peers else None
+            if other is not None:
+                ratios += [mine / theirs for mine, theirs in zip(rows[row]["slices"], other["slices"]) if theirs]
+        return ratios
+
     lines = []
     for kind in inputs:
         lines += [
-            f"**{kind}, slice by slice** — edgetl's requests/s over the fastest peer's in the same pass of slices: median of every round's slices [95 % interval of the median]; slices ahead",
+            f"**{kind}, slice by slice** — edgetl's requests/s over the fastest peer's"
+            + (" (and over the raw limit's)" if sliced_raw else "")
+            + " in the same pass of slices: median of every round's slices [95 % interval of the median]; slices ahead",
             "",
-            *table_head("edgetl · API", [f"c={c}" for c in concurrencies]),
+            *table_head(
+                "edgetl · API",
+                [f"c={c}" + (" vs fastest peer" if sliced_raw else "") for c in concurrencies]
+                + ([f"c={c} vs raw" for c in concurrencies] if sliced_raw else []),
+            ),
         ]
         for row in edgetl_rows:
             out = []
-            for c in concurrencies:
-                ratios = []
-                for (k, cc, _), rows in by_block.items():
-                    peers = [rows[p] for p in PEER_ROWS if p in rows]
-                    if k != kind or cc != c or row not in rows or not peers:
+            for versus in against:
+                for c in concurrencies:
+                    ratios = ratios_of(kind, c, row, versus)
+                    if not ratios:
+                        out.append("–")
                         continue
-                    fastest = max(peers, key=lambda cell: cell["per_s"])
-                    ratios += [mine / theirs for mine, theirs in zip(rows[row]["slices"], fastest["slices"]) if theirs]
-                if not ratios:
-                    out.append("–")
-                    continue
-                median, low, high = median_interval(ratios)
-                out.append(f"{median:.3f} [{low:.3f}–{high:.3f}]; {sum(r > 1 for r in ratios)}/{len(ratios)}")
+                    median, low, high = median_interval(ratios)
+                    out.append(f"{median:.3f} [{low:.3f}–{high:.3f}]; {sum(r > 1 for r in ratios)}/{len(ratios)}")
             lines.append(f"| {row} | " + " | ".join(out) + " |")
         lines.append("")
     return lines
@@ -889,7 +947,8 @@ def report(results: dict) -> str:
         f"Machine: {results['machine']}; {results['date']}. CPUs: {results['pin']}; ONNX Runtime intra-op threads {results['ort_threads']} in every server.",
         f"Image: {results['image']}. {results['rounds']} rounds of {results['seconds']:g} s per cell; "
         + (
-            f"in each round, one block per input and concurrency; in a block, every row measured in slices of {results['slice']:g} s taken in turn (a new shuffled order each time), the raw limit whole beside them."
+            f"in each round, one block per input and concurrency; in a block, every row measured in slices of {results['slice']:g} s taken in turn (a new shuffled order each time), "
+            + ("the raw limit among them." if "raw_limit" in results else "the raw limit whole beside them.")
             if "slice" in results
             else "in each round, one block per input and concurrency, its rows back to back in a shuffled order."
             if any("block" in c for c in results["cells"])

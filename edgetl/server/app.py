@@ -21,7 +21,7 @@ from pathlib import Path
 import grpc
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from edgetl import metrics
 from edgetl.adapt.activation import Activator
@@ -65,6 +65,7 @@ from edgetl.server.kserve_servicer import KServeServicer
 from edgetl.server.label_servicer import LabelServicer
 from edgetl.server.model_servicer import ModelServicer
 from edgetl.server.review_servicer import ReviewServicer
+from edgetl.server.routing import MethodTable
 from edgetl.server.security import Authenticator, check_bind, server_credentials
 from edgetl.server.training_servicer import TrainingServicer
 from edgetl.settings import Settings
@@ -115,6 +116,8 @@ class EdgetlServer:
         self._health: health.aio.HealthServicer | None = None
         self.certificates = None  # CertificateFiles when serving TLS; re-read on change
         self.kserve: KServeServicer | None = None
+        #: Every service's methods, the gRPC server's one handler (edgetl.server.routing).
+        self.method_table: MethodTable | None = None
         self.capture: Capturer | None = None
         self.monitor: DriftMonitor | None = None
         self.metrics_port: int | None = None
@@ -197,27 +200,35 @@ class EdgetlServer:
                 ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
             ],
         )
+        # Every service into one table, the server's one generic handler
+        # (edgetl.server.routing: no per-method pending requests to wait on).
         # Classify answers leave serialized (convert.prediction_to_wire): the interceptor's serializer passes bytes through.
-        inference_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(self.engine, self.capture), self._server)
+        table = MethodTable()
+        inference_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(self.engine, self.capture), table)
         model_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelServicer(self.registry, self.engine, settings.default_backbone, self.load_backbone, security=authenticator.enforcing), self._server
+            ModelServicer(self.registry, self.engine, settings.default_backbone, self.load_backbone, security=authenticator.enforcing), table
         )
-        adapt_pb2_grpc.add_LabelServiceServicer_to_server(LabelServicer(self.engine, self.labels, settings.max_pixels), self._server)
-        adapt_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(self.engine, self.jobs), self._server)
+        adapt_pb2_grpc.add_LabelServiceServicer_to_server(LabelServicer(self.engine, self.labels, settings.max_pixels), table)
+        adapt_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(self.engine, self.jobs), table)
         enroller = Enroller(self.engine, self.versions, self.activator, self.labels, settings.max_pixels)
-        adapt_pb2_grpc.add_AdapterServiceServicer_to_server(AdapterServicer(self.engine, self.versions, self.activator, enroller), self._server)
+        adapt_pb2_grpc.add_AdapterServiceServicer_to_server(AdapterServicer(self.engine, self.versions, self.activator, enroller), table)
         review_pb2_grpc.add_ReviewServiceServicer_to_server(
-            ReviewServicer(self.engine, self.reviews, self.labels, self.policies, settings.max_pixels), self._server
+            ReviewServicer(self.engine, self.reviews, self.labels, self.policies, settings.max_pixels), table
         )
         self.kserve = KServeServicer(self.engine, self.versions, self.activator, self.capture)
-        kserve_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self.kserve, self._server)
+        kserve_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self.kserve, table)
         self._health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, KSERVE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            self._server,
-            pool=reflection_pool(),
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, table)
+        # reflection.enable_server_reflection picks its asyncio servicer only for a grpc.aio.Server; the table is not one.
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection.aio.ReflectionServicer(
+                (*SERVICE_NAMES, KSERVE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+                pool=reflection_pool(),
+            ),
+            table,
         )
+        self._server.add_generic_rpc_handlers((table,))
+        self.method_table = table
         try:
             address = f"{settings.host}:{settings.port}"
             if credentials is None:
