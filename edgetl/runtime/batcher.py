@@ -145,6 +145,11 @@ class MicroBatcher:
             self._waiting.extend(slots)
         return slots
 
+    @staticmethod
+    def done(slots: list[_Slot]) -> bool:
+        """Whether every submitted image has its result (or error): `collect` on them would return at once."""
+        return all(slot.result is not None or slot.error is not None for slot in slots)
+
     def collect(self, slots: list[_Slot]) -> list[BackboneResult]:
         """The results of submitted images; blocks, running batches itself whenever the backbone is idle."""
         with self._cond:

@@ -354,7 +354,7 @@ class InferenceEngine:
         tensor = batcher.session.preprocess(decode(image, self.max_pixels))
         decode_ms = (time.perf_counter() - started) * 1000
         queued = batcher.submit(views_of(tensor, adapter.views), adapter.fetch, deadline)
-        yield
+        yield lambda: MicroBatcher.done(queued)
         results = batcher.collect(queued)
         return decode_ms, results, self._head(task, adapter, results, top_k)
 
@@ -370,7 +370,7 @@ class InferenceEngine:
         decoded = decode(image, self.max_pixels)
         queued = [batcher.submit(views_of(batcher.session.preprocess(decoded), views), outputs, deadline) for batcher, outputs, views in runs]
         decode_ms = (time.perf_counter() - started) * 1000
-        yield
+        yield lambda: all(MicroBatcher.done(slots) for slots in queued)
         results = [batcher.collect(slots) for (batcher, _, _), slots in zip(runs, queued)]
         by_batcher = {id(batcher): result for (batcher, _, _), result in zip(runs, results)}
         return decode_ms, results, [self._head(task, adapter, by_batcher[id(batcher)], top_k) for task, adapter, batcher in resolved]

@@ -41,3 +41,18 @@ def test_a_parts_views_share_batches_and_match_one_by_one(session_store, tmp_pat
         assert np.allclose(a.features["stride32"], b.features["stride32"], atol=1e-4)
     stacked = stack_views(together, 2)
     assert stacked["stride32"].shape == (2, *together[0].features["stride32"].shape)
+
+
+def test_done_says_whether_collecting_would_run_the_backbone(session_store, tmp_path):
+    """Two parts of three views each, batches of four: collecting the first runs one batch (its three views
+    and one of the second's); the second is not done until a second batch (the worker's hint, workers.py)."""
+    store, record = builtin_export(session_store)
+    batcher = MicroBatcher(BackboneSession(record, make_settings(tmp_path), store.trt_cache), max_batch=4)
+    x = np.random.default_rng(1).uniform(-1, 1, (3, *batcher.session.input_size)).astype(np.float32)
+    first = batcher.submit(views_of(x, 4)[:3], ("stride32",))
+    second = batcher.submit(views_of(x, 4)[1:], ("stride32",))
+    assert not MicroBatcher.done(first) and not MicroBatcher.done(second)
+    assert [r.batch_size for r in batcher.collect(first)] == [4, 4, 4]
+    assert MicroBatcher.done(first) and not MicroBatcher.done(second)
+    assert [r.batch_size for r in batcher.collect(second)] == [4, 2, 2]
+    assert MicroBatcher.done(second)

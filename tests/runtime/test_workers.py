@@ -80,7 +80,7 @@ def _hold(workers: WorkerThreads) -> tuple[asyncio.Future, threading.Event]:
     return busy, gate
 
 
-def test_staged_jobs_waiting_together_are_stepped_in_turn_and_each_answered_alone():
+def test_staged_jobs_waiting_together_are_stepped_in_turn_and_each_gets_its_own_answer():
     workers = WorkerThreads(1, "test", gather=3)
     steps = []
 
@@ -131,3 +131,63 @@ def test_without_gathering_staged_jobs_run_one_by_one():
     asyncio.run(main())
     workers.shutdown()
     assert steps == ["queue a", "collect a", "queue b", "collect b"]
+
+
+def _counting_wakeups(loop: asyncio.AbstractEventLoop) -> list:
+    """Count the worker threads' hand-backs to `loop` (each call_soon_threadsafe wakes it)."""
+    calls = []
+    original = loop.call_soon_threadsafe
+
+    def counted(*args, **kwargs):
+        calls.append(args[0])
+        return original(*args, **kwargs)
+
+    loop.call_soon_threadsafe = counted
+    return calls
+
+
+@pytest.mark.parametrize("ready", [True, None])
+def test_a_pass_s_answers_reach_the_loop_together_when_nothing_waits(ready):
+    """Three jobs whose images shared a batch (ready): one hand-back for the three; with no hint, one each."""
+    workers = WorkerThreads(1, "test", gather=3)
+
+    def staged(name):
+        yield (lambda: True) if ready else None
+        return name.upper()
+
+    async def main():
+        busy, gate = _hold(workers)
+        jobs = [workers.run_staged(staged, n) for n in "abc"]
+        calls = _counting_wakeups(asyncio.get_running_loop())
+        gate.set()
+        await busy
+        assert await asyncio.gather(*jobs) == ["A", "B", "C"]
+        return len(calls) - 1  # the held job's own answer
+
+    assert asyncio.run(main()) == (1 if ready else 3)
+    workers.shutdown()
+
+
+def test_a_finished_answer_is_not_held_while_another_job_waits():
+    """b's next step would wait (its hint says not ready): a's answer goes back before b's step runs."""
+    workers = WorkerThreads(1, "test", gather=2)
+    a_answered = threading.Event()
+    seen = []
+
+    def staged(name):
+        yield lambda: name == "a"
+        if name == "b":
+            seen.append(a_answered.wait(2))  # False if a's answer were held until b is done
+        return name
+
+    async def main():
+        busy, gate = _hold(workers)
+        jobs = [workers.run_staged(staged, n) for n in "ab"]
+        jobs[0].add_done_callback(lambda _: a_answered.set())
+        gate.set()
+        await busy
+        assert await asyncio.gather(*jobs) == ["a", "b"]
+
+    asyncio.run(main())
+    workers.shutdown()
+    assert seen == [True]
