@@ -7,9 +7,9 @@ pending, and it waits on all of them with `asyncio.wait` before every call.
 For edgetl's ~45 methods, that adds and removes ~45 callbacks per call. That
 was the largest single piece of Python on the event loop: a third of it
 under cProfile. A server with one generic handler has one pending request,
-and finds a call's method with one dict lookup. On one core, a paired A/B
-measured +1 to +4 % more Classify calls a second (BENCHMARKS.md, "Against the
-servers a plant could pick instead").
+and finds a call's method with one dict lookup. The loop's CPU per Classify
+call with the model in went from 529 to 498 µs on one core (BENCHMARKS.md,
+"Against the servers a plant could pick instead").
 
 The services are added to a `MethodTable` as if it were the server. The
 table is then the server's one generic handler.
