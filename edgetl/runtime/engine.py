@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import numpy as np
@@ -345,7 +345,7 @@ class InferenceEngine:
 
     def _run(
         self, image: ImageInput, task: Task, adapter: ActiveAdapter, batcher: MicroBatcher, top_k: int, deadline: float | None
-    ) -> Generator[None, None, tuple[float, list[BackboneResult], HeadAnswer]]:
+    ) -> Generator[Callable[[], bool], None, tuple[float, list[BackboneResult], HeadAnswer]]:
         """Staged, in a worker thread: decode, preprocess and queue each view for the backbone (unless the caller
         has given up); then, after the other requests in hand have queued theirs, the results and the head."""
         if deadline is not None and time.monotonic() > deadline:
@@ -361,7 +361,7 @@ class InferenceEngine:
     def _run_many(
         self, image: ImageInput, runs: list[tuple[MicroBatcher, tuple[str, ...], int]], resolved: list[tuple[Task, ActiveAdapter, MicroBatcher]],
         top_k: int, deadline: float | None,
-    ) -> Generator[None, None, tuple[float, list[list[BackboneResult]], list[HeadAnswer]]]:
+    ) -> Generator[Callable[[], bool], None, tuple[float, list[list[BackboneResult]], list[HeadAnswer]]]:
         """Staged, in a worker thread: decode once, queue each backbone's runs, one per view (preprocessed for its
         session); then, after the other requests in hand have queued theirs, the results and every task's head."""
         if deadline is not None and time.monotonic() > deadline:

@@ -21,7 +21,7 @@ request at a time there is nothing behind it, and nothing changes.
 The answers of one pass over the group go back to the loop together, in one
 `call_soon_threadsafe`: the loop wakes once for the group, not once per
 request, and the worker is interrupted once. At four callers on one core
-that took the loop from 5.4 to 3.6 wake-ups a request (BENCHMARKS.md, "Against
+that took the loop from 4.9 to 3.6 wake-ups a request (BENCHMARKS.md, "Against
 the servers a plant could pick instead"). An answer is never held while
 another job waits: a step may yield a callable that says whether the job's
 next step can run without waiting (its images have been through the
@@ -105,7 +105,7 @@ class WorkerThreads:
         """A future for `fn(*args)` computed in a worker thread; call from the event loop."""
         return self._put(fn, args, staged=False)
 
-    def run_staged(self, fn: Callable[..., Generator[None, None, Any]], *args: Any) -> asyncio.Future:
+    def run_staged(self, fn: Callable[..., Generator[Callable[[], bool] | None, None, Any]], *args: Any) -> asyncio.Future:
         """A future for the value `fn(*args)` returns, a generator stepped in a worker thread alongside the
         staged jobs waiting with it (each `yield` is a point where it would wait; it may yield a callable
         that says whether its next step can run without waiting); call from the event loop."""
