@@ -145,3 +145,9 @@ def test_the_raw_limit_process_runs_the_model_for_a_slice(run, tmp_path, session
     finally:
         raw.close()
     assert raw._proc.poll() is not None
+
+
+def test_a_raw_limit_that_cannot_start_says_why(run, tmp_path):
+    """Its stderr goes to a file (a full pipe would stall it); a failed start raises with that file's end."""
+    with pytest.raises(RuntimeError, match=r"(?s)raw limit failed: .*No such file.*image\.jpg"):
+        run.RawLimit(tmp_path, tmp_path / "missing.onnx", None)

@@ -520,25 +520,24 @@ class RawLimit:
             EDGETL_PEER_SPEC=str(workdir / "spec.json"),
             EDGETL_PEER_THREADS=str(len(server_cpus or os.sched_getaffinity(0))),
         )
-        self._proc = subprocess.Popen(
-            [*taskset, sys.executable, "-c", RAW_LIMIT, str(workdir / "image.jpg"), str(workdir / "pixels.npy")],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        # Its stderr to a file: a pipe nobody reads would stop the process once full.
+        self._log = workdir / "raw-limit.log"
+        with open(self._log, "w") as log:
+            self._proc = subprocess.Popen(
+                [*taskset, sys.executable, "-c", RAW_LIMIT, str(workdir / "image.jpg"), str(workdir / "pixels.npy")],
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
         self._answer()  # loaded and warmed up
 
     def _answer(self) -> dict:
         line = self._proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"raw limit failed: {self._proc.stderr.read()[-2000:]}")
+            raise RuntimeError(f"raw limit failed: {self._log.read_text()[-2000:]}")
         return json.loads(line)
-
-    @property
-    def pid(self) -> int:
-        return self._proc.pid
 
     def measure(self, kind: str, concurrency: int, seconds: float) -> dict:
         """One slice: C threads calling the model for `seconds`; what `load` returns for a server's slice."""
