@@ -119,6 +119,17 @@ def test_slices_against_a_sliced_raw_limit(run):
     assert "; 0/2 |" in text
 
 
+def test_the_slice_interval_keeps_the_rounds_apart(run):
+    """Slices of a round move together: the interval spans what the rounds disagree on, not only slice noise."""
+    rounds = [[0.97] * 8, [1.07] * 8, [1.04] * 8]
+    median, low, high = run.clustered_median_interval(rounds)
+    assert median == pytest.approx(1.04)
+    # Each round alone is drawn three times in 1 of 27 resamples (3.7 %, more than the 2.5 % tails),
+    # so the interval reaches from the slowest round to the fastest; 24 independent slices would not.
+    assert low == pytest.approx(0.97) and high == pytest.approx(1.07)
+    assert run.clustered_median_interval([[1.1, 1.2], []]) == (pytest.approx(1.15), pytest.approx(1.1), pytest.approx(1.2))
+
+
 def test_the_raw_limit_process_runs_the_model_for_a_slice(run, tmp_path, session_store, chelsea_rgb):
     """The real RawLimit on the built-in export: loads, answers a short slice, and stops when closed."""
     import json
