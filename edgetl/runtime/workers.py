@@ -69,11 +69,8 @@ def _settle_all(answers: list[tuple[asyncio.Future, Any, BaseException | None]])
 
 
 def _answer(job: _Job, result: Any, error: BaseException | None) -> None:
-    """From a worker: schedule `_settle` on the caller's loop."""
-    try:
-        job.loop.call_soon_threadsafe(_settle, job.future, result, error)
-    except RuntimeError:  # the loop has closed (the server stopped): nobody is waiting
-        pass
+    """From a worker: one job's answer, to its caller's loop."""
+    _answer_all([(job, result, error)])
 
 
 def _answer_all(answers: list[tuple[_Job, Any, BaseException | None]]) -> None:
