@@ -61,6 +61,7 @@ class Classifier:
 
 
 def handlers(behaviour) -> grpc.GenericRpcHandler:
+    """edgetl.v1 `Classify` answered by `behaviour(request, context)`, with the generated messages' (de)serializers."""
     return grpc.method_handlers_generic_handler(
         SERVICE,
         {

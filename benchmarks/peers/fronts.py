@@ -48,7 +48,7 @@ BASELINE = "front · aio-worker"
 def start_front(servers: peers.Servers, shape: str, env: dict) -> str:
     """Starts `front_server.py SHAPE PORT` under the servers' CPUs; its address once it listens."""
     port = peers.free_port()
-    proc = servers._popen(f"front-{shape}", [sys.executable, str(HERE / "front_server.py"), shape, str(port)], env=env)
+    proc = servers.popen(f"front-{shape}", [sys.executable, str(HERE / "front_server.py"), shape, str(port)], env=env)
     peers.wait_for_port(port, proc, servers.workdir / f"front-{shape}.log")
     address = f"127.0.0.1:{port}"
     servers.addresses[f"front · {shape}"] = address

@@ -146,13 +146,14 @@ class Servers:
             else []
         )
 
-    def _popen(
+    def popen(
         self,
         name: str,
         argv: list[str],
         env: dict | None = None,
         cwd: Path | None = None,
     ) -> subprocess.Popen:
+        """`argv` started on the servers' CPUs, its output in the workdir's NAME.log; `stop` stops it with the rest."""
         log = self.workdir / f"{name}.log"
         proc = subprocess.Popen(
             [*self._taskset(), *argv],
@@ -198,7 +199,7 @@ class Servers:
             f"[runtime]\nintra_op_threads = {threads}\n{runtime}\n\n[terminal]\nterminal_port = 0\n"
         )
         port = free_port()
-        proc = self._popen(
+        proc = self.popen(
             name,
             [
                 sys.executable,
@@ -225,7 +226,7 @@ class Servers:
 
     def start_kserve(self, python: Path, env: dict) -> None:
         grpc_port, http_port = free_port(), free_port()
-        proc = self._popen(
+        proc = self.popen(
             "kserve",
             [
                 str(python),
@@ -256,7 +257,7 @@ class Servers:
                 {"name": MODEL, "implementation": "mlserver_model.ImageClassifier"}
             )
         )
-        proc = self._popen(
+        proc = self.popen(
             "mlserver", [str(python.parent / "mlserver"), "start", str(folder)], env=env
         )
         wait_for_port(grpc_port, proc, self.workdir / "mlserver.log")
@@ -264,7 +265,7 @@ class Servers:
 
     def start_pytriton(self, python: Path, env: dict) -> None:
         grpc_port = free_port()
-        proc = self._popen(
+        proc = self.popen(
             "pytriton",
             [
                 str(python),
