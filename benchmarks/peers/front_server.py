@@ -2,8 +2,8 @@
 
     python front_server.py SHAPE PORT      # SHAPE: sync | aio-inline | aio-worker
 
-No edgetl server code is used: no interceptor, no tasks, metrics, limits or
-capture. The work per request is the peers' (`peer_model.PeerModel`: OpenCV
+Of edgetl, only its worker hand-off is used: no interceptor, no tasks,
+metrics, limits or capture. The work per request is the peers' (`peer_model.PeerModel`: OpenCV
 decode or raw RGB pixels, edgetl's normalisation, one ONNX Runtime run,
 softmax), and the answer is a real `ClassifyResponse` (label, score, all
 1,000 scores). What differs between the shapes is only where the model runs:
@@ -13,15 +13,14 @@ softmax), and the answer is a real `ClassifyResponse` (label, score, all
 - ``aio-inline``: grpc.aio on uvloop; the model runs on the event loop, as
   KServe's ModelServer runs a synchronous `predict`.
 - ``aio-worker``: grpc.aio on uvloop; the loop hands the request to one
-  worker thread and awaits its answer: edgetl's shape without edgetl.
+  worker thread (edgetl's `WorkerThreads`) and awaits its answer: edgetl's
+  shape without the rest of edgetl.
 
 Prints ``ready`` when it serves. `fronts.py` starts and drives these.
 """
 
 from __future__ import annotations
 
-import asyncio
-import queue
 import sys
 import threading
 from pathlib import Path
@@ -94,32 +93,16 @@ def serve_sync(classify: Classifier, port: int) -> None:
 def serve_aio(classify: Classifier, port: int, worker: bool) -> None:
     import uvloop
 
-    jobs: queue.SimpleQueue = queue.SimpleQueue()
+    from edgetl.runtime.workers import WorkerThreads  # edgetl's own hand-off: one queue in, one loop callback out
 
-    def work() -> None:
-        while True:
-            loop, future, request = jobs.get()
-            try:
-                answer, error = classify(request), None
-            except Exception as exc:  # noqa: BLE001 - handed to the call
-                answer, error = None, exc
-            loop.call_soon_threadsafe(_settle, future, answer, error)
-
-    def _settle(future, answer, error) -> None:
-        if not future.done():
-            future.set_exception(error) if error else future.set_result(answer)
+    workers = WorkerThreads(1, "worker") if worker else None
 
     async def behaviour(request, context):
-        if not worker:
+        if workers is None:
             return classify(request)
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        jobs.put((loop, future, request))
-        return await future
+        return await workers.run(classify, request)
 
     async def main() -> None:
-        if worker:
-            threading.Thread(target=work, name="worker", daemon=True).start()
         server = grpc.aio.server()
         server.add_generic_rpc_handlers((handlers(behaviour),))
         server.add_insecure_port(f"127.0.0.1:{port}")

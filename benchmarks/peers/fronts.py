@@ -10,7 +10,7 @@ per image (`peer_model.PeerModel`), driven by the same client as
 of edgetl's server (no interceptor, tasks, metrics, limits, capture); they
 differ from each other only in where the model runs: in a synchronous
 server's pool thread, on a grpc.aio event loop, or in one worker thread the
-loop hands the request to (edgetl's shape). So the table says two things:
+loop hands the request to (edgetl's shape, with edgetl's `WorkerThreads`). So the table says two things:
 what the shape of the front is worth (the minimal rows against each
 other), and what edgetl's own serving costs on top of its shape (edgetl
 against ``aio-worker``).
@@ -26,7 +26,6 @@ rounds [min-max]), and each row over ``aio-worker`` in the same block
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import statistics
@@ -96,10 +95,7 @@ def report(results: dict) -> str:
 
 
 def run(args) -> dict:
-    cpus = sorted(os.sched_getaffinity(0))
-    split = args.pin == "split" or (args.pin == "auto" and len(cpus) >= 2)
-    server_cpus, client_cpus = (cpus[:-1], cpus[-1:]) if split else (None, None)
-    threads = len(server_cpus or cpus)
+    server_cpus, client_cpus, threads, pinned = peers.split_cpus(args.pin)
     workdir = Path(tempfile.mkdtemp(prefix="edgetl-fronts-"))
     onnx, spec_file, jpeg, pixels = peers.prepare_model(args.data_dir, workdir)
     env = dict(
@@ -113,7 +109,7 @@ def run(args) -> dict:
     results = {
         "machine": peers.machine(),
         "date": time.strftime("%Y-%m-%d"),
-        "pin": f"servers on CPUs {server_cpus}, client on {client_cpus}" if split else "none: servers and client share every CPU",
+        "pin": pinned,
         "seconds": args.seconds,
         "rounds": args.rounds,
         "slice": args.seconds / max(1, round(args.seconds / args.slice)),
@@ -130,12 +126,7 @@ def run(args) -> dict:
             (EDGETL_ROW if name == "edgetl" else name, address, peers.edgetl_call)
             for name, address in servers.addresses.items()
         ]
-        for (row, address, factory), kind in [(r, k) for r in rows for k in args.inputs]:
-            call = factory(address, jpeg, pixels, kind)  # warms up, and every row must give the right answer
-            for _ in range(10):
-                if (label := call()) != peers.EXPECTED_LABEL:
-                    raise RuntimeError(f"{row} ({kind}) answered {label!r}, not {peers.EXPECTED_LABEL!r}")
-            call.close()
+        peers.check_rows(rows, args.inputs, jpeg, pixels)
         rng = random.Random(args.seed)
         blocks = [(kind, c) for kind in args.inputs for c in args.concurrency]
         slices = max(1, round(args.seconds / args.slice))
@@ -164,16 +155,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--report", type=Path, help="print the tables of an earlier --out file and exit")
-    args = parser.parse_args()
-    if args.report:
-        print(report(json.loads(args.report.read_text())))
-        return
-    results = run(args)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
-    print()
-    print(report(results))
+    peers.report_or_run(parser.parse_args(), run, report)
 
 
 if __name__ == "__main__":

@@ -625,11 +625,46 @@ def rss_mb(pid: int) -> float:
     return total
 
 
-def run(args) -> dict:
+def split_cpus(pin: str) -> tuple[list[int] | None, list[int] | None, int, str]:
+    """--pin's CPUs: (the servers', the client's, ONNX Runtime threads per server, how the results say it).
+
+    `split` (or `auto` on 2 or more CPUs): the servers on every CPU but the
+    last, the client on the last; `none`: everything shares every CPU (None, None).
+    """
     cpus = sorted(os.sched_getaffinity(0))
-    split = args.pin == "split" or (args.pin == "auto" and len(cpus) >= 2)
-    server_cpus, client_cpus = (cpus[:-1], cpus[-1:]) if split else (None, None)
-    threads = len(server_cpus or cpus)
+    if pin == "split" or (pin == "auto" and len(cpus) >= 2):
+        server_cpus, client_cpus = cpus[:-1], cpus[-1:]
+        return server_cpus, client_cpus, len(server_cpus), f"servers on CPUs {server_cpus}, client on {client_cpus}"
+    return None, None, len(cpus), "none: servers and client share every CPU"
+
+
+def check_rows(rows: list, inputs: list[str], jpeg: bytes, pixels: np.ndarray, calls: int = 30) -> None:
+    """Warms every row up on every input; a row that answers anything but the cat stops the run."""
+    for (row, address, factory), kind in [(r, k) for r in rows for k in inputs]:
+        call = factory(address, jpeg, pixels, kind)
+        try:
+            for _ in range(calls):
+                if (label := call()) != EXPECTED_LABEL:
+                    raise RuntimeError(f"{row} ({kind}) answered {label!r}, not {EXPECTED_LABEL!r}")
+        finally:
+            call.close()
+
+
+def report_or_run(args, run, report) -> None:
+    """The end of a benchmark's main: with --report FILE, `report` that earlier run; else `run(args)`, saved to --out, reported."""
+    if args.report:
+        print(report(json.loads(args.report.read_text())))
+        return
+    results = run(args)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+    print()
+    print(report(results))
+
+
+def run(args) -> dict:
+    server_cpus, client_cpus, threads, pinned = split_cpus(args.pin)
     workdir = Path(tempfile.mkdtemp(prefix="edgetl-peers-"))
     onnx, spec_file, jpeg, pixels = prepare_model(args.data_dir, workdir)
     (workdir / "image.jpg").write_bytes(jpeg)
@@ -642,9 +677,7 @@ def run(args) -> dict:
     results = {
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
-        "pin": f"servers on CPUs {server_cpus}, client on {client_cpus}"
-        if split
-        else "none: servers and client share every CPU",
+        "pin": pinned,
         "ort_threads": threads,
         "image": f"224x224 JPEG ({len(jpeg)} bytes) or raw RGB pixels (150,528 bytes)",
         "seconds": args.seconds,
@@ -688,16 +721,7 @@ def run(args) -> dict:
                 ]
             else:
                 rows.append((f"{name} · KServe v2", address, kserve_call))
-        # Warm up and check each row once per input.
-        for (row, address, factory), kind in [(r, k) for r in rows for k in args.inputs]:
-            call = factory(address, jpeg, pixels, kind)
-            for _ in range(30):
-                label = call()
-                if label != EXPECTED_LABEL:
-                    raise RuntimeError(
-                        f"{row} ({kind}) answered {label!r}, not {EXPECTED_LABEL!r}"
-                    )
-            call.close()
+        check_rows(rows, args.inputs, jpeg, pixels)
         # Rounds of blocks: a block is one input and concurrency, every row
         # (the raw limit too) measured in slices taken in turn, so the rows
         # a ratio compares ran seconds apart, not minutes. This VM's
@@ -1038,16 +1062,7 @@ def main() -> None:
     parser.add_argument(
         "--report", type=Path, help="print the table of an earlier --out file and exit"
     )
-    args = parser.parse_args()
-    if args.report:
-        print(report(json.loads(args.report.read_text())))
-        return
-    results = run(args)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
-    print()
-    print(report(results))
+    report_or_run(parser.parse_args(), run, report)
 
 
 if __name__ == "__main__":
