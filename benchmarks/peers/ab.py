@@ -46,7 +46,9 @@ CLIENTS = {"classify": peers.edgetl_call, "stream": peers.edgetl_stream_call, "k
 
 
 def measure(args) -> dict:
-    _, client_cpus, _, pinned = peers.split_cpus(args.pin)
+    """Rounds of blocks (one per input and concurrency), A and B in alternating slices in each; every slice kept."""
+    _, client_cpus, _, _ = peers.split_cpus(args.pin)
+    pinned = f"client on CPU {client_cpus}, the servers where they were started" if client_cpus else "client on every CPU"
     _, _, jpeg, pixels = peers.prepare_model(args.data_dir, Path(tempfile.mkdtemp(prefix="edgetl-ab-")))
     if client_cpus:
         os.sched_setaffinity(0, client_cpus)
@@ -89,6 +91,7 @@ def b_over_a(cells: list[dict]) -> dict[tuple, list[list[float]]]:
 
 
 def report(results: dict) -> str:
+    """The Markdown table: per input and concurrency, A's and B's requests/s (median of the rounds) and B over A."""
     cells = results["cells"]
     lines = [
         f"A {results['a']}, B {results['b']}; {results['api']}; {results['rounds']} rounds of {results['seconds']} s a cell; "
@@ -96,7 +99,7 @@ def report(results: dict) -> str:
         "",
         *peers.table_head("input, callers", ["A requests/s", "B requests/s", "B over A [95 % interval]", "passes B ahead"]),
     ]
-    for (kind, c), rounds in b_over_a(cells).items():
+    for (kind, c), rounds in sorted(b_over_a(cells).items()):
         per_s = {
             row: statistics.median(cell["per_s"] for cell in cells if (cell["row"], cell["input"], cell["concurrency"]) == (row, kind, c))
             for row in ("A", "B")
