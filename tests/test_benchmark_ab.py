@@ -7,29 +7,20 @@ gRPC server (`front_server.py`) over loopback as both A and B.
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from tests.conftest import builtin_export
-
-PEERS = Path(__file__).resolve().parents[1] / "benchmarks" / "peers"
+from tests.peers_helpers import PEERS, front_server, load_script, peer_env
 
 
 @pytest.fixture(scope="module")
 def ab():
-    sys.path.insert(0, str(PEERS))
-    spec = importlib.util.spec_from_file_location("peers_ab", PEERS / "ab.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("ab")
 
 
 def _cell(row, r, slices, c=1):
@@ -57,39 +48,19 @@ def test_without_two_addresses_it_says_what_it_needs():
 
 
 def test_a_short_run_against_a_real_server_pairs_every_slice(ab, session_store, chelsea_rgb, tmp_path, monkeypatch):
-    from edgetl.backbones import imagenet_class_names
-
     _, record = builtin_export(session_store)
-    spec = record.manifest["spec"]
-    spec_file = tmp_path / "spec.json"
-    spec_file.write_text(json.dumps({k: spec[k] for k in ("input_size", "color_order", "mean", "std")} | {"class_names": list(imagenet_class_names())}))
-    env = dict(
-        os.environ,
-        EDGETL_PEER_MODEL=str(record.onnx_path),
-        EDGETL_PEER_SPEC=str(spec_file),
-        EDGETL_PEER_THREADS="1",
-        PYTHONPATH=os.pathsep.join([str(PEERS), str(PEERS.parents[1])]),
-    )
+    env = peer_env(record, tmp_path)
     rgb = np.ascontiguousarray(cv2.resize(chelsea_rgb, (224, 224), interpolation=cv2.INTER_AREA))
     jpeg = cv2.imencode(".jpg", rgb[:, :, ::-1])[1].tobytes()
     # The test image, without making the data directory's export: the session's is the same model.
-    monkeypatch.setattr(ab.peers, "prepare_model", lambda data_dir, workdir: (record.onnx_path, spec_file, jpeg, rgb))
+    monkeypatch.setattr(ab.peers, "prepare_model", lambda data_dir, workdir: (record.onnx_path, None, jpeg, rgb))
     monkeypatch.setattr(ab.os, "sched_setaffinity", lambda pid, cpus: None)  # leave the test process's CPUs alone
-    port = ab.peers.free_port()
-    log = tmp_path / "front.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, str(PEERS / "front_server.py"), "aio-worker", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        ab.peers.wait_for_port(port, proc, log)
-        address = f"127.0.0.1:{port}"
+    with front_server("aio-worker", env, tmp_path) as address:
         args = type("Args", (), dict(
             a=address, b=address, api="classify", input=["jpeg", "pixels"], concurrency=[2], seconds=0.6, rounds=2, slice=0.2,
             pin="none", data_dir=tmp_path, seed=0,
         ))()
         results = ab.measure(args)
-    finally:
-        proc.terminate()
-        proc.wait(10)
     assert {(c["row"], c["input"], c["round"]) for c in results["cells"]} == {
         (row, kind, r) for row in "AB" for kind in ("jpeg", "pixels") for r in range(2)
     }

@@ -7,12 +7,8 @@ real gRPC, and the report is checked on cells made up for the purpose.
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import grpc
@@ -21,49 +17,26 @@ import pytest
 
 from edgetl.api.v1 import image_pb2, inference_pb2, inference_pb2_grpc
 from tests.conftest import builtin_export
-
-PEERS = Path(__file__).resolve().parents[1] / "benchmarks" / "peers"
+from tests.peers_helpers import PEERS, front_server, load_script
+from tests.peers_helpers import peer_env as env_for
 
 
 @pytest.fixture(scope="module")
 def fronts():
-    sys.path.insert(0, str(PEERS))
-    spec = importlib.util.spec_from_file_location("peers_fronts", PEERS / "fronts.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("fronts")
 
 
 @pytest.fixture(scope="module")
 def peer_env(session_store, tmp_path_factory):
-    from edgetl.backbones import imagenet_class_names
-
     _, record = builtin_export(session_store)
-    spec = record.manifest["spec"]
-    spec_file = tmp_path_factory.mktemp("fronts") / "spec.json"
-    spec_file.write_text(
-        json.dumps({k: spec[k] for k in ("input_size", "color_order", "mean", "std")} | {"class_names": list(imagenet_class_names())})
-    )
-    root = str(PEERS.parents[1])
-    return dict(
-        os.environ,
-        EDGETL_PEER_MODEL=str(record.onnx_path),
-        EDGETL_PEER_SPEC=str(spec_file),
-        EDGETL_PEER_THREADS="1",
-        PYTHONPATH=os.pathsep.join([str(PEERS), root]),
-    )
+    return env_for(record, tmp_path_factory.mktemp("fronts"))
 
 
 @pytest.mark.parametrize("shape", ["sync", "aio-inline", "aio-worker"])
 def test_each_shape_classifies_over_grpc_and_answers_a_bad_request_with_an_error(fronts, peer_env, shape, chelsea_rgb, tmp_path):
-    port = fronts.peers.free_port()
-    log = tmp_path / "front.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, str(PEERS / "front_server.py"), shape, str(port)], env=peer_env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        fronts.peers.wait_for_port(port, proc, log)
+    with front_server(shape, peer_env, tmp_path) as address:
         rgb = np.ascontiguousarray(cv2.resize(chelsea_rgb, (224, 224), interpolation=cv2.INTER_AREA))
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with grpc.insecure_channel(address) as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
             jpeg = cv2.imencode(".jpg", rgb[:, :, ::-1])[1].tobytes()
             for image in (
@@ -78,9 +51,6 @@ def test_each_shape_classifies_over_grpc_and_answers_a_bad_request_with_an_error
             assert refused.value.code() == grpc.StatusCode.UNKNOWN  # no error mapping in a minimal server
             # and it goes on serving
             assert stub.Classify(inference_pb2.ClassifyRequest(task="imagenet", image=image_pb2.Image(encoded=jpeg)), timeout=30).label == "Egyptian cat"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_an_unknown_shape_is_refused_with_the_shapes_named(peer_env):

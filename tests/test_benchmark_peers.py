@@ -7,20 +7,14 @@ its closing verdict apply to the numbers, on cells made up for the purpose.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "peers" / "run.py"
+from tests.peers_helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def run():
-    spec = importlib.util.spec_from_file_location("peers_run", RUN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("run")
 
 
 CLASSIFY, KSERVE, RAW = "edgetl · edgetl.v1 Classify", "kserve · KServe v2", "raw ONNX Runtime in-process"
